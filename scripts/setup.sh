@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Creates .venv (if absent) and installs alphaforge with its data and dev extras.
+# torch==2.13.0 (CPU) is installed only where no torch is importable; an existing torch (e.g. a
+# CUDA build on a GPU machine) is kept, since pyproject only asks for torch>=2.4.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
+.venv/bin/python -m pip install -q -e ".[data,dev]"
