@@ -1,0 +1,195 @@
+"""Experiment configuration: a strict pydantic tree loaded from YAML with ``yaml.safe_load``.
+
+Every section forbids unknown keys; a typo fails before any data is read, with a
+:class:`~alphaforge.errors.ConfigError` that names the key and the valid ones. Model names and
+metric names are checked against their registries. YAML names things only; it never imports code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from alphaforge.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the panel comes from and which part of it to use."""
+
+    source: str = Field(description="CSV/Parquet path, 'builtin:<name>' or 'synthetic:...'")
+    symbols: list[str] | None = Field(None, description="keep only these symbols (default: all)")
+    start: str | None = Field(None, description="first timestamp to keep (inclusive)")
+    end: str | None = Field(None, description="last timestamp to keep (inclusive)")
+    repair: bool = Field(False, description="drop defective rows (listed in run.log) instead of failing")
+
+
+class FeaturesConfig(_Section):
+    """Which engineered features to build."""
+
+    names: list[str] | None = Field(None, description="catalogue names (default: all)")
+    cross_section: bool = Field(True, description="add per-timestamp ranks and z-scores")
+    cs_features: list[str] | None = Field(None, description="features to rank (default set if None)")
+    pca_components: int = Field(0, ge=0, description="PCA factors fitted per fold on train rows")
+
+
+class LabelConfig(_Section):
+    """What to predict."""
+
+    kind: str = "forward_return"
+    horizon: int = Field(1, ge=1, description="bars ahead")
+    price: str = "close"
+
+
+class SplitConfig(_Section):
+    """Walk-forward layout, in bars of the panel's timestamp grid."""
+
+    train: int = Field(ge=1)
+    valid: int = Field(0, ge=0)
+    test: int = Field(ge=1)
+    step: int | None = Field(None, ge=1)
+    purge: int | None = Field(None, ge=0, description="default: label horizon")
+    embargo: int = Field(0, ge=0)
+    expanding: bool = True
+    n_folds: int | None = Field(None, ge=1, description="keep the most recent n folds")
+
+
+class ModelConfig(_Section):
+    """One model of the registry with parameter overrides of its config dataclass."""
+
+    name: str
+    label: str | None = Field(None, description="display name (default: the registry name)")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment: data -> features -> label -> walk-forward -> models -> metrics."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig
+    features: FeaturesConfig = FeaturesConfig()
+    label: LabelConfig = LabelConfig()
+    split: SplitConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    baselines: bool = Field(True, description="add the registry's baselines for the label kind")
+    metrics: list[str] | None = Field(None, description="metric names (default: by label kind)")
+    output_dir: str = Field("runs", description="parent folder of run directories")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_mapping(cls, v: Any) -> Any:
+        # allow `models: {lightgbm: {num_leaves: 15}}` as well as a list of {name, params}
+        if isinstance(v, dict):
+            return [{"name": k, "params": p or {}} for k, p in v.items()]
+        return v
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> ExperimentConfig:
+    """Load and check an experiment config.
+
+    Args:
+        source: Path to a YAML file, or an already parsed mapping.
+
+    Returns:
+        The validated config. Model, metric, label and feature names are all checked.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys (naming valid ones), bad values or names.
+    """
+    where = "config"
+    if isinstance(source, dict):
+        raw = source
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_explain(exc)}") from None
+    check_names(cfg)
+    return cfg
+
+
+def check_names(cfg: ExperimentConfig) -> None:
+    """Check every name in ``cfg`` against its registry (models, their params, metrics, labels)."""
+    from alphaforge.labels import label_kind
+    from alphaforge.metrics import get_metric
+    from alphaforge.registry import get_model
+
+    label_kind(cfg.label.kind)
+    for i, m in enumerate(cfg.models):
+        try:
+            get_model(m.name).from_params(m.params, random_state=cfg.seed)
+        except ConfigError as exc:
+            raise ConfigError(f"models[{i}] ({m.name}): {exc}") from None
+    seen = [m.display for m in cfg.models]
+    dupes = {n for n in seen if seen.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"models: duplicate model names {sorted(dupes)}; set `label:` to tell them apart")
+    for name in cfg.metrics or []:
+        get_metric(name)
+    if cfg.features.names is not None:
+        from alphaforge.features import FEATURES
+
+        unknown = [n for n in cfg.features.names if n not in FEATURES]
+        if unknown:
+            raise ConfigError(f"features.names: unknown features {unknown}; valid: {sorted(FEATURES)}")
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}; valid keys here: {_valid_keys(err['loc'])}")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    # walk the model tree along `loc` (minus the offending key) to list the section's fields
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        ann = field.annotation
+        nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        nested += [b for a in getattr(ann, "__args__", ()) for b in getattr(a, "__args__", ())
+                   if isinstance(b, type)]
+        sub = next((a for a in nested if issubclass(a, BaseModel)), None)
+        if sub is None:
+            break
+        model = sub
+    return sorted(model.model_fields)
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """Resolved config as YAML text (what ``config.yaml`` in a run directory holds)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+

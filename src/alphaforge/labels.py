@@ -1,0 +1,150 @@
+"""Labels: what a model learns to predict. Every label declares its horizon ``h``.
+
+A label at bar ``t`` of a symbol looks *forward* over that symbol's next ``h`` bars; it is the only
+place in alphaforge that does. The horizon sets the purge width of :class:`~alphaforge.splits.WalkForward`
+(a training row at ``t`` must not see prices inside the next segment), and the leakage battery
+checks that a label at ``t`` only changes when bars ``t+1 .. t+h`` change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A label kind: name, what it measures and how it is scored."""
+
+    name: str
+    description: str
+    label_kind: str  # "return" or "volatility": picks default metrics and baselines
+
+
+def _future_price(panel: pd.DataFrame, price: str, h: int) -> tuple[pd.Series, pd.Series]:
+    # (rows,) -> (rows,): price h of the symbol's own bars ahead; NaN in the last h bars
+    p = _price(panel, price)
+    return p, p.groupby(level="symbol", sort=False).shift(-h)
+
+
+def _price(panel: pd.DataFrame, price: str) -> pd.Series:
+    if price not in panel.columns:
+        raise ConfigError(
+            f"label.price: column {price!r} not in the panel; available: {list(panel.columns)}"
+        )
+    return panel[price]
+
+
+def forward_return(panel: pd.DataFrame, horizon: int = 1, *, price: str = "close") -> pd.Series:
+    """Simple return from the close of bar ``t`` to the close ``horizon`` bars later.
+
+    Args:
+        panel: Validated panel indexed by (timestamp, symbol).
+        horizon: ``h >= 1``, counted in the symbol's own bars.
+        price: Price column (``close`` or ``adj_close``).
+
+    Returns:
+        Series on the panel's index; NaN for each symbol's last ``h`` bars. Looks forward ``h``.
+    """
+    p, fut = _future_price(panel, price, _check_h(horizon))
+    return _named(fut / p - 1.0, "forward_return", horizon)
+
+
+def forward_log_return(panel: pd.DataFrame, horizon: int = 1, *, price: str = "close") -> pd.Series:
+    """Log return ``log(p[t+h] / p[t])`` over the symbol's next ``horizon`` bars (looks forward ``h``)."""
+    p, fut = _future_price(panel, price, _check_h(horizon))
+    return _named(np.log(fut / p), "forward_log_return", horizon)
+
+
+def direction(panel: pd.DataFrame, horizon: int = 1, *, price: str = "close") -> pd.Series:
+    """1.0 if the ``horizon``-bar forward return is positive, 0.0 otherwise, NaN when unknown."""
+    r = forward_return(panel, horizon, price=price)
+    out = pd.Series(np.where(r.isna(), np.nan, (r > 0).astype(float)), index=r.index)
+    return _named(out, "direction", horizon)
+
+
+def realized_vol(panel: pd.DataFrame, horizon: int = 5, *, price: str = "close") -> pd.Series:
+    """Realised volatility over the next ``horizon`` bars: ``sqrt(sum_{k=1..h} r[t+k]^2)``.
+
+    ``r`` is the one-bar log return of the symbol's own bars. Not annualised: the units are those
+    of an ``h``-bar log return, directly comparable with a GARCH ``h``-step forecast.
+    """
+    h = _check_h(horizon)
+    p = _price(panel, price)
+    g = p.groupby(level="symbol", sort=False)
+    r2 = np.log(p / g.shift(1)) ** 2  # (rows,) squared one-bar log return ending at t
+    # sum of r2 over bars t+1..t+h: a trailing h-sum that ends at t+h, shifted back by h
+    trailing = r2.groupby(level="symbol", sort=False).rolling(h, min_periods=h).sum()
+    trailing = trailing.droplevel(0).reindex(p.index)
+    fwd = trailing.groupby(level="symbol", sort=False).shift(-h)
+    return _named(np.sqrt(fwd), "realized_vol", h)
+
+
+LABELS: dict[str, tuple[LabelSpec, Callable[..., pd.Series]]] = {
+    "forward_return": (
+        LabelSpec("forward_return", "simple return over the next h bars", "return"),
+        forward_return,
+    ),
+    "forward_log_return": (
+        LabelSpec("forward_log_return", "log return over the next h bars", "return"),
+        forward_log_return,
+    ),
+    "direction": (
+        LabelSpec("direction", "1 if the next-h-bar return is positive else 0", "return"),
+        direction,
+    ),
+    "realized_vol": (
+        LabelSpec("realized_vol", "sqrt of summed squared log returns over the next h bars",
+                  "volatility"),
+        realized_vol,
+    ),
+}
+
+
+def make_label(panel: pd.DataFrame, kind: str, horizon: int, *, price: str = "close") -> pd.Series:
+    """Build a label by name.
+
+    Args:
+        panel: Validated panel.
+        kind: One of :data:`LABELS`.
+        horizon: Bars ahead (``h >= 1``).
+        price: Price column the label is computed from.
+
+    Returns:
+        Series on the panel's index with ``attrs["horizon"]`` and ``attrs["kind"]`` set.
+
+    Raises:
+        ConfigError: unknown kind or bad horizon.
+    """
+    if kind not in LABELS:
+        raise ConfigError(f"label.kind: unknown label {kind!r}; valid: {sorted(LABELS)}")
+    spec, fn = LABELS[kind]
+    y = fn(panel, horizon, price=price)
+    y.attrs["label_kind"] = spec.label_kind
+    return y
+
+
+def label_kind(kind: str) -> str:
+    """``"return"`` or ``"volatility"`` for a label name (picks metrics and baselines)."""
+    if kind not in LABELS:
+        raise ConfigError(f"label.kind: unknown label {kind!r}; valid: {sorted(LABELS)}")
+    return LABELS[kind][0].label_kind
+
+
+def _check_h(horizon: int) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+        raise ConfigError(f"label.horizon: must be an integer >= 1, got {horizon!r}")
+    return int(horizon)
+
+
+def _named(y: pd.Series, name: str, horizon: int) -> pd.Series:
+    if not isinstance(y.index, pd.MultiIndex):
+        raise DataError("labels need a panel indexed by (timestamp, symbol)")
+    y = y.astype("float64").rename(name)
+    y.attrs = {"kind": name, "horizon": int(horizon)}
+    return y

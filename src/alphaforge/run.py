@@ -1,0 +1,301 @@
+"""``run_experiment``: panel -> features -> label -> walk-forward -> models + baselines -> metrics.
+
+Everything ``alphaforge run`` does is this one function. The run directory is built in a hidden
+temporary folder beside its destination and renamed into place at the end, so a failed or killed
+run leaves nothing half-written::
+
+    <run_dir>/config.yaml           resolved config
+    <run_dir>/predictions.parquet   timestamp, symbol, model, fold, split (valid|test), y_true, y_pred
+    <run_dir>/metrics.json          per model: overall and per fold, for valid and test
+    <run_dir>/folds.json            each fold's segment boundaries
+    <run_dir>/models/<model>/fold_<k>/   saved models (native formats + meta.json)
+    <run_dir>/run.log               the library's log of the run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
+from alphaforge.errors import ConfigError
+from alphaforge.labels import label_kind, make_label
+from alphaforge.splits import Fold, WalkForward
+from alphaforge.utils.io import atomic_write_text, safe_filename
+from alphaforge.utils.seed import seed_everything
+
+log = logging.getLogger(__name__)
+
+#: progress(stage, done, total, description); stage is "fold" or "model"
+ProgressCallback = Callable[[str, int, int, str], None]
+
+# baselines shown beside the models, by label kind (registry names)
+_BASELINES = {"return": ("zero", "trailing_mean", "last_value"),
+              "volatility": ("trailing_mean", "garch")}
+
+
+@dataclass
+class RunResult:
+    """What a run produced (also written to ``run_dir``)."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    predictions: pd.DataFrame
+    metrics: dict[str, Any]
+    folds: list[Fold] = field(default_factory=list)
+
+    def table(self, split: str = "test") -> pd.DataFrame:
+        """Overall metrics per model (rows) for ``split`` ("valid" or "test")."""
+        rows = {m: v[split]["overall"] for m, v in self.metrics["models"].items()}
+        return pd.DataFrame(rows).T
+
+
+def run_experiment(
+    config: ExperimentConfig | str | os.PathLike[str] | dict[str, Any],
+    *,
+    data: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RunResult:
+    """Run a walk-forward experiment end to end and write its run directory.
+
+    Args:
+        config: Config object, YAML path or mapping.
+        data: Optional panel source overriding ``config.data.source`` (all of its symbols).
+        out: Run directory; default ``<output_dir>/<name>-<UTC time>``.
+        overwrite: Replace ``out`` if it exists.
+        progress: Optional callback driven per fold and per model (the CLI draws bars with it).
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        ConfigError: bad names, windows that do not fit the data (before any training).
+        DataError: invalid input data.
+    """
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
+    if data is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": data,
+                                                                          "symbols": None})})
+    run_dir = _resolve_run_dir(cfg, out, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    try:
+        with _log_to(tmp / "run.log"):
+            result = _run(cfg, tmp, progress)
+        if run_dir.exists():  # overwrite=True was checked in _resolve_run_dir
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.run_dir = run_dir
+    return result
+
+
+def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None) -> RunResult:
+    from alphaforge.data import load_panel
+    from alphaforge.features import build_features
+    from alphaforge.registry import get_model
+
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    kind = label_kind(cfg.label.kind)
+    members = _members(cfg, kind, cfg.features.names)
+    factories = {m.display: get_model(m.name) for m in members}  # fails before any data work
+    panel = _select(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
+    splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
+    folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
+    log.info("panel %s: %d rows, %d symbols, %d folds", cfg.data.source, len(panel),
+             panel.index.get_level_values("symbol").nunique(), len(folds))
+    X = build_features(panel, cfg.features.names, cross_section=cfg.features.cross_section,
+                       cs_features=cfg.features.cs_features)
+    y = make_label(panel, cfg.label.kind, cfg.label.horizon, price=cfg.label.price)
+    log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
+
+    parts: list[pd.DataFrame] = []
+    for fold in folds:
+        if progress:
+            progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
+        Xf = _with_pca(X, fold, cfg)
+        masks = {p: fold.rows(Xf, p) for p in ("train", "valid", "test")}
+        for j, m in enumerate(members):
+            if progress:
+                progress("model", j, len(members), m.display)
+            model = factories[m.display].from_params(m.params, random_state=cfg.seed)
+            tr, va = masks["train"], masks["valid"]
+            valid = (Xf[va], y[va]) if va.any() else None
+            model.fit(Xf[tr], y[tr], valid=valid)
+            model.save(workdir / "models" / safe_filename(m.display) / f"fold_{fold.index}")
+            for part in ("valid", "test"):
+                if masks[part].any():
+                    parts.append(_frame(model.predict(Xf[masks[part]]), y, m.display, fold, part))
+        if progress:
+            progress("model", len(members), len(members), "")
+    if progress:
+        progress("fold", len(folds), len(folds), "done")
+
+    preds = pd.concat(parts, ignore_index=True)
+    metrics = _metrics(preds, cfg, kind, folds, members)
+    metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    _write(workdir, cfg, preds, metrics, folds)
+    log.info("run finished in %.1fs", time.perf_counter() - t0)
+    return RunResult(cfg, workdir, preds, metrics, folds)
+
+
+def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[ModelConfig]:
+    from alphaforge.features import FEATURES
+
+    members = list(cfg.models)
+    if not cfg.baselines:
+        return members
+    have = {m.display for m in members}
+    built = set(FEATURES) if names is None else set(names)
+    h = cfg.label.horizon
+    # the last realised h-bar return is the natural "last value" of an h-bar return label
+    last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"
+    for name in _BASELINES[kind]:
+        params: dict[str, Any] = {}
+        if name in ("last_value", "garch"):
+            if last not in built:
+                log.warning("baseline %s skipped: feature %s is not built", name, last)
+                continue
+            params = {"column": last} if name == "last_value" else {"column": "ret_1", "horizon": h}
+        if name not in have:
+            members.append(ModelConfig(name=name, params=params))
+    return members
+
+
+def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
+    d = cfg.data
+    if d.symbols:
+        have = set(panel.index.get_level_values("symbol"))
+        missing = [s for s in d.symbols if s not in have]
+        if missing:
+            raise ConfigError(f"data.symbols: {missing} not in {d.source}; available: {sorted(have)}")
+        panel = panel[panel.index.get_level_values("symbol").isin(d.symbols)]
+    if d.start or d.end:
+        ts = panel.index.get_level_values("timestamp")
+        tz = getattr(ts, "tz", None)
+        keep = np.ones(len(panel), dtype=bool)
+        if d.start:
+            keep &= ts >= pd.Timestamp(d.start, tz=tz)
+        if d.end:
+            keep &= ts <= pd.Timestamp(d.end, tz=tz)
+        panel = panel[keep]
+    if panel.empty:
+        raise ConfigError(f"data: no rows left after selecting symbols/start/end from {d.source}")
+    return panel
+
+
+def _with_pca(X: pd.DataFrame, fold: Fold, cfg: ExperimentConfig) -> pd.DataFrame:
+    k = cfg.features.pca_components
+    if not k:
+        return X
+    from alphaforge.features.pca import PCAFactors
+
+    # fitted on this fold's train rows only; transform is row-wise, so later rows cannot leak back
+    pca = PCAFactors(n_components=k, random_state=cfg.seed).fit(X[fold.rows(X, "train")])
+    return pd.concat([X, pca.transform(X)], axis=1)
+
+
+def _frame(pred: pd.Series, y: pd.Series, model: str, fold: Fold, part: str) -> pd.DataFrame:
+    idx = pred.index
+    return pd.DataFrame({
+        "timestamp": idx.get_level_values("timestamp"),
+        "symbol": idx.get_level_values("symbol").astype(str),
+        "model": model,
+        "fold": np.int32(fold.index),
+        "split": part,
+        "y_true": y.reindex(idx).to_numpy(dtype="float64"),
+        "y_pred": pred.to_numpy(dtype="float64"),
+    })
+
+
+def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[Fold],
+             members: list[ModelConfig]) -> dict[str, Any]:
+    from alphaforge.metrics import evaluate
+
+    out: dict[str, Any] = {"label": cfg.label.model_dump(), "label_kind": kind,
+                           "n_folds": len(folds), "models": {}}
+    baseline_names = {m.display for m in members[len(cfg.models):]}
+    for name, g in preds.groupby("model", sort=False):
+        entry: dict[str, Any] = {"baseline": name in baseline_names}
+        for part, gp in g.groupby("split", sort=False):
+            s = gp.set_index(["timestamp", "symbol"])
+            overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind)
+            per_fold = {int(k): evaluate(f["y_true"], f["y_pred"], cfg.metrics, label_kind=kind)
+                        for k, f in s.groupby("fold", sort=True)}
+            entry[part] = {"overall": overall, "per_fold": per_fold}
+        out["models"][name] = entry
+    return out
+
+
+def _write(workdir: Path, cfg: ExperimentConfig, preds: pd.DataFrame, metrics: dict[str, Any],
+           folds: list[Fold]) -> None:
+    atomic_write_text(workdir / "config.yaml", dump_config(cfg))
+    preds.to_parquet(workdir / "predictions.parquet", index=False)
+    atomic_write_text(workdir / "metrics.json", json.dumps(_jsonable(metrics), indent=2))
+    atomic_write_text(workdir / "folds.json",
+                      json.dumps([f.describe() for f in folds], indent=2))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,
+                     overwrite: bool) -> Path:
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        base = Path(cfg.output_dir) / f"{safe_filename(_slug(cfg.name))}-{stamp}"
+        run_dir, n = base, 1
+        while run_dir.exists():  # two runs in the same second get -2, -3 ...
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    else:
+        run_dir = Path(out)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise ConfigError(f"--out: {run_dir} exists and is not empty; pass --overwrite to replace it")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "run"
+
+
+@contextlib.contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("alphaforge")
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
