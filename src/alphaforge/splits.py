@@ -11,7 +11,7 @@ Layout of one fold (time runs right; sizes in bars of the panel's timestamp grid
   labels (López de Prado, *Advances in Financial Machine Learning*, ch. 7).
 
 Folds step forward by ``step`` bars (default: the test length) so test blocks tile the data
-without overlap. With ``expanding=True`` the train window starts at the first bar and grows; with
+without overlap; the last test block ends on the last bar. With ``expanding=True`` the train window starts at the first bar and grows; with
 ``expanding=False`` it keeps ``train`` bars. Every fit window is derived here, never typed as dates.
 """
 
@@ -144,7 +144,8 @@ class WalkForward:
             )
         step = self.step or self.test
         first_test = self.min_bars() - self.test
-        starts = np.arange(first_test, n - self.test + 1, step)
+        # anchor the last test block on the last bar, so the most recent data is always tested
+        starts = np.arange(n - self.test, first_test - 1, -step)[::-1]
         if self.n_folds is not None:
             starts = starts[-self.n_folds:]
         for k, t0 in enumerate(starts):
