@@ -233,6 +233,7 @@ def qlike(
         ConfigError: ``kind`` is not "vol" or "var".
         DataError: Inputs empty or misaligned, a label is negative, or (without ``floor``) a
             forecast or label is <= 0, where the loss is undefined or infinite.
+        ValueError: ``floor`` is not positive.
     """
     if kind not in ("vol", "var"):
         raise ConfigError(f"qlike kind must be one of ['vol', 'var'], got {kind!r}")
@@ -291,6 +292,7 @@ def ic_series(y_true: pd.Series, y_pred: pd.Series, *, min_count: int = 2) -> pd
 
     Raises:
         DataError: Inputs empty, misaligned, with no valid pair or no ``timestamp`` level.
+        ValueError: ``min_count`` < 2.
     """
     _check_count("min_count", min_count, 2)
     t, p = _cross_sectional_pairs(y_true, y_pred)
@@ -314,6 +316,7 @@ def rank_ic_series(y_true: pd.Series, y_pred: pd.Series, *, min_count: int = 2) 
 
     Raises:
         DataError: Inputs empty, misaligned, with no valid pair or no ``timestamp`` level.
+        ValueError: ``min_count`` < 2.
     """
     _check_count("min_count", min_count, 2)
     t, p = _cross_sectional_pairs(y_true, y_pred)
@@ -420,7 +423,7 @@ def _top_membership(v: pd.Series, k: pd.Series | int, *, largest: bool = True) -
 def top_k_hit_rate_series(
     y_true: pd.Series, y_pred: pd.Series, k: int, *, min_count: int | None = None
 ) -> pd.Series:
-    """Top-k hit rate per timestamp: share of the k highest-predicted symbols that realise a top-k label.
+    """Top-k hit rate per timestamp: share of the k highest forecasts that realise a top-k label.
 
     ``|top_k(y_pred) ∩ top_k(y_true)| / k`` within each timestamp. Ties on either side count
     fractionally (expected overlap under random tie-breaking), so the value does not depend on
@@ -439,6 +442,7 @@ def top_k_hit_rate_series(
 
     Raises:
         DataError: Inputs empty, misaligned, with no valid pair or no ``timestamp`` level.
+        ValueError: ``k`` or ``min_count`` < 1.
     """
     _check_count("k", k, 1)
     min_count = k + 1 if min_count is None else min_count
@@ -493,6 +497,7 @@ def quantile_spread_series(
 
     Raises:
         DataError: Inputs empty, misaligned, with no valid pair or no ``timestamp`` level.
+        ValueError: ``q`` < 2 or ``min_count`` < 1.
     """
     _check_count("q", q, 2)
     min_count = q if min_count is None else min_count
@@ -674,6 +679,8 @@ def evaluate(
         ConfigError: Unknown metric name or ``label_kind``.
         DataError: Inputs empty, misaligned or with no valid pair.
     """
+    if isinstance(names, str):  # a lone name, not an iterable of characters
+        names = [names]
     chosen = list(default_metric_names(label_kind) if names is None else names)
     specs = [get_metric(n) for n in chosen]  # fail on a bad name before any work
     t, p = _pairs(y_true, y_pred)  # validate and align once; every metric then sees clean pairs
