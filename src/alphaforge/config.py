@@ -8,6 +8,7 @@ metric names are checked against their registries. YAML names things only; it ne
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,14 @@ class ModelConfig(_Section):
     name: str
     label: str | None = Field(None, description="display name (default: the registry name)")
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("label")
+    @classmethod
+    def _plain_label(cls, v: str | None) -> str | None:
+        # the display name becomes a folder under models/: keep it a plain file name
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}", v):
+            raise ValueError("use letters, digits, '_' and '-' only (at most 64 characters)")
+        return v
 
     @property
     def display(self) -> str:
@@ -142,7 +151,7 @@ def check_names(cfg: ExperimentConfig) -> None:
             get_model(m.name).from_params(m.params, random_state=cfg.seed)
         except ConfigError as exc:
             raise ConfigError(f"models[{i}] ({m.name}): {exc}") from None
-    seen = [m.display for m in cfg.models]
+    seen = [m.display.lower() for m in cfg.models]
     dupes = {n for n in seen if seen.count(n) > 1}
     if dupes:
         raise ConfigError(f"models: duplicate model names {sorted(dupes)}; set `label:` to tell them apart")

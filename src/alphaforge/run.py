@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_c
 from alphaforge.errors import ConfigError
 from alphaforge.labels import label_kind, make_label
 from alphaforge.splits import Fold, WalkForward
-from alphaforge.utils.io import atomic_write_text, safe_filename
+from alphaforge.utils.io import atomic_write_text
 from alphaforge.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
             tr, va = masks["train"], masks["valid"]
             valid = (Xf[va], y[va]) if va.any() else None
             model.fit(Xf[tr], y[tr], valid=valid)
-            model.save(workdir / "models" / safe_filename(m.display) / f"fold_{fold.index}")
+            model.save(workdir / "models" / m.display / f"fold_{fold.index}")
             for part in ("valid", "test"):
                 if masks[part].any():
                     parts.append(_frame(model.predict(Xf[masks[part]]), y, m.display, fold, part))
@@ -268,7 +269,7 @@ def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,
                      overwrite: bool) -> Path:
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        base = Path(cfg.output_dir) / f"{safe_filename(_slug(cfg.name))}-{stamp}"
+        base = Path(cfg.output_dir) / f"{_slug(cfg.name)}-{stamp}"
         run_dir, n = base, 1
         while run_dir.exists():  # two runs in the same second get -2, -3 ...
             n += 1
@@ -282,7 +283,7 @@ def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,
 
 
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name) or "run"
+    return re.sub(r"[^A-Za-z0-9_\-]", "-", name)[:64] or "run"
 
 
 @contextlib.contextmanager
