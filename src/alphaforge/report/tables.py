@@ -1,0 +1,264 @@
+"""HTML tables and number formatting of the report: run facts, folds, metrics, per-fold scores.
+
+Every value passes through :func:`fmt` (NaN/None -> "–") and every text through ``html.escape``.
+The best value of each metric column is marked with ``class="best"``, using the metric's
+direction from :data:`alphaforge.metrics.METRICS` (backtest columns: higher is better).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+
+import pandas as pd
+
+from alphaforge.metrics import METRICS
+from alphaforge.report.load import RunData, as_float, get_path
+
+DASH = "\u2013"  # shown for every missing or NaN value
+PERCENT_METRICS = frozenset({"direction_accuracy", "top5_hit_rate", "top10_hit_rate"})
+SHORT_NAMES = {
+    "mae": "MAE", "rmse": "RMSE", "pct_return_mae": "MAE (pp)", "direction_accuracy": "Dir. acc.",
+    "ic": "IC", "rank_ic": "Rank IC", "icir": "ICIR", "rank_icir": "Rank ICIR",
+    "top5_hit_rate": "Top-5 hit", "top10_hit_rate": "Top-10 hit",
+    "quantile_spread": "Q5\u2212Q1", "qlike": "QLIKE",
+}
+# model-ranking keys, in order of preference: (metric, higher is better)
+RANK_KEYS = (("rank_ic", True), ("ic", True), ("qlike", False), ("rmse", False), ("mae", False))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One numeric column of a model table.
+
+    Attributes:
+        key: Identifier (metric name or ``bt_<key>``).
+        label: Header text.
+        title: Header tooltip.
+        get: ``get(model) -> float`` (NaN when missing).
+        fmt: ``fmt(value) -> str``.
+        higher_better: True/False to highlight the best value; None for no highlight.
+    """
+
+    key: str
+    label: str
+    title: str
+    get: Callable[[str], float]
+    fmt: Callable[[float], str]
+    higher_better: bool | None
+
+
+def fmt(value: object, kind: str = "num") -> str:
+    """Format a number for a table cell; NaN, None and non-numbers become "–".
+
+    Args:
+        value: The number.
+        kind: ``"num"`` (4 decimals, or 3 significant digits when tiny or huge), ``"pct"``
+            (fraction shown as a percentage), ``"ratio"`` (2 decimals) or ``"int"``.
+
+    Returns:
+        The cell text.
+    """
+    v = as_float(value)
+    if not math.isfinite(v):
+        return DASH
+    if kind == "pct":
+        return f"{v * 100:.1f}%"
+    if kind == "ratio":
+        return f"{v:.2f}"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if v == 0 or 1e-3 <= abs(v) < 1e4:
+        return f"{v:.4f}"
+    return f"{v:.3g}"
+
+
+def fmt_metric(name: str) -> Callable[[float], str]:
+    """Formatter of a metric's values (percentages for hit rates and accuracy)."""
+    kind = "pct" if name in PERCENT_METRICS else "num"
+    return lambda v: fmt(v, kind)
+
+
+def fmt_time(value: object) -> str:
+    """A timestamp as ``YYYY-MM-DD`` (midnight) or ``YYYY-MM-DD HH:MM``; "–" if missing."""
+    if value is None or value == "":
+        return DASH
+    try:
+        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return escape(str(value))
+    if pd.isna(ts):
+        return DASH
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_seconds(value: object) -> str:
+    """Elapsed seconds as ``"12.3 s"``, ``"4 min 05 s"`` or ``"1 h 02 min"``."""
+    s = as_float(value)
+    if not math.isfinite(s):
+        return DASH
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def rank_models(data: RunData) -> tuple[list[str], str | None]:
+    """Models best first: non-baselines by test score, then baselines, each group ranked.
+
+    The score is the first of :data:`RANK_KEYS` that some model has a finite test value of;
+    models without one keep their ``metrics.json`` order after those with one.
+
+    Args:
+        data: The run.
+
+    Returns:
+        ``(models, metric)``: ranked names and the metric used (None if no model had any).
+    """
+    names = data.models()
+    chosen = next(((metric, higher) for metric, higher in RANK_KEYS
+                   if any(math.isfinite(data.metric(m, "test", metric)) for m in names)), None)
+    if chosen is None:
+        return sorted(names, key=data.is_baseline), None  # stable: metrics.json order kept
+    metric, higher = chosen
+
+    def key(m: str) -> tuple[bool, bool, float]:
+        v = data.metric(m, "test", metric)
+        return data.is_baseline(m), not math.isfinite(v), -v if higher else v
+
+    return sorted(names, key=key), metric  # sorted() is stable: ties keep metrics.json order
+
+
+def metric_names(data: RunData, split: str) -> list[str]:
+    """Metric names found in any model's ``split`` overall metrics, in METRICS order."""
+    seen: dict[str, None] = {}
+    for entry in data.model_entries.values():
+        overall = get_path(entry, split, "overall")
+        if isinstance(overall, dict):
+            seen.update(dict.fromkeys(map(str, overall)))
+    known = [n for n in METRICS if n in seen]
+    return known + sorted(n for n in seen if n not in METRICS)
+
+
+def model_columns(data: RunData, split: str, *, backtest: bool) -> list[Column]:
+    """Metric columns (and, if ``backtest``, the test backtest columns) of a model table."""
+    cols: list[Column] = []
+    for name in metric_names(data, split):
+        spec = METRICS.get(name)
+        higher = None if spec is None else spec.direction == "maximize"
+        arrow = "" if higher is None else ("\u00a0\u2191" if higher else "\u00a0\u2193")
+        cols.append(Column(name, SHORT_NAMES.get(name, name) + arrow,
+                           spec.description if spec else name,
+                           lambda m, n=name: data.metric(m, split, n), fmt_metric(name), higher))
+    if backtest and any(isinstance(e.get("backtest"), dict) for e in data.model_entries.values()):
+        def bt(variant: str, key: str) -> Callable[[str], float]:
+            return lambda m: data.backtest_summary(m, variant, "net", key)
+
+        cols += [
+            Column("bt_sharpe", "Sharpe net\u00a0\u2191", "annualised Sharpe ratio after costs",
+                   bt("base", "sharpe"), lambda v: fmt(v, "ratio"), True),
+            Column("bt_ann_return", "Ann. ret. net\u00a0\u2191",
+                   "annualised geometric return after costs", bt("base", "ann_return"),
+                   lambda v: fmt(v, "pct"), True),
+            Column("bt_max_drawdown", "Max DD net\u00a0\u2191", "maximum drawdown after costs "
+                   "(closer to 0 is better)", bt("base", "max_drawdown"),
+                   lambda v: fmt(v, "pct"), True),
+            Column("bt_lag_sharpe", "Sharpe lag+1", "net Sharpe when trading one bar later "
+                   "(lag test: a collapse hints at look-ahead)", bt("lagged", "sharpe"),
+                   lambda v: fmt(v, "ratio"), None),
+        ]
+    return cols
+
+
+def model_table(data: RunData, models: Sequence[str], columns: Sequence[Column],
+                table_id: str, best: str | None = None) -> str:
+    """HTML table: one row per model, baselines tagged, best value per column marked.
+
+    Args:
+        data: The run.
+        models: Row order.
+        columns: From :func:`model_columns`.
+        table_id: ``id`` of the table element.
+        best: Model to tag as the report's "best" (the one the plots show), if any.
+
+    Returns:
+        The ``<table>`` wrapped in a horizontally scrollable ``<div>``.
+    """
+    values = {c.key: [c.get(m) for m in models] for c in columns}
+    winners: dict[str, float] = {}
+    for c in columns:
+        finite = [v for v in values[c.key] if math.isfinite(v)]
+        if c.higher_better is not None and len(finite) > 1:
+            winners[c.key] = max(finite) if c.higher_better else min(finite)
+    head = "".join(f'<th title="{escape(c.title)}">{escape(c.label)}</th>' for c in columns)
+    rows = []
+    for i, m in enumerate(models):
+        tags = ""
+        if data.is_baseline(m):
+            tags += ' <span class="tag">baseline</span>'
+        if m == best:
+            tags += ' <span class="tag tag-best">plotted</span>'
+        cells = []
+        for c in columns:
+            v = values[c.key][i]
+            mark = ' class="best"' if c.key in winners and v == winners[c.key] else ""
+            cells.append(f"<td{mark}>{c.fmt(v)}</td>")
+        cls = ' class="baseline"' if data.is_baseline(m) else ""
+        rows.append(f'<tr{cls}><th scope="row">{escape(m)}{tags}</th>{"".join(cells)}</tr>')
+    return (f'<div class="table-wrap"><table class="num" id="{table_id}">'
+            f'<thead><tr><th>Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            "</table></div>")
+
+
+def per_fold_table(data: RunData, models: Sequence[str], metric: str, split: str = "test") -> str:
+    """HTML table of one metric per model (rows) and fold (columns), negatives marked; or ''."""
+    per: dict[str, dict[str, float]] = {}
+    for m in models:
+        folds = get_path(data.model_entries.get(m), split, "per_fold")
+        if isinstance(folds, dict):
+            per[m] = {str(k): as_float(get_path(v, metric)) for k, v in folds.items()}
+    fold_ids = sorted({k for d in per.values() for k in d},
+                      key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k))
+    if not fold_ids:
+        return ""
+    formatter = fmt_metric(metric)
+    head = "".join(f"<th>fold {escape(k)}</th>" for k in fold_ids)
+    rows = []
+    for m in models:
+        cells = []
+        for k in fold_ids:
+            v = per.get(m, {}).get(k, math.nan)
+            neg = ' class="neg"' if math.isfinite(v) and v < 0 else ""
+            cells.append(f"<td{neg}>{formatter(v)}</td>")
+        cls = ' class="baseline"' if data.is_baseline(m) else ""
+        rows.append(f'<tr{cls}><th scope="row">{escape(m)}</th>{"".join(cells)}</tr>')
+    return (f'<div class="table-wrap"><table class="num" id="metrics-per-fold">'
+            f'<thead><tr><th>Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            "</table></div>")
+
+
+def facts_table(facts: Sequence[tuple[str, str]]) -> str:
+    """Two-column key/value table; values are trusted HTML (escape them before)."""
+    rows = "".join(f'<tr><th scope="row">{escape(k)}</th><td>{v}</td></tr>' for k, v in facts)
+    return f'<table class="facts">{rows}</table>'
+
+
+def folds_table(folds: Sequence[dict[str, object]]) -> str:
+    """Walk-forward folds with each segment's first and last bar and its length."""
+    def seg(fold: dict[str, object], part: str) -> str:
+        s = fold.get(part)
+        if not isinstance(s, dict) or not s.get("n_bars"):
+            return DASH
+        return (f"{fmt_time(s.get('start'))} \u2192 {fmt_time(s.get('end'))} "
+                f'<span class="muted">({fmt(s.get("n_bars"), "int")} bars)</span>')
+
+    rows = "".join(
+        f"<tr><td>{escape(str(f.get('fold', i)))}</td><td>{seg(f, 'train')}</td>"
+        f"<td>{seg(f, 'valid')}</td><td>{seg(f, 'test')}</td></tr>"
+        for i, f in enumerate(folds))
+    return ('<div class="table-wrap"><table id="folds-table"><thead><tr><th>Fold</th>'
+            "<th>Train</th><th>Valid</th><th>Test</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>")
