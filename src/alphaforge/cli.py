@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,15 +25,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="alphaforge: honest out-of-sample forecasts for panels of market bars.")
 data_app = typer.Typer(no_args_is_help=True, help="List, validate and repair panels.")
 app.add_typer(data_app, name="data")
-out = Console()
-err = Console(stderr=True)
+# piped output gets a fixed width wide enough for the metrics table instead of rich's 80
+out = Console(width=None if sys.stdout.isatty() else 132)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 132)
 
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log INFO messages")] = False
           ) -> None:
+    # the handler's level decides what reaches the terminal; run.log gets INFO regardless
+    handler = RichHandler(console=err, show_path=False, level=logging.INFO if verbose
+                          else logging.WARNING)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)], force=True)
+                        handlers=[handler], force=True)
 
 
 @contextlib.contextmanager
@@ -105,7 +110,7 @@ def models_cmd() -> None:
 
     table = Table("name", "family", "extra", "capabilities")
     for row in list_models():
-        caps = row.get("capabilities", {})
+        caps = row.get("capabilities") or {}
         flags = ", ".join(k for k, v in caps.items() if v is True)
         table.add_row(row["name"], row["family"], row.get("extra") or "-", flags)
     out.print(table)
@@ -128,16 +133,67 @@ def run_cmd(
     out.print(f"run directory: [bold]{result.run_dir}[/bold]")
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="HTML file (default RUN_DIR/report.html)")] = None,
+) -> None:
+    """Rebuild the self-contained HTML report of a run."""
+    from alphaforge.report import write_report
+
+    with _guard(), _spinner("rendering report"):
+        path = write_report(run_dir, out_file)
+    out.print(f"wrote {path}")
+
+
+@app.command("backtest")
+def backtest_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    strategy: Annotated[str, typer.Option(help="long_short | top_k | sign")] = "long_short",
+    quantile: Annotated[Optional[float], typer.Option(help="long_short: share of symbols per leg")] = None,
+    k: Annotated[Optional[int], typer.Option(help="top_k: names held")] = None,
+    n_drop: Annotated[Optional[int], typer.Option(help="top_k: most names replaced per rebalance")] = None,
+    costs_bps: Annotated[float, typer.Option(help="cost per side, basis points of traded notional")] = 5.0,
+    delay: Annotated[int, typer.Option(help="bars between signal and first bar held (>= 1)")] = 1,
+    rebalance_every: Annotated[int, typer.Option(help="bars between rebalances")] = 1,
+    save: Annotated[bool, typer.Option(help="write the result into the run directory and rebuild report.html")] = False,
+) -> None:
+    """Re-run the backtest on a run's saved test predictions with other settings."""
+    from alphaforge.run import rebacktest
+
+    given = {"quantile": quantile, "k": k, "n_drop": n_drop}
+    spec = {"strategy": strategy, "costs_bps": costs_bps, "delay": delay,
+            "rebalance_every": rebalance_every, **{a: v for a, v in given.items() if v is not None}}
+    with _guard(), _spinner("backtesting"):
+        summaries = rebacktest(run_dir, spec, save=save)
+    table = Table("model", "Sharpe net", "ann. return net", "max DD net", "turnover",
+                  f"Sharpe (delay {delay + 1})", title=f"backtest: {strategy}, {costs_bps:g} bp")
+    for name, s in summaries.items():
+        net, lag = s["base"]["net"], s["lagged"]["net"]
+        table.add_row(name, _fmt(net["sharpe"]), _fmt(net["ann_return"]),
+                      _fmt(net["max_drawdown"]), _fmt(net["avg_turnover"]), _fmt(lag["sharpe"]))
+    out.print(table)
+
+
 def _print_metrics(result: object) -> None:
     table_df = result.table("test")  # type: ignore[attr-defined]
-    cols = [c for c in ("rank_ic", "rank_icir", "ic", "icir", "top5_hit_rate", "quantile_spread",
-                        "direction_accuracy", "mae", "rmse", "qlike") if c in table_df.columns]
-    table = Table("model (test)", *cols, title="out-of-sample metrics")
+    cols = [c for c in ("rank_ic", "rank_icir", "ic", "icir", "direction_accuracy", "rmse",
+                        "qlike") if c in table_df.columns and table_df[c].notna().any()]
+    bt = {m: v.get("backtest") for m, v in result.metrics["models"].items()}  # type: ignore[attr-defined]
+    extra = ["sharpe", "sharpe_lag1"] if any(bt.values()) else []
+    heads = [_SHORT.get(c, c) for c in cols]
+    table = Table("model", *heads, *extra, title="out-of-sample (test) metrics; * = baseline;"
+                  " sharpe: net of costs, lag1: one bar later")
     baselines = {m for m, v in result.metrics["models"].items() if v["baseline"]}  # type: ignore[attr-defined]
     for name, row in table_df.iterrows():
-        label = f"{name} (baseline)" if name in baselines else str(name)
-        table.add_row(label, *(_fmt(row[c]) for c in cols))
+        label = f"{name}*" if name in baselines else str(name)
+        b = bt.get(name) or {}
+        sharpe = [_fmt(b["base"]["net"]["sharpe"]), _fmt(b["lagged"]["net"]["sharpe"])] if b else []
+        table.add_row(label, *(_fmt(row[c]) for c in cols), *(sharpe if extra else []))
     out.print(table)
+
+
+_SHORT = {"direction_accuracy": "dir_acc", "rank_icir": "rank_icir"}
 
 
 def _fmt(v: object) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alphaforge.backtest import BacktestSpec
 from alphaforge.errors import ConfigError
 
 
@@ -94,6 +95,9 @@ class ExperimentConfig(_Section):
     models: list[ModelConfig] = Field(min_length=1)
     baselines: bool = Field(True, description="add the registry's baselines for the label kind")
     metrics: list[str] | None = Field(None, description="metric names (default: by label kind)")
+    backtest: BacktestSpec | None = Field(
+        None, description="portfolio backtest of test predictions (default: long_short with 5 bp "
+        "costs, or sign for one symbol; skipped for volatility labels)")
     output_dir: str = Field("runs", description="parent folder of run directories")
 
     @field_validator("models", mode="before")

@@ -8,6 +8,11 @@ run leaves nothing half-written::
     <run_dir>/predictions.parquet   timestamp, symbol, model, fold, split (valid|test), y_true, y_pred
     <run_dir>/metrics.json          per model: overall and per fold, for valid and test
     <run_dir>/folds.json            each fold's segment boundaries
+    <run_dir>/backtest.parquet      per-bar portfolio returns of each model's test predictions,
+                                    at the configured delay ("base") and one bar later ("lagged")
+    <run_dir>/returns.parquet       one-bar returns the backtest used (for `alphaforge backtest`)
+    <run_dir>/feature_importance.parquet   tree models' importances per fold
+    <run_dir>/report.html           self-contained report
     <run_dir>/models/<model>/fold_<k>/   saved models (native formats + meta.json)
     <run_dir>/run.log               the library's log of the run
 """
@@ -30,21 +35,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphaforge.backtest import BacktestSpec, backtest, bar_returns, from_spec
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.errors import ConfigError
 from alphaforge.labels import label_kind, make_label
 from alphaforge.splits import Fold, WalkForward
-from alphaforge.utils.io import atomic_write_text
+from alphaforge.utils.io import atomic_write, atomic_write_text
 from alphaforge.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
 #: progress(stage, done, total, description); stage is "fold" or "model"
 ProgressCallback = Callable[[str, int, int, str], None]
-
-# baselines shown beside the models, by label kind (registry names)
-_BASELINES = {"return": ("zero", "trailing_mean", "last_value"),
-              "volatility": ("trailing_mean", "garch")}
 
 
 @dataclass
@@ -127,6 +129,7 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
 
     parts: list[pd.DataFrame] = []
+    importances: list[pd.DataFrame] = []
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
@@ -139,10 +142,15 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
             tr, va = masks["train"], masks["valid"]
             valid = (Xf[va], y[va]) if va.any() else None
             model.fit(Xf[tr], y[tr], valid=valid)
+            if model.capabilities.feature_importance:
+                imp = model.feature_importances_
+                importances.append(pd.DataFrame({"model": m.display, "fold": fold.index,
+                                                 "feature": imp.index, "importance": imp.values}))
             model.save(workdir / "models" / m.display / f"fold_{fold.index}")
             for part in ("valid", "test"):
                 if masks[part].any():
-                    parts.append(_frame(model.predict(Xf[masks[part]]), y, m.display, fold, part))
+                    pred = _predict_part(model, Xf, masks[part], getattr(fold, part)[-1])
+                    parts.append(_frame(pred, y, m.display, fold, part))
         if progress:
             progress("model", len(members), len(members), "")
     if progress:
@@ -150,14 +158,127 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
 
     preds = pd.concat(parts, ignore_index=True)
     metrics = _metrics(preds, cfg, kind, folds, members)
+    if kind == "return":
+        returns = bar_returns(panel, cfg.label.price)
+        returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
+        spec = cfg.backtest or default_spec(panel)
+        bt, summaries = run_backtests(preds, returns, spec)
+        metrics["backtest_spec"] = spec.model_dump(mode="json")
+        for name, summary in summaries.items():
+            metrics["models"][name]["backtest"] = summary
+        bt.to_parquet(workdir / "backtest.parquet", index=False)
+        returns.rename("return").reset_index().to_parquet(workdir / "returns.parquet", index=False)
+    if importances:
+        pd.concat(importances, ignore_index=True).to_parquet(
+            workdir / "feature_importance.parquet", index=False)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
+    _report(workdir)
     log.info("run finished in %.1fs", time.perf_counter() - t0)
     return RunResult(cfg, workdir, preds, metrics, folds)
 
 
+def default_spec(panel: pd.DataFrame) -> BacktestSpec:
+    """Long-short quintiles with 5 bp costs, or a sign strategy when the panel has one symbol."""
+    n = panel.index.get_level_values("symbol").nunique()
+    return BacktestSpec() if n > 1 else BacktestSpec(strategy="sign")
+
+
+def run_backtests(preds: pd.DataFrame, returns: pd.Series, spec: BacktestSpec
+                  ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Backtest every model's test predictions, at the configured delay and one bar later.
+
+    Args:
+        preds: A run's predictions (``predictions.parquet``).
+        returns: One-bar returns per (timestamp, symbol) (:func:`~alphaforge.backtest.bar_returns`).
+        spec: Strategy, costs and execution settings.
+
+    Returns:
+        ``(per-bar frame [model, variant, timestamp, gross, net, cost, turnover, n_long,
+        n_short], {model: {"base": summary, "lagged": summary, "sharpe_drop": float}})``.
+    """
+    strategy, kw = from_spec(spec)
+    delay = kw.pop("delay")
+    frames, summaries = [], {}
+    test = preds[preds["split"] == "test"]
+    for name, g in test.groupby("model", sort=False):
+        sig = g[["timestamp", "symbol", "y_pred"]]
+        out = {}
+        for variant, d in (("base", delay), ("lagged", delay + 1)):
+            res = backtest(sig, returns, strategy, delay=d, **kw)
+            out[variant] = res.summary
+            frames.append(res.returns.reset_index().assign(model=name, variant=variant))
+        out["sharpe_drop"] = out["base"]["gross"]["sharpe"] - out["lagged"]["gross"]["sharpe"]
+        summaries[str(name)] = out
+    bt = pd.concat(frames, ignore_index=True)
+    bt.attrs = {}
+    cols = ["model", "variant"] + [c for c in bt.columns if c not in ("model", "variant")]
+    return bt[cols], summaries
+
+
+def rebacktest(run_dir: str | os.PathLike[str], spec: BacktestSpec | dict[str, Any], *,
+               save: bool = False) -> dict[str, dict[str, Any]]:
+    """Backtest a finished run's saved test predictions with other settings.
+
+    Args:
+        run_dir: Run directory holding ``predictions.parquet`` and ``returns.parquet``.
+        spec: Backtest settings (a :class:`~alphaforge.backtest.BacktestSpec` or its mapping).
+        save: Replace ``backtest.parquet`` and the backtest entries of ``metrics.json``, then
+            rebuild ``report.html`` (each file written atomically).
+
+    Returns:
+        ``{model: {"base": summary, "lagged": summary, "sharpe_drop": float}}``.
+
+    Raises:
+        DataError: the run directory lacks the files a backtest needs.
+        ConfigError: invalid settings.
+    """
+    from alphaforge.errors import DataError
+
+    run_dir = Path(run_dir)
+    for name in ("predictions.parquet", "returns.parquet", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise DataError(f"{run_dir / name}: not found; is this a return-label run directory?")
+    if not isinstance(spec, BacktestSpec):
+        from_spec(spec)  # raises ConfigError naming bad keys
+        spec = BacktestSpec.model_validate(spec)
+    preds = pd.read_parquet(run_dir / "predictions.parquet")
+    r = pd.read_parquet(run_dir / "returns.parquet").set_index(["timestamp", "symbol"])["return"]
+    bt, summaries = run_backtests(preds, r, spec)
+    if save:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics["backtest_spec"] = spec.model_dump(mode="json")
+        for name, summary in summaries.items():
+            metrics["models"][name]["backtest"] = summary
+        with atomic_write(run_dir / "backtest.parquet", "wb") as fh:
+            bt.to_parquet(fh, index=False)
+        atomic_write_text(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2))
+        _report(run_dir)
+    return summaries
+
+
+def _report(workdir: Path) -> None:
+    from alphaforge.report import write_report
+
+    try:
+        write_report(workdir)
+    except Exception:  # a report bug must not lose a finished run; the log says what happened
+        log.exception("report.html could not be written")
+
+
+def _predict_part(model: Any, X: pd.DataFrame, mask: np.ndarray, end: Any) -> pd.Series:
+    caps = model.capabilities
+    if caps.needs_sequence or caps.family == "baseline":
+        # stateful models (GARCH recursion, sequence windows) warm up on every bar up to the
+        # segment's end; rows after it are never passed in
+        ctx = X[X.index.get_level_values("timestamp") <= end]
+        return model.predict(ctx).reindex(X.index[mask])
+    return model.predict(X[mask])
+
+
 def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[ModelConfig]:
     from alphaforge.features import FEATURES
+    from alphaforge.registry import baselines_for
 
     members = list(cfg.models)
     if not cfg.baselines:
@@ -167,7 +288,7 @@ def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[
     h = cfg.label.horizon
     # the last realised h-bar return is the natural "last value" of an h-bar return label
     last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"
-    for name in _BASELINES[kind]:
+    for name in baselines_for(kind):
         params: dict[str, Any] = {}
         if name in ("last_value", "garch"):
             if last not in built:

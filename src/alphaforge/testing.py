@@ -8,14 +8,16 @@ registry line. Users can run the same checks on their own forecasters::
     check_forecaster(lambda: MyForecaster({"alpha": 0.5}, random_state=0))
 
 Sections: synthetic data (:func:`tiny_problem`), perturbation helpers (:func:`scramble_future`),
-forecaster checks (:data:`FORECASTER_CHECKS`, :func:`check_forecaster`).
+forecaster checks (:data:`FORECASTER_CHECKS`, :func:`check_forecaster`), and the look-ahead
+battery for features and labels (:func:`leakage_panel`, :func:`perturb_after`,
+:func:`check_no_lookahead`).
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +25,18 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alphaforge.errors import ConfigError, DataError, NotFittedError
+from alphaforge.errors import ConfigError, DataError, LeakageError, NotFittedError
 from alphaforge.models.base import BaseForecaster
 
-__all__ = ["FORECASTER_CHECKS", "check_forecaster", "scramble_future", "tiny_problem"]
+__all__ = [
+    "FORECASTER_CHECKS",
+    "check_forecaster",
+    "check_no_lookahead",
+    "leakage_panel",
+    "perturb_after",
+    "scramble_future",
+    "tiny_problem",
+]
 
 ModelSpec = str | type[BaseForecaster] | BaseForecaster | Callable[[], BaseForecaster]
 
@@ -364,3 +374,131 @@ def _check_no_pickle(case: _Case, path: Path) -> None:
                         _ = [loaded[k] for k in loaded.files]  # object arrays raise here
             except ValueError as exc:
                 case.fail("no_pickle", f"{file.name} needs allow_pickle: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Look-ahead battery for features and labels (future perturbation at every cut point)
+# ---------------------------------------------------------------------------------------------
+
+
+def leakage_panel(n_bars: int = 160, seed: int = 0) -> pd.DataFrame:
+    """Small awkward panel for look-ahead checks: 4 symbols with gaps, halts and a split.
+
+    * ``AAA``: plain random walk; ``BBB`` starts 20 bars late and misses 10 random bars (gaps);
+    * ``CCC``: a trading halt (flat prices, zero volume, no NaN) for 5 bars mid-sample;
+    * ``DDD``: a 2:1 split (unadjusted prices halve, volume doubles) in the middle.
+
+    Args:
+        n_bars: Business days on the grid.
+        seed: RNG seed.
+
+    Returns:
+        Panel indexed by (timestamp, symbol), sorted, float64 OHLCV.
+    """
+    rng = np.random.default_rng(seed)
+    days = pd.bdate_range("2020-01-02", periods=n_bars)
+    frames = []
+    for sym in ("AAA", "BBB", "CCC", "DDD"):
+        r = rng.normal(0.0003, 0.015, n_bars)
+        close = 40.0 * np.exp(np.cumsum(r))
+        volume = rng.lognormal(11, 0.4, n_bars)
+        keep = np.ones(n_bars, dtype=bool)
+        if sym == "BBB":
+            keep[:20] = False
+            keep[rng.choice(np.arange(25, n_bars - 5), 10, replace=False)] = False
+        if sym == "CCC":
+            h0 = n_bars // 3
+            close[h0:h0 + 5] = close[h0 - 1]
+            volume[h0:h0 + 5] = 0.0
+        if sym == "DDD":
+            close[n_bars // 2:] /= 2.0
+            volume[n_bars // 2:] *= 2.0
+        prev = np.concatenate([[close[0]], close[:-1]])
+        opn = prev * np.exp(rng.normal(0, 0.003, n_bars))
+        if sym == "CCC":
+            opn[h0:h0 + 5] = close[h0 - 1]
+        if sym == "DDD":
+            opn[n_bars // 2] = close[n_bars // 2] * 1.001
+        hi = np.maximum(opn, close) * (1 + np.abs(rng.normal(0, 0.004, n_bars)))
+        lo = np.minimum(opn, close) * (1 - np.abs(rng.normal(0, 0.004, n_bars)))
+        if sym == "CCC":
+            hi[h0:h0 + 5] = lo[h0:h0 + 5] = close[h0 - 1]
+        frames.append(pd.DataFrame({"timestamp": days, "symbol": sym, "open": opn, "high": hi,
+                                    "low": lo, "close": close, "volume": volume})[keep])
+    panel = pd.concat(frames).set_index(["timestamp", "symbol"]).sort_index()
+    return panel
+
+
+def perturb_after(panel: pd.DataFrame, cut: pd.Timestamp, seed: int = 0) -> pd.DataFrame:
+    """Copy of ``panel`` with every bar after ``cut`` replaced by different, still valid, values."""
+    rng = np.random.default_rng(seed)
+    out = panel.copy()
+    late = out.index.get_level_values("timestamp") > cut
+    n = int(late.sum())
+    if n == 0:
+        return out
+    close = out.loc[late, "close"].to_numpy() * np.exp(rng.normal(0, 0.1, n))
+    opn = close * np.exp(rng.normal(0, 0.02, n))
+    out.loc[late, "close"] = close
+    out.loc[late, "open"] = opn
+    out.loc[late, "high"] = np.maximum(opn, close) * (1 + rng.uniform(0, 0.05, n))
+    out.loc[late, "low"] = np.minimum(opn, close) * (1 - rng.uniform(0, 0.05, n))
+    out.loc[late, "volume"] = rng.lognormal(10, 1.0, n)
+    if "adj_close" in out.columns:
+        out.loc[late, "adj_close"] = close
+    return out
+
+
+def check_no_lookahead(
+    panel: pd.DataFrame,
+    fn: Callable[[pd.DataFrame], pd.DataFrame | pd.Series],
+    *,
+    horizon: int = 0,
+    cuts: Sequence[pd.Timestamp] | None = None,
+    name: str = "output",
+) -> int:
+    """Future perturbation: values at or before ``cut - horizon`` must not depend on bars after ``cut``.
+
+    For each cut point, every bar after it is replaced (:func:`perturb_after`) and ``fn`` is
+    recomputed. Rows whose value may legitimately see the future (a label at ``t`` looks at the
+    symbol's next ``horizon`` bars) are exempt only while those bars reach past the cut.
+
+    Args:
+        panel: Panel to test on (e.g. :func:`leakage_panel`).
+        fn: ``panel -> frame or series`` on the panel's index (features, labels...).
+        horizon: Bars ``fn`` may look ahead (0 for features).
+        cuts: Cut timestamps; default every timestamp but the last.
+        name: Used in the error message.
+
+    Returns:
+        Number of cut points checked.
+
+    Raises:
+        LeakageError: naming the column, the first changed row and the cut.
+    """
+    base = fn(panel)
+    base_df = base.to_frame() if isinstance(base, pd.Series) else base
+    ts = panel.index.get_level_values("timestamp")
+    grid = ts.unique().sort_values()
+    cuts = list(grid[:-1]) if cuts is None else list(cuts)
+    # timestamp of the bar `horizon` bars ahead within the symbol (the label's last input)
+    if horizon:
+        stamps = pd.Series(ts, index=panel.index)
+        reach = stamps.groupby(level="symbol", sort=False).shift(-horizon).fillna(stamps)
+    else:
+        reach = pd.Series(ts, index=panel.index)
+    base_vals = base_df.to_numpy(dtype="float64")
+    for i, cut in enumerate(cuts):
+        other = fn(perturb_after(panel, cut, seed=i))
+        other_df = other.to_frame() if isinstance(other, pd.Series) else other
+        must = (reach <= cut).to_numpy()
+        a, b = base_vals[must], other_df.to_numpy(dtype="float64")[must]
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if not same.all():
+            r, c = np.argwhere(~same)[0]
+            row = base_df.index[np.flatnonzero(must)[r]]
+            raise LeakageError(
+                f"{name}: column {base_df.columns[c]!r} at {row} changed from {a[r, c]!r} to "
+                f"{b[r, c]!r} when only bars after {cut} changed (horizon {horizon})"
+            )
+    return len(cuts)

@@ -1,0 +1,286 @@
+"""Naive restatement of every feature: one symbol at a time, in plain pandas.
+
+This is the definition the fast path (packed numpy kernels) is tested against, and the baseline
+``benchmarks/features.py`` times. It is written to be obviously right, not fast:
+``panel.groupby("symbol").apply(...)`` per feature, pandas ``rolling(n)`` per symbol, and
+``rolling(n).apply`` with a Python function where pandas has no built-in (windowed EMA, mean
+absolute deviation, regression slope). Never used by ``build_features``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.features import DEFAULT_CS_FEATURES, FEATURES
+from alphaforge.features._rolling import ema_window
+
+__all__ = ["reference_features", "REFERENCE"]
+
+Bars = pd.DataFrame  # one symbol's bars, indexed by timestamp
+_LN2 = np.log(2.0)
+
+
+def _logret(df: Bars) -> pd.Series:
+    return np.log(df.close / df.close.shift(1))
+
+
+def _nonzero(num: pd.Series, den: pd.Series) -> pd.Series:
+    """Return num / den, NaN where den == 0."""
+    return (num / den).where(den != 0)
+
+
+def _zscore(x: pd.Series, n: int) -> pd.Series:
+    roll = x.rolling(n)
+    return _nonzero(x - roll.mean(), roll.std())
+
+
+def _ema(x: pd.Series, span: int) -> pd.Series:
+    window = ema_window(span)
+    w = 1.0 - 2.0 / (span + 1.0)
+    weights = w ** np.arange(window)[::-1]  # oldest bar first, as rolling hands it over
+    weights /= weights.sum()
+    return x.rolling(window).apply(lambda a: float(np.dot(weights, a)), raw=True)
+
+
+def _slope(x: pd.Series, n: int) -> pd.Series:
+    k = np.arange(n) - (n - 1) / 2.0
+    return x.rolling(n).apply(lambda a: float(np.dot(k, a) / np.dot(k, k)), raw=True)
+
+
+def _stoch(df: Bars, n: int) -> pd.Series:
+    hh, ll = df.high.rolling(n).max(), df.low.rolling(n).min()
+    return _nonzero(df.close - ll, hh - ll)
+
+
+def _true_range(df: Bars) -> pd.Series:
+    prev = df.close.shift(1)
+    return np.maximum(df.high, prev) - np.minimum(df.low, prev)  # NaN on the first bar
+
+
+def _corr(x: pd.Series, y: pd.Series, n: int) -> pd.Series:
+    ok = (x.rolling(n).std() > 0) & (y.rolling(n).std() > 0)
+    return x.rolling(n).corr(y).where(ok)
+
+
+def _macd_line(df: Bars) -> pd.Series:
+    return (_ema(df.close, 12) - _ema(df.close, 26)) / df.close
+
+
+def _rsi(df: Bars, n: int) -> pd.Series:
+    move = df.close.diff()
+    gains = move.clip(lower=0).rolling(n).sum()
+    losses = (-move).clip(lower=0).rolling(n).sum()
+    rsi = gains / (gains + losses)
+    return rsi.mask((gains + losses) == 0, 0.5)
+
+
+def _cci(df: Bars) -> pd.Series:
+    tp = (df.high + df.low + df.close) / 3.0
+    mean = tp.rolling(20).mean()
+    mad = tp.rolling(20).apply(lambda a: float(np.abs(a - a.mean()).mean()), raw=True)
+    mad = mad.mask(mad <= 1e-12 * mean.abs(), 0.0)
+    return _nonzero(tp - mean, 0.015 * mad)
+
+
+def _bollinger(df: Bars, width: bool) -> pd.Series:
+    mean, sd = df.close.rolling(20).mean(), df.close.rolling(20).std(ddof=0)
+    if width:
+        return 4.0 * sd / mean
+    return _nonzero(df.close - (mean - 2.0 * sd), 4.0 * sd)
+
+
+def _obv_z(df: Bars) -> pd.Series:
+    obv = (np.sign(df.close.diff()) * df.volume).cumsum()
+    return _zscore(obv, 20)
+
+
+def _minutes_since_open(df: Bars) -> pd.Series:
+    ts = pd.Series(df.index, index=df.index)
+    first = ts.groupby(ts.dt.normalize().to_numpy()).transform("min")
+    return (ts - first) / pd.Timedelta(minutes=1)
+
+
+def _calendar(df: Bars, what: str) -> pd.Series:
+    ts = df.index
+    minutes = ts.hour * 60.0 + ts.minute + ts.second / 60.0
+    phase = {
+        "dow": ts.day_of_week / 7.0,
+        "month": (ts.month - 1) / 12.0,
+        "tod": minutes / 1440.0,
+    }
+    if what == "day_of_month":
+        values = (ts.day - 1.0) / (ts.days_in_month - 1.0)
+    else:
+        unit, trig = what.split("_")
+        values = (np.sin if trig == "sin" else np.cos)(2 * np.pi * phase[unit])
+    return pd.Series(np.asarray(values, dtype=float), index=ts)
+
+
+def _range_vol(df: Bars, n: int, estimator: str) -> pd.Series:
+    h, lo, o, c = df.high, df.low, df.open, df.close
+    if estimator == "parkinson":
+        per_bar = np.log(h / lo) ** 2 / (4 * _LN2)
+    elif estimator == "garman_klass":
+        per_bar = 0.5 * np.log(h / lo) ** 2 - (2 * _LN2 - 1) * np.log(c / o) ** 2
+    else:
+        per_bar = np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
+    return np.sqrt(per_bar.rolling(n).mean().clip(lower=0))
+
+
+def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
+    t: dict[str, Callable[[Bars], pd.Series]] = {}
+    # returns
+    for k in (1, 2, 3, 5, 10, 20, 60, 120, 250):
+        t[f"ret_{k}"] = lambda df, k=k: df.close / df.close.shift(k) - 1
+    for k in (1, 5, 20, 60):
+        t[f"logret_{k}"] = lambda df, k=k: np.log(df.close / df.close.shift(k))
+    t["gap"] = lambda df: df.open / df.close.shift(1) - 1
+    t["intraday_ret"] = lambda df: df.close / df.open - 1
+    t["hl_range"] = lambda df: np.log(df.high / df.low)
+    t["close_loc"] = lambda df: _nonzero(df.close - df.low, df.high - df.low)
+    # volatility
+    for n in (5, 10, 20, 60, 120):
+        t[f"rv_{n}"] = lambda df, n=n: _logret(df).rolling(n).std()
+    for est in ("parkinson", "garman_klass", "rogers_satchell"):
+        for n in (20, 60):
+            t[f"{est}_{n}"] = lambda df, n=n, est=est: _range_vol(df, n, est)
+    t["atr_14"] = lambda df: _true_range(df).rolling(14).mean()
+    t["natr_14"] = lambda df: _true_range(df).rolling(14).mean() / df.close
+    t["natr_28"] = lambda df: _true_range(df).rolling(28).mean() / df.close
+    for n in (20, 60):
+        t[f"downside_vol_{n}"] = lambda df, n=n: np.sqrt(
+            (np.minimum(_logret(df), 0.0) ** 2).rolling(n).mean()
+        )
+    t["vol_of_vol_20"] = lambda df: _logret(df).rolling(10).std().rolling(20).std()
+    for n in (20, 60):
+        t[f"skew_{n}"] = lambda df, n=n: (
+            _logret(df).rolling(n).skew().where(_logret(df).rolling(n).std() > 0)
+        )
+    for n in (20, 60):
+        t[f"kurt_{n}"] = lambda df, n=n: (
+            _logret(df).rolling(n).kurt().where(_logret(df).rolling(n).std() > 0)
+        )
+    t["rv_ratio_5_60"] = lambda df: _nonzero(
+        _logret(df).rolling(5).std(), _logret(df).rolling(60).std()
+    )
+    # momentum
+    for name, h in (("mom_3_1", 63), ("mom_6_1", 126), ("mom_12_1", 252)):
+        t[name] = lambda df, h=h: df.close.shift(21) / df.close.shift(h) - 1
+    for n in (5, 10, 20, 50, 100, 200):
+        t[f"sma_dist_{n}"] = lambda df, n=n: df.close / df.close.rolling(n).mean() - 1
+    for n in (5, 10, 20, 50, 100, 200):
+        t[f"ema_dist_{n}"] = lambda df, n=n: df.close / _ema(df.close, n) - 1
+    for f, s in ((5, 20), (20, 50), (50, 200)):
+        t[f"ma_cross_{f}_{s}"] = lambda df, f=f, s=s: (
+            df.close.rolling(f).mean() / df.close.rolling(s).mean() - 1
+        )
+    for n in (20, 60, 250):
+        t[f"dist_high_{n}"] = lambda df, n=n: df.close / df.high.rolling(n).max() - 1
+    for n in (20, 60, 250):
+        t[f"dist_low_{n}"] = lambda df, n=n: df.close / df.low.rolling(n).min() - 1
+    for n in (20, 60):
+        t[f"donchian_{n}"] = lambda df, n=n: _stoch(df, n)
+    for n in (20, 60):
+        t[f"linreg_slope_{n}"] = lambda df, n=n: _slope(np.log(df.close), n)
+    # oscillators
+    for n in (6, 14, 28):
+        t[f"rsi_{n}"] = lambda df, n=n: _rsi(df, n)
+    t["stoch_k_14"] = lambda df: _stoch(df, 14)
+    t["stoch_d_14"] = lambda df: _stoch(df, 14).rolling(3).mean()
+    t["williams_r_14"] = lambda df: _stoch(df, 14) - 1
+    t["macd"] = _macd_line
+    t["macd_signal"] = lambda df: _ema(_macd_line(df), 9)
+    t["macd_hist"] = lambda df: _macd_line(df) - _ema(_macd_line(df), 9)
+    t["bb_pctb_20"] = lambda df: _bollinger(df, width=False)
+    t["bb_width_20"] = lambda df: _bollinger(df, width=True)
+    t["cci_20"] = _cci
+    # volume
+    for n in (5, 20, 60):
+        t[f"volume_z_{n}"] = lambda df, n=n: _zscore(np.log1p(df.volume), n)
+    t["volume_ratio_20"] = lambda df: _nonzero(df.volume, df.volume.rolling(20).mean())
+    t["volume_ratio_5_20"] = lambda df: _nonzero(
+        df.volume.rolling(5).mean(), df.volume.rolling(20).mean()
+    )
+    t["obv_slope_20"] = lambda df: _nonzero(
+        (np.sign(df.close.diff()) * df.volume).rolling(20).sum(), df.volume.rolling(20).sum()
+    )
+    t["obv_z_20"] = _obv_z
+    t["dollar_volume_20"] = lambda df: np.log1p((df.close * df.volume).rolling(20).mean())
+    for n in (20, 60):
+        t[f"amihud_{n}"] = lambda df, n=n: _nonzero(
+            1e6 * (df.close / df.close.shift(1) - 1).abs().rolling(n).sum(),
+            (df.close * df.volume).rolling(n).sum(),
+        )
+    t["vp_corr_20"] = lambda df: _corr(df.close, np.log1p(df.volume), 20)
+    t["vr_corr_20"] = lambda df: _corr(_logret(df), np.log1p(df.volume).diff(), 20)
+    t["vwap_dist_20"] = lambda df: (
+        df.close
+        / _nonzero(
+            ((df.high + df.low + df.close) / 3 * df.volume).rolling(20).sum(),
+            df.volume.rolling(20).sum(),
+        )
+        - 1
+    )
+    # calendar
+    for what in ("dow_sin", "dow_cos", "month_sin", "month_cos", "day_of_month"):
+        t[what] = lambda df, what=what: _calendar(df, what)
+    for what in ("tod_sin", "tod_cos"):
+        t[what] = lambda df, what=what: _calendar(df, what)
+    t["minutes_since_open"] = _minutes_since_open
+    return t
+
+
+#: feature name -> naive function of one symbol's bars (indexed by timestamp) -> Series.
+REFERENCE: dict[str, Callable[[Bars], pd.Series]] = _build_table()
+
+
+def _per_symbol(panel: pd.DataFrame, fn: Callable[[Bars], pd.Series]) -> pd.Series:
+    """Apply fn to each symbol's bars separately and realign to the panel's index."""
+    parts = []
+    for symbol, bars in panel.groupby(level="symbol", sort=False):
+        bars = bars.droplevel("symbol")
+        if "volume" not in bars.columns:
+            bars = bars.assign(volume=np.nan)
+        index = pd.MultiIndex.from_arrays(
+            [bars.index, [symbol] * len(bars)], names=["timestamp", "symbol"]
+        )
+        parts.append(pd.Series(np.asarray(fn(bars), dtype=float), index=index))
+    return pd.concat(parts).reindex(panel.index)
+
+
+def _cross_section(x: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Per-timestamp percentile rank and z-score of one feature (NaNs left out)."""
+    g = x.groupby(level="timestamp")
+    n = g.transform("count")
+    rank = ((g.rank(method="average") - 1) / (n - 1)).where(n > 1, 0.5).where(x.notna())
+    flat = g.transform("max") == g.transform("min")
+    z = ((x - g.transform("mean")) / g.transform("std")).where(~flat & (n > 1))
+    return rank, z
+
+
+def reference_features(
+    panel: pd.DataFrame,
+    names: Sequence[str] | None = None,
+    *,
+    cross_section: bool = True,
+    cs_features: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Slow, obviously-correct twin of ``build_features`` (same arguments, same columns)."""
+    base = list(FEATURES) if names is None else list(names)
+    if not cross_section:
+        cs: list[str] = []
+    elif cs_features is None:
+        cs = [n for n in DEFAULT_CS_FEATURES if n in base]
+    else:
+        cs = list(cs_features)
+    values = {n: _per_symbol(panel, REFERENCE[n]) for n in dict.fromkeys(base + cs)}
+    out = pd.DataFrame({n: values[n] for n in base}, index=panel.index)
+    stages = {n: _cross_section(values[n]) for n in cs}
+    for n in cs:
+        out[f"cs_rank_{n}"] = stages[n][0]
+    for n in cs:
+        out[f"cs_z_{n}"] = stages[n][1]
+    return out

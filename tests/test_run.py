@@ -1,0 +1,56 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alphaforge.run import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return run_experiment(TINY, out=out)
+
+
+def test_run_directory_contents(tiny_run):
+    d = tiny_run.run_dir
+    for name in ("config.yaml", "predictions.parquet", "metrics.json", "folds.json", "run.log"):
+        assert (d / name).is_file(), name
+    preds = pd.read_parquet(d / "predictions.parquet")
+    assert list(preds.columns) == ["timestamp", "symbol", "model", "fold", "split", "y_true",
+                                   "y_pred"]
+    assert set(preds["split"]) == {"valid", "test"}
+    assert {"lightgbm", "xgboost", "zero", "trailing_mean", "last_value"} <= set(preds["model"])
+    metrics = json.loads((d / "metrics.json").read_text())
+    lgb = metrics["models"]["lightgbm"]
+    assert not lgb["baseline"] and metrics["models"]["zero"]["baseline"]
+    assert set(lgb["test"]["per_fold"]) == {"0", "1"}
+    assert "rank_ic" in lgb["test"]["overall"]
+    assert (d / "models" / "lightgbm" / "fold_1").is_dir()
+    # no temporary folders are left beside the run directory
+    assert [p.name for p in d.parent.iterdir()] == ["tiny"]
+
+
+def test_test_predictions_only_on_test_bars(tiny_run):
+    preds = tiny_run.predictions
+    for fold in tiny_run.folds:
+        got = preds[(preds["fold"] == fold.index) & (preds["split"] == "test")]["timestamp"]
+        assert set(got) == set(fold.test)
+
+
+def test_same_seed_gives_byte_identical_predictions(tiny_run, tmp_path):
+    again = run_experiment(TINY, out=tmp_path / "again")
+    a = (tiny_run.run_dir / "predictions.parquet").read_bytes()
+    b = (again.run_dir / "predictions.parquet").read_bytes()
+    assert a == b
+
+
+def test_metrics_table_has_models_and_baselines(tiny_run):
+    table = tiny_run.table("test")
+    assert {"lightgbm", "xgboost", "zero", "trailing_mean", "last_value"} <= set(table.index)
+    assert np.isfinite(table.loc["lightgbm", "rank_ic"])
