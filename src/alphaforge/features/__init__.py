@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
@@ -131,13 +132,35 @@ def _check_panel(panel: pd.DataFrame, fields: set[str]) -> None:
         )
 
 
+def _destinations(
+    buf: np.ndarray, base: list[str], cs: list[str]
+) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """Where each computed feature is written, and the float64 inputs of the cross-section.
+
+    Returns:
+        (name -> long (n_rows,) arrays to fill: its row of ``buf`` and/or a float64 copy for the
+        cross-sectional stage; cross-sectional feature -> its float64 long values).
+    """
+    outputs: dict[str, list[np.ndarray]] = {n: [] for n in dict.fromkeys(base + cs)}
+    for i, n in enumerate(base):
+        outputs[n].append(buf[i])
+    cs_in: dict[str, np.ndarray] = {}
+    for n in cs:
+        if n in base and buf.dtype == np.float64:
+            cs_in[n] = buf[base.index(n)]  # reuse the output row
+        else:  # not an output column, or output rounded to float32: keep float64 values
+            cs_in[n] = np.empty(buf.shape[1])
+            outputs[n].append(cs_in[n])
+    return outputs, cs_in
+
+
 def build_features(
     panel: pd.DataFrame,
     names: Sequence[str] | None = None,
     *,
     cross_section: bool = True,
     cs_features: Sequence[str] | None = None,
-    dtype: type[np.floating] | str = np.float64,
+    dtype: npt.DTypeLike = np.float64,
 ) -> pd.DataFrame:
     """Compute features for every bar of a Panel, looking only backward.
 
@@ -177,19 +200,9 @@ def build_features(
     columns = base + [f"cs_rank_{n}" for n in cs] + [f"cs_z_{n}" for n in cs]
     # (F, n_rows) C-order: each feature is one contiguous row, and buf.T is the frame's block
     buf = np.empty((len(columns), layout.n_rows), dtype=dtype)
-    # where each feature goes: its buf row and/or a float64 copy for the cross-sectional stage
-    outputs: dict[str, list[np.ndarray]] = {n: [] for n in needed}
-    for i, n in enumerate(base):
-        outputs[n].append(buf[i])
-    cs_in: dict[str, np.ndarray] = {}
-    for n in cs:
-        if n in base and buf.dtype == np.float64:
-            cs_in[n] = buf[base.index(n)]
-        else:
-            cs_in[n] = np.empty(layout.n_rows)
-            outputs[n].append(cs_in[n])
+    outputs, cs_in = _destinations(buf, base, cs)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for block in layout.blocks:  # a loop over symbol blocks of a few MB each
+        for block in layout.blocks:  # a loop over symbol blocks of ~1 MB each
             ctx = Context(layout, block, columns_in)
             for name in needed:
                 values = _CATALOGUE[name].compute(ctx)  # (T_b, n_b)

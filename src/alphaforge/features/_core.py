@@ -152,13 +152,20 @@ class PackedLayout:
 
     def _blocks(self, block_cells: int) -> list[Block]:
         counts = self.counts
-        # block membership: symbols by decreasing history length, cut every ~block_cells cells
-        by_length = np.argsort(-counts, kind="stable")
-        groups, i = [], 0
-        while i < len(by_length):  # one iteration per block
-            width = max(1, block_cells // int(counts[by_length[i]]))
-            groups.append(by_length[i : i + width])
-            i += width
+        # block membership: runs of consecutive symbol codes, so a block's bars at one timestamp
+        # are neighbours in the long output (cache-friendly writes); unless that pads > 25%
+        # more cells than grouping symbols of similar history length does
+        width = max(1, block_cells // int(counts.max()))
+        groups = [
+            np.arange(j, min(j + width, self.n_symbols)) for j in range(0, self.n_symbols, width)
+        ]
+        if sum(int(counts[g].max()) * len(g) for g in groups) > 1.25 * self.n_rows:
+            by_length = np.argsort(-counts, kind="stable")
+            groups, i = [], 0
+            while i < len(by_length):  # one iteration per block
+                width = max(1, block_cells // int(counts[by_length[i]]))
+                groups.append(by_length[i : i + width])
+                i += width
         block_of = np.empty(self.n_symbols, dtype=np.intp)
         local_col = np.empty(self.n_symbols, dtype=np.intp)
         for b, syms in enumerate(groups):
@@ -176,7 +183,7 @@ class PackedLayout:
         blocks = []
         for b, syms in enumerate(groups):
             rows = by_block[bounds[b] : bounds[b + 1]]
-            n_bars, width = int(counts[syms[0]]), len(syms)
+            n_bars, width = int(counts[syms].max()), len(syms)
             flat = pos[rows] * width + local_col[self.s_codes[rows]]
             cell_row = np.empty(n_bars * width, dtype=np.intp)
             cell_row[flat] = rows
@@ -232,6 +239,7 @@ class Context:
 
     def field(self, name: str) -> np.ndarray:
         """Packed (T_b, n_b) float64 array of a panel column (all NaN if the panel lacks it)."""
+
         def compute() -> np.ndarray:
             if name in self._columns:  # may be a view of the panel's own memory
                 return self.layout.pack(self.block, self._columns[name])

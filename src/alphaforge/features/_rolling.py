@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.signal import lfilter
 
 # moments are anchored afresh every chunk of about this many cells (rows x symbols; each chunk
 # re-reads the n-1 rows before it): local anchors, and temporaries small enough to stay in cache
@@ -244,11 +243,14 @@ def window_ema(x: np.ndarray, span: int, window: int, *, start: int = 0) -> np.n
     (pandas ``ewm(span).mean()`` with ``adjust=True`` applied to the window's bars alone).
 
     Args:
-        x: (T, N), finite from row ``start`` on.
+        x: (T, N), finite from row ``start`` on (a NaN there would spoil every later value of
+            its column: the scan carries it; prices of a validated panel never are NaN).
         span: EMA span.
         window: Bars of memory; the value at row r does not depend on rows < r - window + 1.
         start: First row x is defined on; earlier rows are ignored.
     """
+    from scipy.signal import lfilter  # lazy: scipy.signal takes ~0.5 s to import
+
     w = 1.0 - 2.0 / (span + 1.0)
     if start:
         x = x.copy()
