@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from alphaforge.errors import AlphaforgeError
 
@@ -45,8 +46,8 @@ def _guard() -> Iterator[None]:
     try:
         yield
     except AlphaforgeError as exc:
-        err.print(f"[red]{type(exc).__name__}: {exc}[/red]", soft_wrap=True, markup=True,
-                  highlight=False)
+        # Text, not markup: messages contain brackets such as "[low, high]"
+        err.print(Text(f"{type(exc).__name__}: {exc}", style="red"), soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -72,7 +73,7 @@ def data_validate(
     from alphaforge.data import describe_panel, load_panel, write_repair_report
 
     if report is not None and not repair:
-        err.print("[red]ConfigError: --report needs --repair[/red]")
+        err.print(Text("ConfigError: --report needs --repair", style="red"))
         raise typer.Exit(2)
     with _guard():
         panel = load_panel(path, repair=repair, min_bars="auto" if min_bars is None else min_bars)
@@ -80,7 +81,8 @@ def data_validate(
         repairs = panel.attrs.get("repairs", [])
         if report is not None:
             write_repair_report(repairs, report)
-    out.print(f"[green]OK[/green] {path}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    info.pop("source", None)
+    out.print(Text("OK ", style="green") + Text(f"{path}: " + ", ".join(f"{k}={v}" for k, v in info.items())))
     if repair:
         out.print(f"{len(repairs)} rows repaired" + (f" (listed in {report})" if report else ""))
 
