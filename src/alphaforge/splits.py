@@ -53,8 +53,8 @@ class Fold:
         out: dict[str, object] = {"fold": self.index}
         for part in ("train", "valid", "test"):
             ts = getattr(self, part)
-            out[part] = {"start": str(ts[0]) if len(ts) else None,
-                         "end": str(ts[-1]) if len(ts) else None, "n_bars": int(len(ts))}
+            first, last = (str(pd.Timestamp(ts[0])), str(pd.Timestamp(ts[-1]))) if len(ts) else (None, None)
+            out[part] = {"start": first, "end": last, "n_bars": int(len(ts))}
         return out
 
 
