@@ -1,0 +1,319 @@
+"""The device / precision / distributed seam: the one place that knows CUDA, MPS, AMP and DDP.
+
+Models and :func:`alphaforge.models.training.fit_torch` ask this module which device to use, which
+autocast dtype, whether a ``GradScaler`` is needed and whether they run under ``torchrun``; nothing
+else in alphaforge reads ``torch.cuda`` or the distributed environment directly. That keeps a later
+move to Lightning Fabric (or another launcher) a change to one file.
+
+- Device: ``auto`` picks ``cuda`` (``cuda:LOCAL_RANK`` under torchrun), then ``mps``, then ``cpu``.
+- Precision: ``auto`` picks bf16 autocast on CUDA that supports it, fp16 + ``GradScaler`` on older
+  CUDA, and plain fp32 on CPU/MPS. ``None`` always means fp32 (no autocast).
+- Distributed: ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``;
+  :func:`init_distributed` joins the process group from them (nccl on CUDA, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from alphaforge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_PRECISIONS = {"auto", "fp32", "bf16", "fp16"}
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer torchrun environment variable, or ``default`` when unset."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def is_distributed() -> bool:
+    """Whether a ``torch.distributed`` process group is initialised with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """Global rank of this process (0 outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return 0
+
+
+def world_size() -> int:
+    """Number of processes in the group (1 outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def local_rank() -> int:
+    """Rank of this process on its machine (``LOCAL_RANK`` from torchrun, else 0)."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the only rank that writes files and logs progress."""
+    return rank() == 0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn a device name into a ``torch.device``, checking that it exists.
+
+    Args:
+        name: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``. ``"auto"`` and
+            ``"cuda"`` map to ``cuda:LOCAL_RANK``, so each torchrun process gets its own GPU.
+
+    Returns:
+        The device to put the model and batches on.
+
+    Raises:
+        ConfigError: unknown name, or the requested accelerator is not available.
+    """
+    name = name.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank() % torch.cuda.device_count())
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: expected auto|cpu|cuda|cuda:N|mps, got {name!r}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {name!r} requested but CUDA is not available")
+        index = local_rank() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device: {name!r} (index {index}) but only {torch.cuda.device_count()} GPU(s)"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {name!r} requested but MPS is not available")
+    if device.type not in {"cpu", "cuda", "mps"}:
+        raise ConfigError(f"device: expected auto|cpu|cuda|cuda:N|mps, got {name!r}")
+    return device
+
+
+def resolve_precision(device: torch.device, name: str = "auto") -> torch.dtype | None:
+    """Pick the autocast dtype for ``device``.
+
+    Args:
+        device: Where the model runs.
+        name: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    Returns:
+        ``torch.bfloat16`` or ``torch.float16`` for mixed precision, ``None`` for plain fp32.
+
+    Raises:
+        ConfigError: unknown name, bf16 on a GPU without bf16, or fp16 off CUDA (fp16 without a
+            ``GradScaler`` underflows silently, and the scaler is CUDA-only here).
+    """
+    name = name.strip().lower()
+    if name not in _PRECISIONS:
+        raise ConfigError(f"precision: expected one of {sorted(_PRECISIONS)}, got {name!r}")
+    cuda = device.type == "cuda"
+    bf16_ok = (not cuda) or torch.cuda.is_bf16_supported()
+    if name == "auto":
+        if not cuda:
+            return None  # CPU/MPS autocast is rarely faster for small nets and costs accuracy
+        return torch.bfloat16 if bf16_ok else torch.float16
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        if not bf16_ok:
+            raise ConfigError(f"precision: bf16 requested but {device} does not support it")
+        return torch.bfloat16
+    if not cuda:
+        raise ConfigError(f"precision: fp16 needs a CUDA device, got {device}; use bf16 or fp32")
+    return torch.float16
+
+
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
+    """Autocast context for ``device`` in ``dtype``; a no-op context when ``dtype`` is ``None``."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def needs_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Whether training in ``dtype`` on ``device`` needs loss scaling (fp16 on CUDA only)."""
+    return device.type == "cuda" and dtype == torch.float16
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Join the torchrun process group described by the environment, if there is one.
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` (set by
+    ``torchrun`` or by hand). Does nothing when ``WORLD_SIZE`` is unset or 1, or when the group is
+    already initialised. On CUDA, also binds this process to ``cuda:LOCAL_RANK``.
+
+    Args:
+        backend: ``"nccl"``, ``"gloo"``, or ``None`` for nccl when CUDA is available, else gloo.
+
+    Returns:
+        True when this call (or an earlier one) set up a group of more than one process.
+    """
+    if dist.is_initialized():
+        return is_distributed()
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        return False
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())  # one GPU per process, before the group exists
+    dist.init_process_group(
+        backend=backend, rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1)
+    )
+    logger.info("joined process group: rank %d of %d (%s)", rank(), world_size(), backend)
+    return is_distributed()
+
+
+@contextlib.contextmanager
+def distributed_context(backend: str | None = None) -> Iterator[bool]:
+    """Join the torchrun group for the duration of the block and leave it afterwards.
+
+    Use in launcher scripts: ``with distributed_context(): fit_torch(...)``. A no-op outside
+    torchrun. Only destroys the group if this call created it.
+
+    Args:
+        backend: As in :func:`init_distributed`.
+
+    Yields:
+        Whether more than one process is training.
+    """
+    created = not dist.is_initialized()
+    active = init_distributed(backend)
+    try:
+        yield active
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """Wrap ``model`` (already on ``device``) in ``DistributedDataParallel`` when distributed.
+
+    DDP broadcasts rank 0's weights at construction, so every rank starts identical, and averages
+    gradients across ranks during ``backward``. Returns ``model`` unchanged outside a group.
+    """
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks in place (no-op outside a group); returns it."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
+    """Minimum of ``tensor`` over all ranks in place (no-op outside a group); returns it."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return tensor
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Gather one picklable object per rank onto every rank (``[obj]`` outside a group).
+
+    In-memory only: used to collect per-rank RNG states before rank 0 writes a checkpoint.
+    """
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside a group)."""
+    if is_distributed():
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device, enabled: bool) -> Iterator[None]:
+    """Turn on cuDNN autotuning for the block when on CUDA (fixed batch shapes), then restore it.
+
+    With ``drop_last`` every training batch has the same shape, so cuDNN can pick (and cache) its
+    fastest kernels, persistent RNN kernels included. A no-op off CUDA or when not ``enabled``.
+    """
+    if device.type != "cuda" or not enabled:
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Snapshot every global RNG a training step may draw from, for exact resume.
+
+    Covers torch CPU (dropout on CPU), the CUDA generator of ``device`` (dropout on GPU), NumPy's
+    and Python's global generators. Only tensors and plain containers, so a checkpoint holding it
+    loads with ``torch.load(weights_only=True)``. (MPS generators are not captured.)
+
+    Args:
+        device: The training device.
+
+    Returns:
+        ``{"torch", "cuda", "numpy", "python"}`` states; restore with :func:`set_rng_state`.
+    """
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),  # dropout on CPU
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),  # (624,) MT19937 words
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
