@@ -1,0 +1,293 @@
+"""Recurrent sequence models over backward-only lookback windows, in one file (shared code).
+
+- LSTM (Hochreiter & Schmidhuber, 1997, "Long Short-Term Memory", Neural Computation 9) and
+  GRU (Cho et al., 2014, arXiv:1406.1078) stacks read a ``(B, T, F)`` window and a linear head
+  reads the last step: the state after the row's own bar.
+- Residual LSTM: single-layer LSTMs with pre-LayerNorm skip connections between stacked layers
+  (``h = h + LSTM(LN(h))``, Kim et al., 2017, arXiv:1701.03360), so deeper stacks train.
+- Attention LSTM: additive attention pooling over the LSTM's outputs (Bahdanau et al., 2015,
+  arXiv:1409.0473), concatenated with the last step: the head can read any bar of the window.
+- CNN-LSTM: a causal Conv1d feature extractor (left zero padding only: step t reads bars
+  t-k+1..t, never a later bar) in front of the LSTM (Livieris et al., 2020, Neural Computing and
+  Applications 32).
+- Multi-task: a return head and a volatility head (softplus, so positive); trained with
+  MSE(return) + QLIKE(volatility) by :class:`~alphaforge.models.torch_base.TorchForecaster`.
+- The window is already backward-only (it ends at the row's bar), so every part may read the
+  whole window; causality of the conv stack still matters for the steps inside it.
+
+Shapes: B batch, T lookback, F channels, H hidden, C conv channels, K outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alphaforge.models.base import Capabilities, require
+from alphaforge.models.torch_base import (
+    MultiTaskFields,
+    SequenceParams,
+    TorchForecaster,
+    positive,
+    suggest_training,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "AttentionLSTMForecaster",
+    "CNNLSTMForecaster",
+    "CNNLSTMParams",
+    "GRUForecaster",
+    "LSTMForecaster",
+    "MultiTaskLSTMForecaster",
+    "MultiTaskRNNParams",
+    "RNNConfig",
+    "RNNNet",
+    "RNNParams",
+    "ResidualLSTMForecaster",
+]
+
+
+# ============================================================================ network
+@dataclass(frozen=True)
+class RNNConfig:
+    n_features: int  # F: input channels per bar
+    hidden: int = 64  # H
+    n_layers: int = 2
+    dropout: float = 0.1
+    cell: Literal["lstm", "gru"] = "lstm"
+    variant: Literal["plain", "residual", "attention", "cnn"] = "plain"
+    conv_channels: int = 32  # C, cnn variant only
+    conv_kernel: int = 3  # bars per conv filter, cnn variant only
+    n_outputs: int = 1  # K (2 when multitask)
+    multitask: bool = False  # outputs (return, volatility > 0)
+
+
+class CausalConv1d(nn.Module):
+    """``(B, T, F) -> (B, T, C)`` convolution over time whose step t reads steps t-k+1..t only."""
+
+    def __init__(self, n_in: int, n_out: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.conv = nn.Conv1d(n_in, n_out, kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x.transpose(1, 2), (self.kernel - 1, 0))  # (B, F, k-1+T): left padding only
+        return self.conv(x).transpose(1, 2)  # (B, T, C)
+
+
+class RNNNet(nn.Module):
+    """LSTM/GRU stack (plain, residual, attention or CNN front end) with a last-step head."""
+
+    def __init__(self, config: RNNConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        cell = nn.LSTM if c.cell == "lstm" else nn.GRU
+        n_in = c.n_features
+        if c.variant == "cnn":  # causal feature extractor in front of the recurrent stack
+            self.conv = nn.Sequential(CausalConv1d(n_in, c.conv_channels, c.conv_kernel),
+                                      nn.GELU())
+            n_in = c.conv_channels
+        if c.variant == "residual":
+            self.proj = nn.Linear(n_in, c.hidden)  # (B, T, F) -> (B, T, H): width of the skips
+            self.layers = nn.ModuleList(cell(c.hidden, c.hidden, batch_first=True)
+                                        for _ in range(c.n_layers))
+            self.norms = nn.ModuleList(nn.LayerNorm(c.hidden) for _ in range(c.n_layers))
+            self.norm_out = nn.LayerNorm(c.hidden)
+        else:  # dropout between stacked layers (torch ignores it on the last one)
+            self.rnn = cell(n_in, c.hidden, c.n_layers, batch_first=True,
+                            dropout=c.dropout if c.n_layers > 1 else 0.0)
+        width = c.hidden
+        if c.variant == "attention":  # additive score per step: v^T tanh(W o_t)
+            self.score = nn.Sequential(nn.Linear(c.hidden, c.hidden), nn.Tanh(),
+                                       nn.Linear(c.hidden, 1, bias=False))
+            width = 2 * c.hidden  # pooled context + last step
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(width, 2 if c.multitask else c.n_outputs)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F) -> (B, T, H)``: the recurrent state after each bar of the window."""
+        if self.config.variant == "cnn":
+            x = self.conv(x)  # (B, T, C)
+        if self.config.variant != "residual":
+            return self.rnn(x)[0]  # (B, T, H)
+        h = self.proj(x)  # (B, T, H)
+        for norm, rnn in zip(self.norms, self.layers, strict=True):
+            h = h + self.drop(rnn(norm(h))[0])  # pre-LN skip: gradients reach every layer
+        return self.norm_out(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F) -> (B, K)``; multitask: ``[:, 0]`` return, ``[:, 1]`` volatility > 0."""
+        o = self.encode(x)  # (B, T, H)
+        z = o[:, -1]  # (B, H) state after the row's own bar
+        if self.config.variant == "attention":
+            alpha = torch.softmax(self.score(o), dim=1)  # (B, T, 1) weights over the window
+            z = torch.cat([(alpha * o).sum(dim=1), z], dim=-1)  # (B, 2H)
+        out = self.head(self.drop(z))  # (B, K)
+        if self.config.multitask:
+            out = torch.stack([out[:, 0], positive(out[:, 1])], dim=1)  # (B, 2)
+        return out
+
+
+# ============================================================================ forecasters
+@dataclass(frozen=True)
+class RNNParams(SequenceParams):
+    """Training fields (:class:`SequenceParams`) plus the recurrent stack's size."""
+
+    hidden: int = 64  # H: units per recurrent layer
+    n_layers: int = 2
+    dropout: float = 0.1  # between layers and before the head
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.hidden >= 1, self, "hidden", "an int >= 1")
+        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
+        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
+
+
+@dataclass(frozen=True)
+class CNNLSTMParams(RNNParams):
+    conv_channels: int = 32  # C: causal conv filters
+    conv_kernel: int = 3  # bars each filter reads (the bar and k-1 before it)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.conv_channels >= 1, self, "conv_channels", "an int >= 1")
+        require(self.conv_kernel >= 1, self, "conv_kernel", "an int >= 1")
+
+
+@dataclass(frozen=True)
+class MultiTaskRNNParams(RNNParams, MultiTaskFields):
+    """:class:`RNNParams` plus the multi-task fields (target, vol_loss, vol_weight)."""
+
+    def __post_init__(self) -> None:
+        RNNParams.__post_init__(self)
+        MultiTaskFields.__post_init__(self)
+
+
+def _suggest_rnn(trial: optuna.Trial, max_layers: int = 3) -> dict[str, Any]:
+    return {
+        **suggest_training(trial),
+        "hidden": trial.suggest_categorical("hidden", [32, 64, 128, 256]),
+        "n_layers": trial.suggest_int("n_layers", 1, max_layers),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+    }
+
+
+_TINY = {"lookback": 8, "hidden": 8, "n_layers": 2, "max_epochs": 2, "batch_size": 64,
+         "device": "cpu", "predict_batch_size": 1024}
+
+
+class LSTMForecaster(TorchForecaster):
+    """Stacked LSTM over each row's lookback window; forecast from the last step."""
+
+    Config = RNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "plain"}
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_rnn(trial)
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class GRUForecaster(TorchForecaster):
+    """Stacked GRU over each row's lookback window; forecast from the last step."""
+
+    Config = RNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "gru", "variant": "plain"}
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_rnn(trial)
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class ResidualLSTMForecaster(TorchForecaster):
+    """LSTM layers joined by pre-LayerNorm residual connections."""
+
+    Config = RNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "residual"}
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_rnn(trial, max_layers=4)  # skips make deeper stacks trainable
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class AttentionLSTMForecaster(TorchForecaster):
+    """LSTM with attention pooling over the window, concatenated with the last step."""
+
+    Config = RNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "attention"}
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_rnn(trial)
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class CNNLSTMForecaster(TorchForecaster):
+    """Causal Conv1d feature extractor, then an LSTM stack."""
+
+    Config = CNNLSTMParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "cnn"}
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {
+            **_suggest_rnn(trial),
+            "conv_channels": trial.suggest_categorical("conv_channels", [16, 32, 64]),
+            "conv_kernel": trial.suggest_int("conv_kernel", 2, 7),
+        }
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return {**_TINY, "conv_channels": 8}
+
+
+class MultiTaskLSTMForecaster(TorchForecaster):
+    """LSTM with a return head and a positive volatility head.
+
+    Predicts returns (or, on a volatility label, the volatility head);
+    :meth:`predict_volatility` gives the volatility head in either case.
+    """
+
+    Config = MultiTaskRNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "plain"}
+    multitask = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
+        multi_output=True)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {**_suggest_rnn(trial),
+                "vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)

@@ -1,0 +1,358 @@
+"""TorchForecaster: the one estimator layer between BaseForecaster and every sequence network.
+
+- Network apart from estimator (nanoGPT + darts): a forecaster names its ``nn.Module`` class
+  (``Net``) and that net's frozen config dataclass; ``fit`` builds the net once the channel count
+  is known, copying the config fields the net shares with the forecaster's ``Config``.
+- One training loop: ``fit`` hands the net, two :class:`~alphaforge.models.windows.WindowSource`
+  batch sources and a loss to :func:`~alphaforge.models.training.fit_torch`, which owns the
+  optimiser, schedule, AMP, early stopping and checkpoints. Nothing here loops over epochs.
+- Backward-only windows: the standardiser is fitted on training rows only; the valid window's
+  lookback reaches back into the training rows (layout built on train + valid, loss on valid
+  rows only); ``predict`` reads earlier rows of its own X as history (the run passes them).
+- Targets are standardised (``(y - mean) / scale`` on training labels) so the loss is O(1)
+  whatever the label's units; predictions are mapped back.
+- Multi-task nets (``multitask = True``) output ``(return, volatility)``; trained with
+  MSE(return) + QLIKE (or Gaussian NLL) on the volatility head. On a volatility label only the
+  volatility head is trained and it is the prediction.
+- Determinism: the net is initialised and trained inside ``torch.random.fork_rng`` seeded from
+  ``random_state``, so the global RNG is untouched and the same seed gives the same CPU
+  predictions. Inference runs fixed-size batches (the last one padded) so a row's prediction does
+  not depend on how many rows are predicted with it.
+- Saving: ``weights.pt`` (a plain ``state_dict`` loaded with ``weights_only=True``, written
+  atomically) plus the net config, standardiser and target scaling in ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alphaforge.errors import DataError
+from alphaforge.models.base import BaseForecaster, Capabilities, Valid, _check_panel, require
+from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
+from alphaforge.utils.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.pt"
+VOL_FLOOR = 1e-4  # smallest volatility the head can output, in target-scale units
+
+__all__ = [
+    "MultiTaskFields",
+    "SequenceParams",
+    "TorchForecaster",
+    "multitask_loss",
+    "suggest_training",
+]
+
+
+@dataclass(frozen=True)
+class SequenceParams:
+    """Training fields shared by every sequence forecaster's config (mapped to ``TrainConfig``).
+
+    Network configs extend this dataclass with their own fields (``hidden``, ``d_model`` ...).
+    """
+
+    lookback: int = 64  # T: bars per window, the row's own bar last
+    max_epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.01
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_frac: float = 0.05  # share of steps spent warming the learning rate up
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    patience: int = 5  # epochs without valid improvement before stopping
+    loss: Literal["mse", "huber"] = "mse"  # return loss on standardised targets
+    missing_mask: bool = False  # add a per-feature "was NaN" channel to every bar
+    clip: float = 10.0  # standardised features are clipped to [-clip, clip]
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"  # "auto", "fp32", "bf16", "fp16"
+    compile: bool = False  # torch.compile the net for training
+    predict_batch_size: int = 4096  # rows per inference batch
+
+    def __post_init__(self) -> None:
+        require(self.lookback >= 1, self, "lookback", "an int >= 1")
+        require(self.max_epochs >= 1, self, "max_epochs", "an int >= 1")
+        require(self.batch_size >= 1, self, "batch_size", "an int >= 1")
+        require(self.lr > 0, self, "lr", "> 0")
+        require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
+        require(0 <= self.warmup_frac < 1, self, "warmup_frac", "in [0, 1)")
+        require(self.grad_clip >= 0, self, "grad_clip", ">= 0")
+        require(self.patience >= 1, self, "patience", "an int >= 1")
+        require(self.clip > 0, self, "clip", "> 0")
+        require(self.predict_batch_size >= 1, self, "predict_batch_size", "an int >= 1")
+
+
+@dataclass(frozen=True)
+class MultiTaskFields:
+    """Extra config fields of multi-task (return + volatility) forecasters."""
+
+    target: Literal["auto", "return", "volatility"] = "auto"  # auto: y.attrs["label_kind"]
+    vol_loss: Literal["qlike", "nll"] = "qlike"  # loss of the volatility head
+    vol_weight: float = 1.0  # weight of the volatility loss against the return loss
+
+    def __post_init__(self) -> None:
+        require(self.vol_weight > 0, self, "vol_weight", "> 0")
+
+
+def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
+    """Optuna suggestions for the training fields every sequence model tunes.
+
+    Returns:
+        ``lr`` (log 1e-4..3e-3), ``lookback`` (16..128), ``batch_size`` (128..1024),
+        ``weight_decay`` (log 1e-4..0.1).
+    """
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "lookback": trial.suggest_categorical("lookback", [16, 32, 64, 128]),
+        "batch_size": trial.suggest_categorical("batch_size", [128, 256, 512, 1024]),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-4, 0.1, log=True),
+    }
+
+
+class TorchForecaster(BaseForecaster):
+    """Estimator over a sequence network: windows in, one forecast per row out.
+
+    Subclasses set class attributes only: ``Config`` (a :class:`SequenceParams` dataclass with
+    the network fields), ``Net`` (the ``nn.Module``), ``NetConfig`` (its frozen config, with an
+    ``n_features`` field), ``net_fixed`` (net config values fixed by the class, e.g.
+    ``{"cell": "gru"}``) and ``multitask``.
+
+    Learned state: ``net_`` (the trained module, in eval mode), ``net_config_``,
+    ``standardizer_``, ``target_`` (``"return"`` or ``"volatility"``), ``target_mean_`` and
+    ``target_scale_`` (label units), ``history_`` (``DataFrame``: epoch, train_loss,
+    valid_loss, lr, epoch_time_s).
+    """
+
+    Config: ClassVar[type] = SequenceParams
+    Net: ClassVar[type[nn.Module]]
+    NetConfig: ClassVar[type]
+    net_fixed: ClassVar[dict[str, Any]] = {}
+    multitask: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True)
+    _keep_unlabelled_rows = True  # unlabelled rows are still history for later windows
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
+        from alphaforge.models.training import TrainConfig, fit_torch
+        from alphaforge.utils.device import resolve_device
+
+        c = self.config_
+        device = resolve_device(c.device)
+        labelled = y.notna().to_numpy()
+        self.target_ = self._resolve_target(y)
+        y_train = y.to_numpy(np.float64)[labelled]
+        self.target_mean_ = 0.0 if self.target_ == "volatility" else float(y_train.mean())
+        scale = float(np.sqrt(np.mean((y_train - self.target_mean_) ** 2)))
+        self.target_scale_ = scale if scale > 0 else 1.0
+        self.standardizer_ = Standardizer.fit(X, clip=c.clip)
+
+        # one layout over train + valid so a valid row's window reaches back into train rows
+        X_all, valid_rows = X, None
+        if valid is not None:
+            X_valid, y_valid = valid
+            new = ~X_valid.index.isin(X.index)
+            X_all = pd.concat([X, X_valid[new]]) if new.any() else X
+            valid_rows = X_all.index.get_indexer(X_valid.index)
+        layout = self._layout(X_all, device)
+        train = WindowSource(layout, c.lookback, rows=np.flatnonzero(labelled),
+                             y=self._targets(y_train))
+        valid_src = None if valid is None else WindowSource(
+            layout, c.lookback, rows=valid_rows, y=self._targets(y_valid.to_numpy(np.float64)))
+
+        self.net_config_ = self._net_config(layout.n_channels)
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_config = TrainConfig(**{k: v for k, v in dataclasses.asdict(c).items()
+                                      if k in names})
+        with torch.random.fork_rng(devices=_rng_devices(device)):
+            torch.manual_seed(self.seed_)  # weight init; the global RNG is restored on exit
+            net = self.Net(self.net_config_)
+            history = fit_torch(net, train, self._loss_fn(), train_config, valid=valid_src,
+                                seed=self.seed_)
+        self.net_ = net.eval()
+        self.history_ = history.to_frame()
+        logger.info("%s: %d epochs, %d parameters", type(self).__name__, len(self.history_),
+                    sum(p.numel() for p in net.parameters()))
+
+    def _resolve_target(self, y: pd.Series) -> str:
+        target = getattr(self.config_, "target", "return")
+        if target == "auto":
+            kind = y.attrs.get("label_kind") or y.attrs.get("kind")
+            target = "volatility" if kind == "volatility" else "return"
+        if target == "volatility" and (y.dropna() < 0).any():
+            raise DataError(f"{type(self).__name__}: a volatility label must be >= 0, got "
+                            f"min {float(y.min()):g}")
+        return target
+
+    def _targets(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """Labels -> standardised training targets: ``(n,)``, or ``(n, 2)`` for multitask."""
+        z = (y - self.target_mean_) / self.target_scale_
+        if not self.multitask:
+            return z.astype(np.float32)
+        if self.target_ == "volatility":  # no return label: the return head is not trained
+            return np.stack([np.zeros_like(z), z], axis=1).astype(np.float32)
+        return np.stack([z, np.abs(z)], axis=1).astype(np.float32)  # |r - mean|: realised vol
+
+    def _net_config(self, n_channels: int) -> Any:
+        fields = {f.name for f in dataclasses.fields(self.NetConfig)}
+        shared = {k: v for k, v in dataclasses.asdict(self.config_).items() if k in fields}
+        extra = {"multitask": self.multitask} if "multitask" in fields else {}
+        return self.NetConfig(n_features=n_channels, **shared, **self.net_fixed, **extra)
+
+    def _loss_fn(self) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+        c = self.config_
+        if not self.multitask:
+            point = F.huber_loss if c.loss == "huber" else F.mse_loss
+            return lambda net, batch: point(net(batch["x"])[:, 0].float(), batch["y"])
+        return_weight = 0.0 if self.target_ == "volatility" else 1.0
+        # without a return label the NLL has no mean to centre on: QLIKE on the vol label
+        vol_loss = "qlike" if self.target_ == "volatility" else getattr(c, "vol_loss", "qlike")
+        vol_weight = getattr(c, "vol_weight", 1.0)
+        return lambda net, batch: multitask_loss(
+            net(batch["x"]).float(), batch["y"], return_weight=return_weight,
+            vol_weight=vol_weight, vol_loss=vol_loss, huber=c.loss == "huber")
+
+    def _layout(self, X: pd.DataFrame, device: torch.device) -> SequenceLayout:
+        return SequenceLayout.build(X, self.standardizer_, device=device,
+                                    missing=self.config_.missing_mask)
+
+    # ------------------------------------------------------------------ predict
+    def _outputs(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Raw net outputs for every row of X, ``(R, K)``, in target-scale units."""
+        from alphaforge.utils.device import autocast, resolve_precision
+
+        device = next(self.net_.parameters()).device
+        source = WindowSource(self._layout(X, device), self.config_.lookback)
+        size = self.config_.predict_batch_size
+        out = np.empty((len(source), self._n_outputs()), dtype=np.float64)
+        precision = resolve_precision(device, self.config_.precision)
+        self.net_.eval()
+        with torch.inference_mode(), autocast(device, precision):
+            for lo in range(0, len(source), size):
+                idx = torch.arange(lo, lo + size, device=device)
+                n = min(size, len(source) - lo)
+                # fixed batch shape: the last batch is padded with row 0, whose output is dropped
+                idx = torch.where(idx < len(source), idx, 0)
+                pred = self.net_(source.batch(idx)["x"]).float()  # (size, K)
+                out[lo:lo + n] = pred[:n].cpu().numpy()
+        return out
+
+    def _n_outputs(self) -> int:
+        return 2 if self.multitask else getattr(self.net_config_, "n_outputs", 1)
+
+    def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        out = self._outputs(X)
+        if self.multitask and self.target_ == "volatility":
+            return out[:, 1] * self.target_scale_
+        return out[:, 0] * self.target_scale_ + self.target_mean_
+
+    def predict_volatility(self, X: pd.DataFrame) -> pd.Series:
+        """Volatility forecast of the multi-task head (multi-task models only).
+
+        Args:
+            X: Features with the columns seen in ``fit``; row ``(t, s)`` reads rows of symbol
+                ``s`` at or before ``t`` only.
+
+        Returns:
+            Positive float series ``"vol_pred"`` on X's index, in the label's units: the
+            standard deviation of the return label around its mean (return labels), or the
+            volatility label itself.
+
+        Raises:
+            TypeError: the model has no volatility head.
+            NotFittedError: before ``fit``.
+        """
+        if not self.multitask:
+            raise TypeError(f"{type(self).__name__} has no volatility head; use a multitask model")
+        self._check_is_fitted()
+        _check_panel(X, "X")
+        X = self._align_columns(X, "X")
+        vol = self._outputs(X)[:, 1] * self.target_scale_
+        return pd.Series(vol, index=X.index, name="vol_pred")
+
+    # ------------------------------------------------------------------ save / load
+    def _save_state(self, path: Path) -> dict[str, Any]:
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in self.net_.state_dict().items()}, buf)
+        atomic_write_bytes(path / WEIGHTS_FILE, buf.getvalue())
+        return {
+            "net_config": dataclasses.asdict(self.net_config_),
+            "standardizer": self.standardizer_.to_dict(),
+            "target": self.target_,
+            "target_mean": self.target_mean_,
+            "target_scale": self.target_scale_,
+            "history": self.history_.to_dict(orient="list"),
+        }
+
+    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
+        from alphaforge.utils.device import resolve_device
+
+        self.net_config_ = self.NetConfig(**state["net_config"])
+        self.standardizer_ = Standardizer.from_dict(state["standardizer"])
+        self.target_ = state["target"]
+        self.target_mean_ = float(state["target_mean"])
+        self.target_scale_ = float(state["target_scale"])
+        self.history_ = pd.DataFrame(state["history"])
+        weights = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        net = self.Net(self.net_config_)
+        net.load_state_dict(weights)
+        self.net_ = net.to(resolve_device(self.config_.device)).eval()
+
+
+def multitask_loss(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    return_weight: float = 1.0,
+    vol_weight: float = 1.0,
+    vol_loss: str = "qlike",
+    huber: bool = False,
+) -> torch.Tensor:
+    """Return loss plus volatility loss of a two-headed net.
+
+    Args:
+        pred: ``(B, 2)``: return forecast, positive volatility forecast ``sigma``.
+        y: ``(B, 2)``: return target, realised volatility target (same scale as ``sigma``).
+        return_weight: Weight of the return loss (0 when there is no return label).
+        vol_weight: Weight of the volatility loss.
+        vol_loss: ``"qlike"``: ``v^2 / sigma^2 + log sigma^2``, minimised by
+            ``sigma^2 = E[v^2]`` (Patton 2011); ``"nll"``: Gaussian NLL of the return target
+            around the (detached) return forecast.
+        huber: Huber instead of MSE for the return loss.
+
+    Returns:
+        Scalar loss.
+    """
+    mu, sigma = pred[:, 0], pred[:, 1]  # (B,), (B,)
+    point = F.huber_loss if huber else F.mse_loss
+    total = return_weight * point(mu, y[:, 0]) if return_weight else pred.new_zeros(())
+    realised = (y[:, 0] - mu.detach()) ** 2 if vol_loss == "nll" else y[:, 1] ** 2
+    var = sigma**2
+    return total + vol_weight * (realised / var + torch.log(var)).mean()
+
+
+def positive(h: torch.Tensor) -> torch.Tensor:
+    """Volatility head activation: softplus plus a floor, ``(...) -> (...) > 0``."""
+    return F.softplus(h) + VOL_FLOOR
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]

@@ -1,0 +1,247 @@
+"""Transformer encoder over backward-only lookback windows (nanoGPT's block, a regression head).
+
+- Input projection of each bar's F channels to ``d_model``, plus a learned (default) or
+  sinusoidal positional encoding (Vaswani et al., 2017, arXiv:1706.03762). Position ``T - 1``
+  is always the row's own bar: windows are left-padded, so positions mean "bars ago".
+- Pre-LN blocks (Xiong et al., 2020, arXiv:2002.04745: stable at high learning rates without a
+  long warm-up): ``x + Attn(LN(x))``, ``x + MLP(LN(x))``, GELU MLP of width ``ff_mult * d_model``.
+- Attention through ``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels
+  on GPU). Causal by default: the window already ends at bar t, so full attention would not leak
+  either, but with a causal mask the state at every position is itself a backward-only summary
+  (the same net can later be trained on every position, or run incrementally), at no extra cost.
+- Head: final LayerNorm, then a linear head on the last token (the row's own bar); multi-task
+  nets add a positive volatility output (softplus).
+- nanoGPT init: N(0, 0.02) weights, residual projections scaled by ``1 / sqrt(2 n_layers)``.
+
+Shapes: B batch, T lookback, F channels, D d_model, nh heads, hd = D / nh, K outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alphaforge.models.base import Capabilities, require
+from alphaforge.models.torch_base import (
+    MultiTaskFields,
+    SequenceParams,
+    TorchForecaster,
+    positive,
+    suggest_training,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "MultiTaskTransformerForecaster",
+    "MultiTaskTransformerParams",
+    "TransformerConfig",
+    "TransformerForecaster",
+    "TransformerNet",
+    "TransformerParams",
+]
+
+
+# ============================================================================ network
+@dataclass(frozen=True)
+class TransformerConfig:
+    n_features: int  # F: input channels per bar
+    d_model: int = 64  # D
+    n_heads: int = 4
+    n_layers: int = 2
+    dropout: float = 0.1
+    ff_mult: int = 4  # MLP width = ff_mult * D
+    max_len: int = 512  # longest window (learned positional table size)
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    causal: bool = True
+    n_outputs: int = 1  # K (2 when multitask)
+    multitask: bool = False  # outputs (return, volatility > 0)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: TransformerConfig) -> None:
+        super().__init__()
+        assert c.d_model % c.n_heads == 0, (c.d_model, c.n_heads)
+        self.n_heads, self.dropout, self.causal = c.n_heads, c.dropout, c.causal
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.resid_drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+                   for t in (q, k, v))  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, D)  # re-assemble heads
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, c: TransformerConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(c.d_model, c.ff_mult * c.d_model)
+        self.proj = nn.Linear(c.ff_mult * c.d_model, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, c: TransformerConfig) -> None:
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(c.d_model), SelfAttention(c)
+        self.ln2, self.mlp = nn.LayerNorm(c.d_model), MLP(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))  # pre-LN: the residual stream is never normalised
+        return x + self.mlp(self.ln2(x))
+
+
+def sinusoidal(max_len: int, d: int) -> torch.Tensor:
+    """``(max_len, d)`` fixed sin/cos table of Vaswani et al."""
+    pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (L, 1)
+    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    table = torch.zeros(max_len, d)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return table
+
+
+class TransformerNet(nn.Module):
+    """Pre-LN transformer encoder over a ``(B, T, F)`` window with a last-token head."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.inp = nn.Linear(c.n_features, c.d_model)  # (B, T, F) -> (B, T, D)
+        if c.positional == "learned":
+            self.pos = nn.Parameter(torch.zeros(c.max_len, c.d_model))
+        else:
+            self.register_buffer("pos", sinusoidal(c.max_len, c.d_model), persistent=False)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, 2 if c.multitask else c.n_outputs)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual projections: GPT-2 scaled init
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        if c.positional == "learned":
+            nn.init.normal_(self.pos, mean=0.0, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F) -> (B, T, D)``: normalised states, causal: step t reads steps <= t."""
+        T = x.shape[1]
+        assert T <= self.config.max_len, (T, self.config.max_len)
+        h = self.drop(self.inp(x) + self.pos[:T])  # (B, T, D)
+        for block in self.blocks:
+            h = block(h)
+        return self.ln_f(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F) -> (B, K)``; multitask: ``[:, 0]`` return, ``[:, 1]`` volatility > 0."""
+        out = self.head(self.encode(x)[:, -1])  # (B, K) from the row's own bar
+        if self.config.multitask:
+            out = torch.stack([out[:, 0], positive(out[:, 1])], dim=1)  # (B, 2)
+        return out
+
+
+# ============================================================================ forecasters
+@dataclass(frozen=True)
+class TransformerParams(SequenceParams):
+    """Training fields (:class:`SequenceParams`) plus the encoder's size."""
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    dropout: float = 0.1
+    ff_mult: int = 4
+    max_len: int = 512  # must cover lookback
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    causal: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.n_heads >= 1 and self.d_model % self.n_heads == 0, self, "d_model",
+                f"a multiple of n_heads={self.n_heads}")
+        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
+        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
+        require(self.ff_mult >= 1, self, "ff_mult", "an int >= 1")
+        require(self.max_len >= self.lookback, self, "max_len",
+                f">= lookback={self.lookback}")
+
+
+@dataclass(frozen=True)
+class MultiTaskTransformerParams(TransformerParams, MultiTaskFields):
+    """:class:`TransformerParams` plus the multi-task fields (target, vol_loss, vol_weight)."""
+
+    def __post_init__(self) -> None:
+        TransformerParams.__post_init__(self)
+        MultiTaskFields.__post_init__(self)
+
+
+def _suggest_transformer(trial: optuna.Trial) -> dict[str, Any]:
+    d_model = trial.suggest_categorical("d_model", [32, 64, 128])
+    return {
+        **suggest_training(trial),
+        "d_model": d_model,
+        "n_heads": trial.suggest_categorical("n_heads", [2, 4]),
+        "n_layers": trial.suggest_int("n_layers", 1, 4),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "ff_mult": trial.suggest_categorical("ff_mult", [2, 4]),
+    }
+
+
+_TINY = {"lookback": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "ff_mult": 2,
+         "max_epochs": 2, "batch_size": 64, "device": "cpu", "predict_batch_size": 1024}
+
+
+class TransformerForecaster(TorchForecaster):
+    """Pre-LN transformer encoder over each row's lookback window; last-token forecast."""
+
+    Config = TransformerParams
+    Net, NetConfig = TransformerNet, TransformerConfig
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_transformer(trial)
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class MultiTaskTransformerForecaster(TorchForecaster):
+    """Transformer with a return head and a positive volatility head (see the LSTM twin)."""
+
+    Config = MultiTaskTransformerParams
+    Net, NetConfig = TransformerNet, TransformerConfig
+    multitask = True
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
+        multi_output=True)
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {**_suggest_transformer(trial),
+                "vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
