@@ -54,3 +54,38 @@ def test_metrics_table_has_models_and_baselines(tiny_run):
     table = tiny_run.table("test")
     assert {"lightgbm", "xgboost", "zero", "trailing_mean", "last_value"} <= set(table.index)
     assert np.isfinite(table.loc["lightgbm", "rank_ic"])
+
+
+def test_interrupted_run_resumes_from_checkpoints(tmp_path, monkeypatch):
+    import yaml
+
+    from alphaforge.models import trees
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["models"] = [{"name": "lstm", "params": {"lookback": 8, "hidden": 8, "max_epochs": 2,
+                                                 "batch_size": 64, "device": "cpu"}},
+                     {"name": "lightgbm", "params": {"n_estimators": 20}}]
+    cfg["baselines"] = False
+    fresh = run_experiment(cfg, out=tmp_path / "fresh")
+
+    # crash in the second fold's LightGBM: the LSTM has checkpointed folds 0 and 1 by then
+    calls = {"n": 0}
+    real_fit = trees.LightGBMForecaster._fit
+
+    def crash(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(trees.LightGBMForecaster, "_fit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert (tmp_path / "run.ckpt" / "lstm" / "fold_1" / "last.pt").is_file()
+    monkeypatch.setattr(trees.LightGBMForecaster, "_fit", real_fit)
+
+    resumed = run_experiment(cfg, out=tmp_path / "run", resume=True)
+    pd.testing.assert_frame_equal(resumed.predictions, fresh.predictions)
+    assert "resumed from" in (resumed.run_dir / "run.log").read_text()
+    assert not (tmp_path / "run.ckpt").exists()

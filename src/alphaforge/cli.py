@@ -124,13 +124,14 @@ def run_cmd(
     data: Annotated[Optional[str], typer.Option(help="run on this panel instead (all its symbols)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run directory")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run (same --out) from its neural models' checkpoints")] = False,
 ) -> None:
     """Run a walk-forward experiment; print the test metrics table and write the run directory."""
     from alphaforge.run import run_experiment
 
     with _guard(), _bars() as progress:
         result = run_experiment(config, data=data, out=out_dir, overwrite=overwrite,
-                                progress=progress)
+                                resume=resume, progress=progress)
     _print_metrics(result)
     out.print(f"run directory: [bold]{result.run_dir}[/bold]")
 

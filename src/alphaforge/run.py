@@ -71,6 +71,7 @@ def run_experiment(
     data: str | None = None,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Run a walk-forward experiment end to end and write its run directory.
@@ -80,6 +81,9 @@ def run_experiment(
         data: Optional panel source overriding ``config.data.source`` (all of its symbols).
         out: Run directory; default ``<output_dir>/<name>-<UTC time>``.
         overwrite: Replace ``out`` if it exists.
+        resume: Continue an interrupted run with the same ``out``: neural models pick up their
+            checkpoints (``<out>.ckpt/<model>/fold_<k>/last.pt``) exactly where they stopped.
+            Checkpoints are written for every run and removed once the run directory is complete.
         progress: Optional callback driven per fold and per model (the CLI draws bars with it).
 
     Returns:
@@ -93,22 +97,29 @@ def run_experiment(
     if data is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": data,
                                                                           "symbols": None})})
+    if resume and out is None:
+        raise ConfigError("--resume needs --out: the run directory of the interrupted run")
     run_dir = _resolve_run_dir(cfg, out, overwrite)
+    ckpt = run_dir.with_name(run_dir.name + ".ckpt")
+    if not resume:
+        shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a new run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:
         with _log_to(tmp / "run.log"):
-            result = _run(cfg, tmp, progress)
+            result = _run(cfg, tmp, progress, ckpt, resume)
         if run_dir.exists():  # overwrite=True was checked in _resolve_run_dir
             shutil.rmtree(run_dir)
         os.replace(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(ckpt, ignore_errors=True)
     result.run_dir = run_dir
     return result
 
 
-def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None) -> RunResult:
+def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None, ckpt: Path,
+         resume: bool) -> RunResult:
     from alphaforge.data import load_panel
     from alphaforge.features import build_features
     from alphaforge.registry import get_model
@@ -139,6 +150,9 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
             if progress:
                 progress("model", j, len(members), m.display)
             model = factories[m.display].from_params(m.params, random_state=cfg.seed)
+            if hasattr(model, "checkpoint_dir"):  # torch models: crash-safe, resumable training
+                model.checkpoint_dir = ckpt / m.display / f"fold_{fold.index}"
+                model.resume = resume
             tr, va = masks["train"], masks["valid"]
             valid = (Xf[va], y[va]) if va.any() else None
             model.fit(Xf[tr], y[tr], valid=valid)

@@ -24,6 +24,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dataclasses
 import io
 import logging
@@ -144,6 +146,10 @@ class TorchForecaster(BaseForecaster):
     NetConfig: ClassVar[type]
     net_fixed: ClassVar[dict[str, Any]] = {}
     multitask: ClassVar[bool] = False
+    # where/whether to checkpoint, not what to learn: set on the instance by run_experiment
+    # (`alphaforge run --resume`) before fit; None writes no checkpoints
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    resume: bool = False
     capabilities: ClassVar[Capabilities] = Capabilities(
         family="neural", supports_valid=True, early_stopping=True, needs_sequence=True)
     _keep_unlabelled_rows = True  # unlabelled rows are still history for later windows
@@ -184,7 +190,8 @@ class TorchForecaster(BaseForecaster):
             torch.manual_seed(self.seed_)  # weight init; the global RNG is restored on exit
             net = self.Net(self.net_config_)
             history = fit_torch(net, train, self._loss_fn(), train_config, valid=valid_src,
-                                seed=self.seed_)
+                                seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
+                                resume=self.resume and self.checkpoint_dir is not None)
         self.net_ = net.eval()
         self.history_ = history.to_frame()
         logger.info("%s: %d epochs, %d parameters", type(self).__name__, len(self.history_),
