@@ -59,6 +59,7 @@ CASES: list[tuple[str, type[TorchForecaster], dict[str, Any]]] = [
     ("multitask_lstm h128x2", MultiTaskLSTMForecaster, {"hidden": 128}),
     ("transformer d128x2", TransformerForecaster, {"d_model": 128, "n_heads": 4}),
     ("lstm h64x2 b256", LSTMForecaster, {"hidden": 64}),
+    ("gru h64x2 b256", GRUForecaster, {"hidden": 64}),
 ]
 
 

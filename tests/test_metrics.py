@@ -305,3 +305,14 @@ def test_ic_invariant_to_affine_and_rank_ic_to_monotone_maps(seed, a, b):
     pd.testing.assert_series_equal(
         M.rank_ic_series(y_true, np.exp(50 * y_pred)), M.rank_ic_series(y_true, y_pred)
     )
+
+
+def test_evaluate_can_mark_undefined_metrics_nan_instead_of_failing():
+    idx = pd.MultiIndex.from_product([pd.bdate_range("2021-01-01", periods=5), ["A", "B", "C"]],
+                                     names=["timestamp", "symbol"])
+    y = pd.Series(np.linspace(0.01, 0.03, 15), index=idx)
+    bad = pd.Series(np.linspace(-0.01, 0.02, 15), index=idx)  # some vol forecasts <= 0
+    with pytest.raises(DataError, match="floor"):
+        M.evaluate(y, bad, ["qlike", "mae"])
+    out = M.evaluate(y, bad, ["qlike", "mae"], undefined="nan")
+    assert np.isnan(out["qlike"]) and np.isfinite(out["mae"])

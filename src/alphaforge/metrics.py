@@ -24,6 +24,8 @@ Every metric is a pure function ``f(y_true, y_pred, ...)`` of two ``pd.Series`` 
 
 from __future__ import annotations
 
+import logging
+
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "METRICS",
@@ -661,6 +665,7 @@ def evaluate(
     names: Iterable[str] | None = None,
     *,
     label_kind: Literal["return", "volatility"] = "return",
+    undefined: Literal["raise", "nan"] = "raise",
 ) -> dict[str, float]:
     """Compute several metrics of one set of forecasts.
 
@@ -670,6 +675,9 @@ def evaluate(
         names: Metric names from :data:`METRICS`; None uses
             :func:`default_metric_names` for ``label_kind``.
         label_kind: What the labels are, ``"return"`` or ``"volatility"``; only picks defaults.
+        undefined: ``"nan"`` turns a metric that cannot score these forecasts (e.g. QLIKE of
+            a non-positive volatility forecast) into NaN with a logged warning instead of an
+            error, so one model's bad forecast does not stop a whole experiment.
 
     Returns:
         ``{name: value}`` in the requested order; values are Python floats (NaN where a metric is
@@ -684,4 +692,13 @@ def evaluate(
     chosen = list(default_metric_names(label_kind) if names is None else names)
     specs = [get_metric(n) for n in chosen]  # fail on a bad name before any work
     t, p = _pairs(y_true, y_pred)  # validate and align once; every metric then sees clean pairs
-    return {s.name: float(s.fn(t, p)) for s in specs}
+    out: dict[str, float] = {}
+    for spec in specs:
+        try:
+            out[spec.name] = float(spec.fn(t, p))
+        except DataError as exc:
+            if undefined == "raise":
+                raise
+            logger.warning("metric %s undefined: %s", spec.name, exc)
+            out[spec.name] = float("nan")
+    return out

@@ -371,8 +371,10 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
         entry: dict[str, Any] = {"baseline": name in baseline_names}
         for part, gp in g.groupby("split", sort=False):
             s = gp.set_index(["timestamp", "symbol"])
-            overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind)
-            per_fold = {int(k): evaluate(f["y_true"], f["y_pred"], cfg.metrics, label_kind=kind)
+            overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind,
+                               undefined="nan")
+            per_fold = {int(k): evaluate(f["y_true"], f["y_pred"], cfg.metrics, label_kind=kind,
+                                         undefined="nan")
                         for k, f in s.groupby("fold", sort=True)}
             entry[part] = {"overall": overall, "per_fold": per_fold}
         out["models"][name] = entry

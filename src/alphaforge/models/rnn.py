@@ -184,75 +184,51 @@ _TINY = {"lookback": 8, "hidden": 8, "n_layers": 2, "max_epochs": 2, "batch_size
          "device": "cpu", "predict_batch_size": 1024}
 
 
-class LSTMForecaster(TorchForecaster):
+class _RNNForecaster(TorchForecaster):
+    """Shared wiring of the recurrent forecasters; each subclass only fixes cell and variant."""
+
+    Config = RNNParams
+    Net, NetConfig = RNNNet, RNNConfig
+    max_layers: ClassVar[int] = 3
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return _suggest_rnn(trial, max_layers=cls.max_layers)
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+
+class LSTMForecaster(_RNNForecaster):
     """Stacked LSTM over each row's lookback window; forecast from the last step."""
 
-    Config = RNNParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "plain"}
 
-    @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return _suggest_rnn(trial)
 
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
-
-
-class GRUForecaster(TorchForecaster):
+class GRUForecaster(_RNNForecaster):
     """Stacked GRU over each row's lookback window; forecast from the last step."""
 
-    Config = RNNParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "gru", "variant": "plain"}
 
-    @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return _suggest_rnn(trial)
 
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
-
-
-class ResidualLSTMForecaster(TorchForecaster):
+class ResidualLSTMForecaster(_RNNForecaster):
     """LSTM layers joined by pre-LayerNorm residual connections."""
 
-    Config = RNNParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "residual"}
-
-    @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return _suggest_rnn(trial, max_layers=4)  # skips make deeper stacks trainable
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
+    max_layers: ClassVar[int] = 4  # skips make deeper stacks trainable
 
 
-class AttentionLSTMForecaster(TorchForecaster):
+class AttentionLSTMForecaster(_RNNForecaster):
     """LSTM with attention pooling over the window, concatenated with the last step."""
 
-    Config = RNNParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "attention"}
 
-    @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return _suggest_rnn(trial)
 
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
-
-
-class CNNLSTMForecaster(TorchForecaster):
+class CNNLSTMForecaster(_RNNForecaster):
     """Causal Conv1d feature extractor, then an LSTM stack."""
 
     Config = CNNLSTMParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "cnn"}
 
     @classmethod
@@ -268,7 +244,7 @@ class CNNLSTMForecaster(TorchForecaster):
         return {**_TINY, "conv_channels": 8}
 
 
-class MultiTaskLSTMForecaster(TorchForecaster):
+class MultiTaskLSTMForecaster(_RNNForecaster):
     """LSTM with a return head and a positive volatility head.
 
     Predicts returns (or, on a volatility label, the volatility head);
@@ -276,7 +252,6 @@ class MultiTaskLSTMForecaster(TorchForecaster):
     """
 
     Config = MultiTaskRNNParams
-    Net, NetConfig = RNNNet, RNNConfig
     net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "plain"}
     multitask = True
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -288,6 +263,3 @@ class MultiTaskLSTMForecaster(TorchForecaster):
         return {**_suggest_rnn(trial),
                 "vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
 
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
