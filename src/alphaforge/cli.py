@@ -225,3 +225,81 @@ def _bars() -> Iterator[object]:
                         description=f"{stage}: {desc}" if desc else stage)
 
         yield update
+
+
+# ----------------------------------------------------------------------------- tune
+@app.command("tune", context_settings={"allow_extra_args": True})
+def tune_cmd(
+    ctx: typer.Context,
+    data: Annotated[Optional[str], typer.Option(help="CSV/Parquet file, builtin:NAME or synthetic:...")] = None,
+    model: Annotated[str, typer.Option(envvar="MODEL", help="registry name, 'both' (lightgbm + xgboost) or 'all'")] = "lightgbm",
+    symbols: Annotated[Optional[list[str]], typer.Option(help="symbols to tune (repeat or space-separate; default: all in the data)")] = None,
+    trials: Annotated[int, typer.Option(envvar="TRIALS", help="new trials per (symbol, model) study")] = 100,
+    workers: Annotated[int, typer.Option(envvar="WORKERS", help="worker processes on this machine")] = 1,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage: sqlite:///F.db, F.journal or postgresql://... (default: ROOT/optuna.db, or ROOT/optuna.journal with several workers)")] = None,
+    min_improvement: Annotated[float, typer.Option(help="validation improvement needed to promote, percent")] = 1.0,
+    force: Annotated[bool, typer.Option(help="promote the new best whatever the stored one")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="search time limit, seconds")] = None,
+    seed: Annotated[int, typer.Option(help="base seed (worker i samples with seed + i)")] = 0,
+    root: Annotated[Path, typer.Option(help="directory for hyperparams/, results/, logs/")] = Path("."),
+    metric: Annotated[str, typer.Option(help="validation metric (its direction is used)")] = "pct_return_mae",
+    val: Annotated[int, typer.Option(help="validation window, bars")] = 30,
+    test: Annotated[int, typer.Option(help="held-out test window, bars")] = 20,
+    config: Annotated[Optional[Path], typer.Option(help="YAML of tune options (configs/tune.yaml); command-line options override it")] = None,
+) -> None:
+    """Tune every (symbol, model); write hyperparams/, results/ and logs/ under --root.
+
+    `alphaforge tune report --root DIR` prints the history of past runs instead.
+    """
+    if ctx.args[:1] == ["report"] and not symbols:
+        _tune_report(root)
+        return
+    from alphaforge.tune import load_tune_config, tune
+
+    # "--symbols AAPL MSFT" arrives as one option value plus extra args: accept both forms
+    syms = [s for item in (symbols or []) + list(ctx.args) for s in item.split()] or None
+    given = {"data": data, "model": model, "symbols": syms, "trials": trials,
+             "workers": workers, "storage": storage, "min_improvement": min_improvement / 100,
+             "force": force, "timeout": timeout, "seed": seed, "root": root, "val": val,
+             "test": test, "metric": metric}
+    with _guard():
+        kwargs = load_tune_config(config) if config is not None else {}
+    for name, value in given.items():
+        source = ctx.get_parameter_source(name)
+        if name not in kwargs or (source is not None and source.name != "DEFAULT") or (
+                name == "symbols" and syms):
+            kwargs[name] = value
+    if kwargs.get("data") is None:
+        err.print(Text("ConfigError: --data is required", style="red"))
+        raise typer.Exit(2)
+    metric = kwargs["metric"]
+    with _guard(), _bars() as progress:
+        summary = tune(**kwargs, progress=progress)
+    table = Table("symbol", "model", "trials", f"old {metric}", f"new {metric}", "improvement",
+                  "test", "promoted", title=f"tune: {summary.direction} {metric}")
+    for r in summary.results:
+        imp = "-" if r.improvement is None else f"{r.improvement:+.2%}"
+        table.add_row(r.symbol, r.model, str(r.n_trials), _fmt(r.old_score), _fmt(r.new_score),
+                      imp, _fmt(r.test_score),
+                      Text("yes", style="green") if r.promoted else Text(f"no: {r.reason}"))
+    out.print(table)
+    out.print(f"{summary.n_promoted} of {len(summary.results)} promoted; summary "
+              f"{summary.summary_path}")
+
+
+def _tune_report(root: Path) -> None:
+    from alphaforge.tune import tune_history
+
+    runs = tune_history(root)
+    if not runs:
+        out.print(f"no tune runs under {root}/results")
+        return
+    table = Table("run", "symbol", "model", "metric", "old", "new", "test", "promoted",
+                  title=f"tune history ({len(runs)} runs)")
+    for run in runs:
+        for r in run.get("results", []):
+            table.add_row(run.get("timestamp", "?"), r["symbol"], r["model"], run.get("metric", "?"),
+                          _fmt(r.get("old_score")), _fmt(r.get("new_score")),
+                          _fmt(r.get("test_score")), "yes" if r.get("promoted") else
+                          f"no: {r.get('reason', '')}")
+    out.print(table)

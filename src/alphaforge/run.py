@@ -303,6 +303,8 @@ def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[
     # the last realised h-bar return is the natural "last value" of an h-bar return label
     last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"
     for name in baselines_for(kind):
+        if kind == "volatility" and name == "last_value":
+            continue  # the last return is no volatility forecast (negative, other units)
         params: dict[str, Any] = {}
         if name in ("last_value", "garch"):
             if last not in built:
