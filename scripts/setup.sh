@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (if absent) and installs alphaforge with its data and dev extras.
+# Creates .venv (if absent) and installs alphaforge with its data, dev and pg extras.
 # torch==2.13.0 (CPU) is installed only where no torch is importable; an existing torch (e.g. a
 # CUDA build on a GPU machine) is kept, since pyproject only asks for torch>=2.4.
 set -euo pipefail
@@ -10,4 +10,4 @@ PY=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[data,dev]"
+.venv/bin/python -m pip install -q -e ".[data,dev,pg]"

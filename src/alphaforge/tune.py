@@ -369,8 +369,12 @@ def _finish_study(symbol: str, model: str, d: SymbolData, job: _Job, root: Path,
     from alphaforge import __version__
 
     res = SymbolResult(symbol, model)
-    study = optuna.load_study(study_name=study_name(symbol, model),
-                              storage=open_storage(job.storage))
+    try:
+        study = optuna.load_study(study_name=study_name(symbol, model),
+                                  storage=open_storage(job.storage))
+    except KeyError:  # the timeout ran out before this study started
+        res.reason = "no completed trials (timeout before the study started)"
+        return res
     trials = study.get_trials(deepcopy=False)
     res.n_trials = sum(t.state == TrialState.COMPLETE for t in trials)
     res.n_failed = sum(t.state == TrialState.FAIL for t in trials)

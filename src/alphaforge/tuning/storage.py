@@ -62,11 +62,14 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # a trial whose worker stops beating for grace_period is failed and re-queued once
-            return optuna.storages.RDBStorage(
-                spec, heartbeat_interval=10, grace_period=60,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1),
-                engine_kwargs={"pool_pre_ping": True})
+            if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+                retry = {"heartbeat_stale_trial_callback":
+                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+            else:
+                retry = {"failed_trial_callback":
+                         optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+            return optuna.storages.RDBStorage(spec, heartbeat_interval=10, grace_period=60,
+                                              engine_kwargs={"pool_pre_ping": True}, **retry)
     return optuna.storages.RDBStorage(spec)
 
 

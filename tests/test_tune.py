@@ -1,0 +1,282 @@
+"""Tests of alphaforge.tune: promotion gate, files, storages, crashes, CLI.
+
+Tiny LightGBM (20 rounds, 1 thread) on a small synthetic panel keeps the whole file fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from alphaforge import tune as tune_mod
+from alphaforge.errors import ConfigError, DataError
+from alphaforge.tune import _Job, _spawn_worker, resolve_models, tune
+from alphaforge.tuning import (
+    OWNER_ATTR,
+    open_storage,
+    promote,
+    repair_journal,
+    resolve_storage,
+    sweep,
+)
+
+DATA = "synthetic:n_symbols=3,n_bars=400,seed=1"
+SYMS = ["S000", "S001"]
+FIXED = {"lightgbm": {"n_estimators": 20, "n_jobs": 1}}
+
+
+def _tune(root: Path, **kw: object) -> tune_mod.TuneSummary:
+    args = {"symbols": SYMS, "trials": 3, "root": root, "fixed_params": FIXED}
+    return tune(DATA, "lightgbm", **{**args, **kw})  # type: ignore[arg-type]
+
+
+def _journal_study(root: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{root}/optuna.journal"))
+
+
+# ----------------------------------------------------------------------------- gate
+@pytest.mark.parametrize(("old", "new", "direction", "force", "expected"), [
+    (None, 1.0, "minimize", False, True),          # no previous best
+    (float("nan"), 1.0, "minimize", False, True),  # unreadable previous score
+    (1.0, 0.98, "minimize", False, True),          # 2% better
+    (1.0, 0.995, "minimize", False, False),        # 0.5%: under the 1% threshold
+    (1.0, 0.99, "minimize", False, False),         # exactly 1%: must be strictly more
+    (1.0, 1.05, "minimize", False, False),         # worse
+    (0.5, 0.52, "maximize", False, True),          # higher is better
+    (0.5, 0.45, "maximize", False, False),
+    (-0.10, -0.05, "maximize", False, True),       # negative old score: relative to |old|
+    (1.0, 1.05, "minimize", True, True),           # force
+    (1.0, float("nan"), "minimize", True, False),  # nothing finite to promote, even forced
+    (None, None, "minimize", False, False),
+])
+def test_promote(old, new, direction, force, expected):
+    ok, reason = promote(old, new, direction, 0.01, force)
+    assert ok is expected
+    assert reason
+
+
+def test_promote_threshold_and_errors():
+    assert promote(1.0, 0.95, "minimize", 0.10, False)[0] is False
+    assert promote(1.0, 0.95, "minimize", 0.0, False)[0] is True
+    assert promote(0.0, -0.1, "maximize", 0.01, False) == (False, promote(0.0, -0.1, "maximize",
+                                                                          0.01, False)[1])
+    with pytest.raises(ConfigError):
+        promote(1.0, 0.9, "down", 0.01, False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        promote(1.0, 0.9, "minimize", -0.5, False)
+
+
+def test_resolve_models_and_storage(tmp_path):
+    assert resolve_models("both") == ["lightgbm", "xgboost"]
+    assert "zero" not in resolve_models("all") and "lightgbm" in resolve_models("all")
+    with pytest.raises(ConfigError, match="unknown model"):
+        resolve_models("nope")
+    assert resolve_storage(None, tmp_path, 1).startswith("sqlite:///")
+    assert resolve_storage(None, tmp_path, 2) == f"journal:{tmp_path}/optuna.journal"
+    assert resolve_storage("x.journal", tmp_path, 2) == "journal:x.journal"
+    with pytest.raises(ConfigError, match="SQLite"):
+        resolve_storage("sqlite:///x.db", tmp_path, 2)
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_tune_writes_files_then_rerun_promotes_nothing(tmp_path):
+    s1 = _tune(tmp_path)
+    assert [r.symbol for r in s1.results] == SYMS
+    assert all(r.promoted and r.reason == "no previous best" for r in s1.results)
+    for sym in SYMS:
+        best = json.loads((tmp_path / "hyperparams" / "best" / f"{sym}.json").read_text())
+        opt = json.loads((tmp_path / "hyperparams" / "optimized" / "lightgbm" / f"{sym}.json")
+                         .read_text())
+        assert best == opt
+        for key in ("params", "val_score", "test_score", "metric", "direction", "model",
+                    "data_hash", "timestamp", "alphaforge_version"):
+            assert key in best
+        assert best["metric"] == "pct_return_mae" and best["direction"] == "minimize"
+        assert best["params"]["n_estimators"] == 20 and len(best["data_hash"]) == 64
+        study = optuna.load_study(study_name=f"{sym}:lightgbm",
+                                  storage=f"sqlite:///{tmp_path}/optuna.db")
+        assert math.isclose(study.best_value, best["val_score"])
+    summary = json.loads(s1.summary_path.read_text())
+    assert summary["totals"]["promoted"] == 2 and s1.log_path.exists()
+    assert "promoted" in s1.log_path.read_text() or s1.log_path.stat().st_size > 0
+
+    before = (tmp_path / "hyperparams" / "best" / "S000.json").read_bytes()
+    s2 = _tune(tmp_path, trials=1, min_improvement=10.0)  # 1000%: nothing can pass
+    assert not any(r.promoted for r in s2.results)
+    assert all("not above" in r.reason and r.old_score is not None for r in s2.results)
+    assert all(r.n_trials == 4 for r in s2.results)  # load_if_exists: 3 + 1 trials
+    assert (tmp_path / "hyperparams" / "best" / "S000.json").read_bytes() == before
+    s3 = _tune(tmp_path, trials=1, min_improvement=10.0, force=True)
+    assert all(r.promoted and r.reason == "forced" for r in s3.results)
+    assert len(list((tmp_path / "results").glob("tune_*.json"))) == 3
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_unsafe_and_unknown_symbols_rejected(tmp_path):
+    for bad in ("../etc", "a/b", "x\x00y", " S000"):
+        with pytest.raises(DataError, match="unsafe symbol"):
+            _tune(tmp_path, symbols=[bad])
+    with pytest.raises(DataError, match="not in the data"):
+        _tune(tmp_path, symbols=["NOPE"])
+    assert not (tmp_path / "hyperparams").exists()
+
+
+def test_nan_objective_fails_the_trial(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune_mod, "fit_score", lambda *a, **k: float("nan"))
+    s = _tune(tmp_path, symbols=["S000"], trials=2)
+    study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    r = s.results[0]
+    assert (r.n_trials, r.n_failed, r.promoted, r.reason) == (0, 2, False, "no completed trials")
+    assert not (tmp_path / "hyperparams" / "best" / "S000.json").exists()
+
+
+def test_timeout_before_any_study(tmp_path):
+    s = _tune(tmp_path, timeout=1e-9)
+    assert [r.promoted for r in s.results] == [False, False]
+    assert all(r.reason.startswith("no completed trials") for r in s.results)
+    assert s.summary_path.exists() and not (tmp_path / "hyperparams" / "best").exists()
+
+
+# ----------------------------------------------------------------------------- storage
+def test_journal_two_workers_one_study(tmp_path):
+    s = _tune(tmp_path, workers=2, trials=4)
+    assert (tmp_path / "optuna.journal").exists() and not (tmp_path / "optuna.db").exists()
+    for sym in SYMS:
+        study = _journal_study(tmp_path, f"{sym}:lightgbm")
+        assert len(study.trials) == 4
+        assert all(t.state == TrialState.COMPLETE for t in study.trials)
+        owners = {t.user_attrs[OWNER_ATTR] for t in study.trials}
+        assert len(owners) == 2  # both worker processes ran trials of the same study
+    assert all(r.n_trials == 4 and r.promoted for r in s.results)
+
+
+def test_sweeper_fails_dead_workers_trials_and_repairs_torn_tail(tmp_path):
+    spec = f"journal:{tmp_path}/optuna.journal"
+    study = optuna.create_study(study_name="S000:lightgbm", storage=open_storage(spec))
+    dead = study.ask()
+    dead.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{2**22 + 12345}")  # no such pid
+    alive = study.ask()
+    alive.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+    with open(tmp_path / "optuna.journal", "ab") as fh:
+        fh.write(b'{"op_code": 5, "worker_id": "x", "tri')  # writer killed mid-append
+    assert sweep(spec, ["S000:lightgbm", "missing:lightgbm"]) == 1
+    assert repair_journal(tmp_path / "optuna.journal") == 0  # already repaired
+    states = [t.state for t in _journal_study(tmp_path, "S000:lightgbm").trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING]
+
+
+def _completed(root: Path) -> int:
+    try:
+        study = _journal_study(root, "S000:lightgbm")
+    except (KeyError, FileNotFoundError, ValueError):
+        return 0
+    return sum(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+@pytest.mark.parametrize("kills", [2])
+def test_kill_worker_mid_study_then_resume(tmp_path, kills):
+    """SIGKILL a worker at random moments ``kills`` times, then finish: nothing is left torn."""
+    import random
+
+    spec = f"journal:{tmp_path}/optuna.journal"
+    job = _Job(DATA, ["S000"], ["lightgbm"], spec, "pct_return_mae", "minimize",
+               "forward_return", 1, None, 30, 20, FIXED, 0, None)
+    rng = random.Random(0)
+    for k in range(kills):
+        proc = mp.get_context("spawn").Process(target=_spawn_worker, args=(job, k, 10_000))
+        proc.start()
+        start, deadline = _completed(tmp_path), time.time() + 60
+        while time.time() < deadline and _completed(tmp_path) < start + 2:
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside a trial or a journal append
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
+    n_done = _completed(tmp_path)
+    assert n_done >= 2 * kills
+    s = _tune(tmp_path, symbols=["S000"], workers=2, trials=2)  # sweeps, resumes, gates
+    study = _journal_study(tmp_path, "S000:lightgbm")
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert s.results[0].n_trials >= n_done + 2
+    best = json.loads((tmp_path / "hyperparams" / "best" / "S000.json").read_text())
+    assert math.isclose(best["val_score"], study.best_value)
+    assert best["trial"] == study.best_trial.number
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert not mp.active_children()  # no zombie workers
+
+
+@pytest.mark.skipif(not os.environ.get("ALPHAFORGE_TEST_PG_URL"),
+                    reason="ALPHAFORGE_TEST_PG_URL not set (scripts/start_postgres.sh prints one)")
+def test_postgres_two_workers(tmp_path):
+    url = os.environ["ALPHAFORGE_TEST_PG_URL"]
+    storage = open_storage(url)
+    for name in ("S000:lightgbm", "S001:lightgbm"):  # a clean slate on a reused database
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+    s = _tune(tmp_path, workers=2, trials=4, storage=url)
+    for sym in SYMS:
+        study = optuna.load_study(study_name=f"{sym}:lightgbm", storage=storage)
+        assert len(study.trials) == 4
+        assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert all(r.promoted for r in s.results)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_tune_and_report(tmp_path, monkeypatch):
+    from alphaforge.cli import app
+
+    # the CLI has no fixed params: keep its LightGBM tiny through the search space
+    monkeypatch.setattr(tune_mod, "_n_jobs_default", lambda m, w: dict(FIXED[m]))
+    runner = CliRunner()
+    args = ["tune", "--data", DATA, "--symbols", "S000", "S001", "--root", str(tmp_path)]
+    res = runner.invoke(app, args, env={"TRIALS": "2"})
+    assert res.exit_code == 0, res.output
+    assert "2 of 2 promoted" in res.output
+    res = runner.invoke(app, [*args, "--min-improvement", "1000"], env={"TRIALS": "1"})
+    assert res.exit_code == 0, res.output
+    assert "0 of 2 promoted" in res.output and "not above" in res.output
+    res = runner.invoke(app, ["tune", "report", "--root", str(tmp_path)])
+    assert res.exit_code == 0 and "tune history (2 runs)" in res.output
+    res = runner.invoke(app, ["tune", "--data", DATA, "--symbols", "../x", "--root",
+                              str(tmp_path)])
+    assert res.exit_code == 2 and "unsafe symbol" in res.output
+
+
+def test_cli_config_file(tmp_path):
+    from alphaforge.cli import app
+
+    cfg = tmp_path / "tune.yaml"
+    cfg.write_text(f"data: '{DATA}'\nsymbols: [S000]\ntrials: 5\nroot: /nonexistent\n"
+                   "fixed_params:\n  lightgbm: {n_estimators: 20, n_jobs: 1}\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["tune", "--config", str(cfg), "--root", str(tmp_path)],
+                        env={"TRIALS": "1"})  # env and flags override the file
+    assert res.exit_code == 0, res.output
+    assert "1 of 1 promoted" in res.output
+    rec = json.loads((tmp_path / "hyperparams" / "best" / "S000.json").read_text())
+    assert rec["n_trials"] == 1 and rec["params"]["n_estimators"] == 20
+    cfg.write_text("trails: 3\n")
+    res = runner.invoke(app, ["tune", "--config", str(cfg)])
+    assert res.exit_code == 2 and "unknown tune option(s) trails" in res.output
+
+
+def test_shipped_tune_yaml_loads():
+    from alphaforge.tune import load_tune_config
+
+    root = Path(__file__).resolve().parents[1]
+    kwargs = load_tune_config(root / "configs" / "tune.yaml")
+    assert kwargs["model"] == "lightgbm" and kwargs["val"] == 30
