@@ -26,8 +26,8 @@ _API = {
     "get_model": "alphaforge.registry:get_model",
     "list_models": "alphaforge.registry:list_models",
     "run_experiment": "alphaforge.run:run_experiment",
-    "tune": "alphaforge.tune:tune",
-    "backtest": "alphaforge.backtest:backtest",
+    # `tune` and `backtest` are modules of the same name: use alphaforge.tune.tune and
+    # alphaforge.backtest.backtest (a lazy alias here would shadow the submodules)
     "bar_returns": "alphaforge.backtest:bar_returns",
     "load_config": "alphaforge.config:load_config",
     "ExperimentConfig": "alphaforge.config:ExperimentConfig",
