@@ -7,6 +7,7 @@
 # Installs the Debian packages when initdb is missing (needs root / sudo). Runs the server as the
 # current user (or as 'postgres' when run as root) with its data under $PGROOT.
 set -euo pipefail
+cd /  # the server runs as another user, which may not be allowed into the caller's folder
 
 PGROOT=${PGROOT:-/tmp/alphaforge-pg}
 PGPORT=${PGPORT:-54329}
