@@ -86,6 +86,9 @@ def test_interrupted_run_resumes_from_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setattr(trees.LightGBMForecaster, "_fit", real_fit)
 
     resumed = run_experiment(cfg, out=tmp_path / "run", resume=True)
+    hist = pd.read_parquet(resumed.run_dir / "history.parquet")
+    assert set(hist["model"]) == {"lstm"} and set(hist["fold"]) == {0, 1}
+    assert 'data-plot="training"' in (resumed.run_dir / "report.html").read_text()
     pd.testing.assert_frame_equal(resumed.predictions, fresh.predictions)
     assert "resumed from" in (resumed.run_dir / "run.log").read_text()
     assert not (tmp_path / "run.ckpt").exists()

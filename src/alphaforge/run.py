@@ -12,6 +12,7 @@ run leaves nothing half-written::
                                     at the configured delay ("base") and one bar later ("lagged")
     <run_dir>/returns.parquet       one-bar returns the backtest used (for `alphaforge backtest`)
     <run_dir>/feature_importance.parquet   tree models' importances per fold
+    <run_dir>/history.parquet       neural models' training curves per fold
     <run_dir>/report.html           self-contained report
     <run_dir>/models/<model>/fold_<k>/   saved models (native formats + meta.json)
     <run_dir>/run.log               the library's log of the run
@@ -141,6 +142,7 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
 
     parts: list[pd.DataFrame] = []
     importances: list[pd.DataFrame] = []
+    histories: list[pd.DataFrame] = []
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
@@ -156,6 +158,9 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
             tr, va = masks["train"], masks["valid"]
             valid = (Xf[va], y[va]) if va.any() else None
             model.fit(Xf[tr], y[tr], valid=valid)
+            hist = getattr(model, "history_", None)
+            if isinstance(hist, pd.DataFrame):  # neural models: training curves for the report
+                histories.append(hist.assign(model=m.display, fold=fold.index))
             if model.capabilities.feature_importance:
                 imp = model.feature_importances_
                 importances.append(pd.DataFrame({"model": m.display, "fold": fold.index,
@@ -185,6 +190,11 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     if importances:
         pd.concat(importances, ignore_index=True).to_parquet(
             workdir / "feature_importance.parquet", index=False)
+    if histories:
+        hist = pd.concat(histories, ignore_index=True)
+        front = ["model", "fold", "epoch", "train_loss", "valid_loss"]
+        hist[front + [c for c in hist.columns if c not in front]].to_parquet(
+            workdir / "history.parquet", index=False)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
     _report(workdir)
