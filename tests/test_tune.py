@@ -91,7 +91,10 @@ def test_resolve_models_and_storage(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 def test_tune_writes_files_then_rerun_promotes_nothing(tmp_path):
-    s1 = _tune(tmp_path)
+    seen: list[list[tune_mod.StudyStatus]] = []
+    s1 = _tune(tmp_path, monitor=seen.append)
+    assert [st.complete for st in seen[-1]] == [3, 3]
+    assert [st.best for st in seen[-1]] == [r.new_score for r in s1.results]
     assert [r.symbol for r in s1.results] == SYMS
     assert all(r.promoted and r.reason == "no previous best" for r in s1.results)
     for sym in SYMS:
@@ -149,9 +152,70 @@ def test_timeout_before_any_study(tmp_path):
     assert s.summary_path.exists() and not (tmp_path / "hyperparams" / "best").exists()
 
 
+def test_cut_windows_purged_contiguous_and_test_last():
+    folds, test = tune_mod.cut_windows(300, val=30, test=20, folds=3, stop=25, horizon=5)
+    assert test.score_end == 300 and test.score_start == 280
+    assert [f.score_end for f in folds[:-1]] == [f.score_start for f in folds[1:]]  # contiguous
+    assert folds[-1].score_end + 5 == test.score_start
+    for w in (*folds, test):
+        assert w.fit_end + 5 == w.stop_start and w.stop_end - w.stop_start == 25
+        assert w.stop_end + 5 == w.score_start  # labels (h=5) of one range never reach the next
+    with pytest.raises(DataError, match="need at least"):
+        tune_mod.cut_windows(199, val=30, test=20, folds=3, stop=25, horizon=5)
+    with pytest.raises(ConfigError):
+        tune_mod.cut_windows(300, val=30, test=20, folds=0, stop=25, horizon=5)
+
+
+def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
+    """Early stopping sees only the stop window; the scored window is never passed to fit."""
+    from alphaforge.models.trees import LightGBMForecaster
+
+    seen = []
+    real_fit = LightGBMForecaster.fit
+
+    def spy(self, X, y, *, valid=None):
+        seen.append((X.index.get_level_values("timestamp").max(),
+                     valid[0].index.get_level_values("timestamp")))
+        return real_fit(self, X, y, valid=valid)
+
+    monkeypatch.setattr(LightGBMForecaster, "fit", spy)
+    d = tune_mod.prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
+                         val=30, test=20, folds=2, stop=15)["S000"]
+    score = tune_mod.fit_score("lightgbm", FIXED["lightgbm"], d, "pct_return_mae", seed=0)
+    assert math.isfinite(score) and len(seen) == 2
+    ts = d.X.index.get_level_values("timestamp")
+    for (fit_max, stop_ts), w in zip(seen, d.folds, strict=True):
+        scored = ts[w.score_start:w.score_end]
+        assert fit_max < stop_ts.min() and stop_ts.max() < scored.min()
+        assert len(stop_ts) == 15
+
+
+def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
+    fixed = {"lightgbm": {"n_estimators": 150, "early_stopping_rounds": None, "n_jobs": 1,
+                          "min_child_samples": 10}}
+    s = _tune(tmp_path, symbols=["S000"], trials=14, fixed_params=fixed)
+    study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "no trial was pruned"
+    for t in pruned:  # pruned on the early-stopping loss after the warm-up, at a report step
+        assert t.intermediate_values and max(t.intermediate_values) >= 50
+        assert all(step % tune_mod.PRUNE_EVERY == 0 for step in t.intermediate_values)
+    assert s.results[0].n_trials == 14 - len(pruned)
+    s2 = _tune(tmp_path / "off", symbols=["S000"], trials=8, fixed_params=fixed, prune=False)
+    off = optuna.load_study(study_name="S000:lightgbm",
+                            storage=f"sqlite:///{tmp_path}/off/optuna.db")
+    assert all(t.state == TrialState.COMPLETE and not t.intermediate_values for t in off.trials)
+    assert s2.results[0].n_trials == 8
+
+
 # ----------------------------------------------------------------------------- storage
 def test_journal_two_workers_one_study(tmp_path):
-    s = _tune(tmp_path, workers=2, trials=4)
+    seen: list[list[tune_mod.StudyStatus]] = []
+    s = _tune(tmp_path, workers=2, trials=4, monitor=seen.append)
+    assert seen, "the live monitor was never called"
+    final = {st.study: st for st in seen[-1]}  # the storage's state once the workers are done
+    assert [final[f"{sym}:lightgbm"].complete for sym in SYMS] == [4, 4]
+    assert all(st.running == 0 and st.best is not None for st in final.values())
     assert (tmp_path / "optuna.journal").exists() and not (tmp_path / "optuna.db").exists()
     for sym in SYMS:
         study = _journal_study(tmp_path, f"{sym}:lightgbm")
@@ -192,7 +256,7 @@ def test_kill_worker_mid_study_then_resume(tmp_path, kills):
 
     spec = f"journal:{tmp_path}/optuna.journal"
     job = _Job(DATA, ["S000"], ["lightgbm"], spec, "pct_return_mae", "minimize",
-               "forward_return", 1, None, 30, 20, FIXED, 0, None)
+               "forward_return", 1, None, 30, 20, 1, None, True, FIXED, 0, None)
     rng = random.Random(0)
     for k in range(kills):
         proc = mp.get_context("spawn").Process(target=_spawn_worker, args=(job, k, 10_000))
@@ -215,6 +279,56 @@ def test_kill_worker_mid_study_then_resume(tmp_path, kills):
     assert best["trial"] == study.best_trial.number
     assert not list(tmp_path.rglob("*.tmp"))
     assert not mp.active_children()  # no zombie workers
+
+
+class _StallingOS:
+    """``os`` for alphaforge.utils.io whose ``replace`` of a best config stalls (a slow disk)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def replace(self, src: str, dst: str) -> None:
+        if "best" in Path(dst).parts:
+            Path(self.marker).write_text(src)
+            time.sleep(120)
+        os.replace(src, dst)
+
+
+def _tune_stalling_on_best_write(root: str, marker: str) -> None:
+    from alphaforge.utils import io as io_mod
+
+    io_mod.os = _StallingOS(marker)  # type: ignore[assignment]
+    tune(DATA, "lightgbm", symbols=["S000"], trials=2, root=root, fixed_params=FIXED, force=True)
+
+
+def test_kill_during_best_config_write(tmp_path):
+    """SIGKILL while ``hyperparams/best`` is being written: the old file survives whole."""
+    _tune(tmp_path, symbols=["S000"], trials=2)
+    best_path = tmp_path / "hyperparams" / "best" / "S000.json"
+    before = best_path.read_bytes()
+    marker = tmp_path / "writing"
+    proc = mp.get_context("spawn").Process(target=_tune_stalling_on_best_write,
+                                           args=(str(tmp_path), str(marker)))
+    proc.start()
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and proc.is_alive():
+        time.sleep(0.05)
+    assert marker.exists(), "the worker never reached the best-config write"
+    tmp = Path(marker.read_text())
+    assert tmp.exists() and json.loads(tmp.read_text())["symbol"] == "S000"  # written, not renamed
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert proc.exitcode == -signal.SIGKILL
+    assert best_path.read_bytes() == before  # the killed write left the old config untouched
+    s = _tune(tmp_path, symbols=["S000"], trials=1, force=True)  # next run cleans up
+    assert not tmp.exists() and not list(tmp_path.rglob("*.tmp"))
+    best = json.loads(best_path.read_text())
+    study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert math.isclose(best["val_score"], study.best_value) and s.results[0].promoted
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
 
 @pytest.mark.skipif(not os.environ.get("ALPHAFORGE_TEST_PG_URL"),

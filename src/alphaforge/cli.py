@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -194,6 +194,40 @@ def _print_metrics(result: object) -> None:
         sharpe = [_fmt(b["base"]["net"]["sharpe"]), _fmt(b["lagged"]["net"]["sharpe"])] if b else []
         table.add_row(label, *(_fmt(row[c]) for c in cols), *(sharpe if extra else []))
     out.print(table)
+    _print_ensembles(result.metrics["models"])  # type: ignore[attr-defined]
+
+
+def _print_ensembles(models: dict[str, Any]) -> None:
+    ens = {m: v for m, v in models.items() if v.get("ensemble")}
+    if not ens:
+        return
+    # one ranking and one error metric keep the table readable; metrics.json has them all
+    metrics = [next((c for c in group if any(c in v.get("vs_best_member", {})
+                                             for v in ens.values())), None)
+               for group in (("rank_ic", "ic"), ("mae", "rmse", "qlike"))]
+    metrics = [c for c in metrics if c is not None]
+    table = Table("ensemble", "kind", *(h for c in metrics for h in (_SHORT.get(c, c),
+                                                                     "best member", "diff")),
+                  title="ensembles vs their best member on the same test bars")
+    for name, v in ens.items():
+        vs = v.get("vs_best_member", {})
+        cells = []
+        for c in metrics:
+            d = vs.get(c)
+            if d is None:
+                cells += ["-", "-", "-"]
+                continue
+            style = "green" if d["better"] else "red"
+            cells += [_fmt(d["ensemble"]), f"{d['best_member']} {_fmt(d['best'])}",
+                      Text(f"{d['diff']:+.4f}", style=style)]
+        table.add_row(name, v["ensemble"]["kind"], *cells)
+    out.print(table)
+    for name, v in ens.items():
+        fw = v.get("fusion_weights")
+        if fw:
+            weights = ", ".join(f"{k} {w:.3f}" for k, w in fw["mean"].items())
+            out.print(f"{name}: fusion weights (mean over folds) {weights}; intercept "
+                      f"{fw['intercept']:.3g}")
 
 
 _SHORT = {"direction_accuracy": "dir_acc", "rank_icir": "rank_icir"}
@@ -228,6 +262,38 @@ def _bars() -> Iterator[object]:
 
 
 # ----------------------------------------------------------------------------- tune
+@contextlib.contextmanager
+def _tune_live(metric: str) -> Iterator[tuple[object, object]]:
+    """A live table of every study (trial counts, best and last score) above the progress bars."""
+    from rich.console import Group
+    from rich.live import Live
+
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bars = Progress(*cols, console=err, auto_refresh=False)
+    tasks: dict[str, int] = {}
+    rows: list[Any] = []  # alphaforge.tune.StudyStatus
+
+    def render() -> Group:
+        table = Table("study", "complete", "pruned", "failed", "running", f"best {metric}",
+                      f"last {metric}", title="tuning")
+        for r in rows:
+            table.add_row(r.study, str(r.complete), str(r.pruned), str(r.failed),
+                          str(r.running), _fmt(r.best), _fmt(r.last))
+        return Group(table, bars)
+
+    def progress(stage: str, done: int, total: int, desc: str) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total,
+                    description=f"{stage}: {desc}" if desc else stage)
+
+    def monitor(status: list[Any]) -> None:
+        rows[:] = status
+
+    with Live(console=err, transient=True, refresh_per_second=4, get_renderable=render):
+        yield progress, monitor
+
+
 @app.command("tune", context_settings={"allow_extra_args": True})
 def tune_cmd(
     ctx: typer.Context,
@@ -245,6 +311,9 @@ def tune_cmd(
     metric: Annotated[str, typer.Option(help="validation metric (its direction is used)")] = "pct_return_mae",
     val: Annotated[int, typer.Option(help="validation window, bars")] = 30,
     test: Annotated[int, typer.Option(help="held-out test window, bars")] = 20,
+    folds: Annotated[int, typer.Option(help="walk-forward validation windows; a trial scores their mean")] = 1,
+    stop: Annotated[Optional[int], typer.Option(help="early-stopping bars before each scored window (default: --val)")] = None,
+    prune: Annotated[bool, typer.Option(help="prune hopeless trials of iterative models")] = True,
     config: Annotated[Optional[Path], typer.Option(help="YAML of tune options (configs/tune.yaml); command-line options override it")] = None,
 ) -> None:
     """Tune every (symbol, model); write hyperparams/, results/ and logs/ under --root.
@@ -261,7 +330,7 @@ def tune_cmd(
     given = {"data": data, "model": model, "symbols": syms, "trials": trials,
              "workers": workers, "storage": storage, "min_improvement": min_improvement / 100,
              "force": force, "timeout": timeout, "seed": seed, "root": root, "val": val,
-             "test": test, "metric": metric}
+             "test": test, "metric": metric, "folds": folds, "stop": stop, "prune": prune}
     with _guard():
         kwargs = load_tune_config(config) if config is not None else {}
     for name, value in given.items():
@@ -273,13 +342,13 @@ def tune_cmd(
         err.print(Text("ConfigError: --data is required", style="red"))
         raise typer.Exit(2)
     metric = kwargs["metric"]
-    with _guard(), _bars() as progress:
-        summary = tune(**kwargs, progress=progress)
-    table = Table("symbol", "model", "trials", f"old {metric}", f"new {metric}", "improvement",
+    with _guard(), _tune_live(metric) as (progress, monitor):
+        summary = tune(**kwargs, progress=progress, monitor=monitor)
+    table = Table("symbol", "model", "trials (pruned)", f"old {metric}", f"new {metric}", "improvement",
                   "test", "promoted", title=f"tune: {summary.direction} {metric}")
     for r in summary.results:
         imp = "-" if r.improvement is None else f"{r.improvement:+.2%}"
-        table.add_row(r.symbol, r.model, str(r.n_trials), _fmt(r.old_score), _fmt(r.new_score),
+        table.add_row(r.symbol, r.model, f"{r.n_trials} ({r.n_pruned})", _fmt(r.old_score), _fmt(r.new_score),
                       imp, _fmt(r.test_score),
                       Text("yes", style="green") if r.promoted else Text(f"no: {r.reason}"))
     out.print(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -83,6 +83,81 @@ class ModelConfig(_Section):
         return self.label or self.name
 
 
+class EnsembleConfig(_Section):
+    """One ensemble over models of the run (by display name) or registry models.
+
+    A member is a name (a ``models:`` entry's display name, whose params it reuses, else a
+    registry name with its defaults) or a mapping ``{name, params, features, label}``.
+    """
+
+    name: str = Field(description="display name of the ensemble")
+    kind: Literal["residual", "fusion", "weighted"]
+    base: Any = Field(None, description="residual: the base member (default lightgbm)")
+    residual: Any = Field(None, description="residual: the member fitted on the base's "
+                          "out-of-fold residuals (default transformer)")
+    members: Any = Field(None, description="fusion / weighted: list of members; weighted also "
+                         "takes a mapping member -> weight")
+    method: Literal["ols", "ridge", "nnls"] | None = Field(None, description="fusion method")
+    alpha: float | None = Field(None, description="fusion ridge penalty")
+    intercept: bool | None = None
+    sum_to_one: bool | None = Field(None, description="nnls: weights sum to one")
+    rank_average: bool | None = Field(None, description="weighted: blend cross-sectional ranks")
+    inner_folds: int | None = Field(None, description="inner walk-forward folds for "
+                                    "out-of-fold predictions")
+    stop_frac: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}", v):
+            raise ValueError("use letters, digits, '_' and '-' only (at most 64 characters)")
+        return v
+
+    def to_model(self, models: list[ModelConfig], horizon: int) -> ModelConfig:
+        """The registry entry (``residual`` / ``fusion`` / ``weighted``) this ensemble runs as.
+
+        Raises:
+            ConfigError: Options that do not belong to the kind, or a missing member list.
+        """
+        by_name = {m.display: m for m in models}
+
+        def member(ref: Any) -> Any:
+            if isinstance(ref, str) and ref in by_name:
+                m = by_name[ref]
+                return {"name": m.name, "params": dict(m.params), "label": m.display}
+            return ref
+
+        allowed = {"residual": {"base", "residual", "inner_folds", "stop_frac"},
+                   "fusion": {"members", "method", "alpha", "intercept", "sum_to_one",
+                              "inner_folds", "stop_frac"},
+                   "weighted": {"members", "rank_average"}}[self.kind]
+        given = {k for k in self.model_fields_set if k not in ("name", "kind")}
+        wrong = sorted(given - allowed)
+        if wrong:
+            raise ConfigError(f"ensembles[{self.name}]: option(s) {wrong} do not apply to kind "
+                              f"{self.kind!r}; valid: {sorted(allowed)}")
+        params: dict[str, Any] = {k: getattr(self, k) for k in given
+                                  if k not in ("members", "base", "residual")}
+        if self.kind == "residual":
+            for k in ("base", "residual"):
+                if getattr(self, k) is not None:
+                    params[k] = member(getattr(self, k))
+        else:
+            if not self.members:
+                raise ConfigError(f"ensembles[{self.name}]: kind {self.kind!r} needs `members`")
+            if isinstance(self.members, dict):
+                if self.kind != "weighted":
+                    raise ConfigError(f"ensembles[{self.name}]: member weights are for kind "
+                                      "'weighted'; list the members")
+                params["members"] = [member(k) for k in self.members]
+                params["weights"] = [float(w) for w in self.members.values()]
+            else:
+                params["members"] = [member(r) for r in self.members]
+        if self.kind != "weighted":
+            params["purge"] = horizon
+        return ModelConfig(name=self.kind, label=self.name, params=params)
+
+
 class ExperimentConfig(_Section):
     """A whole experiment: data -> features -> label -> walk-forward -> models -> metrics."""
 
@@ -93,12 +168,19 @@ class ExperimentConfig(_Section):
     label: LabelConfig = LabelConfig()
     split: SplitConfig
     models: list[ModelConfig] = Field(min_length=1)
+    ensembles: list[EnsembleConfig] = Field(
+        default_factory=list, description="ensembles over the models (residual, fusion, "
+        "weighted); all learned on out-of-fold predictions")
     baselines: bool = Field(True, description="add the registry's baselines for the label kind")
     metrics: list[str] | None = Field(None, description="metric names (default: by label kind)")
     backtest: BacktestSpec | None = Field(
         None, description="portfolio backtest of test predictions (default: long_short with 5 bp "
         "costs, or sign for one symbol; skipped for volatility labels)")
     output_dir: str = Field("runs", description="parent folder of run directories")
+
+    def ensemble_models(self) -> list[ModelConfig]:
+        """The ensembles as registry entries (members resolved against ``models``)."""
+        return [e.to_model(list(self.models), self.label.horizon) for e in self.ensembles]
 
     @field_validator("models", mode="before")
     @classmethod
@@ -155,10 +237,17 @@ def check_names(cfg: ExperimentConfig) -> None:
             get_model(m.name).from_params(m.params, random_state=cfg.seed)
         except ConfigError as exc:
             raise ConfigError(f"models[{i}] ({m.name}): {exc}") from None
-    seen = [m.display.lower() for m in cfg.models]
+    for e in cfg.ensembles:
+        m = e.to_model(list(cfg.models), cfg.label.horizon)
+        try:
+            get_model(m.name).from_params(m.params, random_state=cfg.seed)
+        except ConfigError as exc:
+            raise ConfigError(f"ensembles[{e.name}]: {exc}") from None
+    seen = [m.display.lower() for m in cfg.models] + [e.name.lower() for e in cfg.ensembles]
     dupes = {n for n in seen if seen.count(n) > 1}
     if dupes:
-        raise ConfigError(f"models: duplicate model names {sorted(dupes)}; set `label:` to tell them apart")
+        raise ConfigError(f"models: duplicate model names {sorted(dupes)}; set `label:` (models) "
+                          "or `name:` (ensembles) to tell them apart")
     for name in cfg.metrics or []:
         get_metric(name)
     if cfg.features.names is not None:

@@ -61,6 +61,12 @@ MODELS: dict[str, ModelEntry] = {
     "multitask_transformer": ModelEntry(
         "alphaforge.models.transformer:MultiTaskTransformerForecaster", "neural", None,
         "transformer with return and volatility heads (MSE + QLIKE)"),
+    "residual": ModelEntry("alphaforge.ensemble:ResidualForecaster", "ensemble", None,
+                           "base model + a model of its out-of-fold residuals"),
+    "fusion": ModelEntry("alphaforge.ensemble:FusionForecaster", "ensemble", None,
+                         "OLS / ridge / non-negative blend fitted on out-of-fold predictions"),
+    "weighted": ModelEntry("alphaforge.ensemble:WeightedForecaster", "ensemble", None,
+                           "fixed or equal weights, optionally a cross-sectional rank average"),
     "zero": ModelEntry("alphaforge.models.baselines:ZeroForecaster", "baseline", None,
                        "predicts 0 (no-skill return forecast)"),
     "trailing_mean": ModelEntry("alphaforge.models.baselines:TrailingMeanForecaster", "baseline",

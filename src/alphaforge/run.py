@@ -13,6 +13,9 @@ run leaves nothing half-written::
     <run_dir>/returns.parquet       one-bar returns the backtest used (for `alphaforge backtest`)
     <run_dir>/feature_importance.parquet   tree models' importances per fold
     <run_dir>/history.parquet       neural models' training curves per fold
+    <run_dir>/ensemble_components.parquet   residual ensembles: base, residual and final per row
+                                    (train = the base's out-of-fold rows, valid, test)
+    <run_dir>/fusion_weights.json   fusion ensembles' weights and intercept per fold
     <run_dir>/report.html           self-contained report
     <run_dir>/models/<model>/fold_<k>/   saved models (native formats + meta.json)
     <run_dir>/run.log               the library's log of the run
@@ -143,6 +146,8 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     parts: list[pd.DataFrame] = []
     importances: list[pd.DataFrame] = []
     histories: list[pd.DataFrame] = []
+    components: list[pd.DataFrame] = []
+    fusion: dict[str, dict[str, Any]] = {}
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
@@ -165,6 +170,8 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
                 imp = model.feature_importances_
                 importances.append(pd.DataFrame({"model": m.display, "fold": fold.index,
                                                  "feature": imp.index, "importance": imp.values}))
+            if model.capabilities.family == "ensemble":
+                _ensemble_outputs(model, m.display, fold, Xf, y, masks, components, fusion)
             model.save(workdir / "models" / m.display / f"fold_{fold.index}")
             for part in ("valid", "test"):
                 if masks[part].any():
@@ -177,6 +184,16 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
 
     preds = pd.concat(parts, ignore_index=True)
     metrics = _metrics(preds, cfg, kind, folds, members)
+    if components:
+        pd.concat(components, ignore_index=True).to_parquet(
+            workdir / "ensemble_components.parquet", index=False)
+    if fusion:
+        atomic_write_text(workdir / "fusion_weights.json", json.dumps(_jsonable(fusion), indent=2))
+        for name, per_fold in fusion.items():
+            w = pd.DataFrame([f["weights"] for f in per_fold.values()])
+            metrics["models"][name]["fusion_weights"] = {
+                "mean": w.mean().to_dict(),
+                "intercept": float(np.mean([f["intercept"] for f in per_fold.values()]))}
     if kind == "return":
         returns = bar_returns(panel, cfg.label.price)
         returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
@@ -304,7 +321,7 @@ def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[
     from alphaforge.features import FEATURES
     from alphaforge.registry import baselines_for
 
-    members = list(cfg.models)
+    members = list(cfg.models) + cfg.ensemble_models()
     if not cfg.baselines:
         return members
     have = {m.display for m in members}
@@ -378,9 +395,14 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
 
     out: dict[str, Any] = {"label": cfg.label.model_dump(), "label_kind": kind,
                            "n_folds": len(folds), "models": {}}
-    baseline_names = {m.display for m in members[len(cfg.models):]}
+    n_main = len(cfg.models) + len(cfg.ensembles)
+    baseline_names = {m.display for m in members[n_main:]}
+    ensembles = {m.display: m for m in members[len(cfg.models):n_main]}
     for name, g in preds.groupby("model", sort=False):
         entry: dict[str, Any] = {"baseline": name in baseline_names}
+        if name in ensembles:
+            entry["ensemble"] = {"kind": ensembles[name].name,
+                                 "members": _member_keys(ensembles[name])}
         for part, gp in g.groupby("split", sort=False):
             s = gp.set_index(["timestamp", "symbol"])
             overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind,
@@ -390,7 +412,78 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
                         for k, f in s.groupby("fold", sort=True)}
             entry[part] = {"overall": overall, "per_fold": per_fold}
         out["models"][name] = entry
+    for name, m in ensembles.items():
+        out["models"][name]["vs_best_member"] = _vs_members(preds, name, _member_keys(m), cfg,
+                                                             kind)
     return out
+
+
+def _member_keys(m: ModelConfig) -> list[str]:
+    from alphaforge.ensemble import parse_member
+
+    p = m.params
+    specs = [p.get("base", "lightgbm"), p.get("residual", "transformer")] if m.name == "residual" \
+        else list(p.get("members") or [])
+    return [parse_member(s).key for s in specs]
+
+
+def _vs_members(preds: pd.DataFrame, name: str, member_keys: list[str], cfg: ExperimentConfig,
+                kind: str) -> dict[str, Any]:
+    """Ensemble vs its best member per metric, on the test rows every one of them predicted."""
+    from alphaforge.metrics import METRICS, evaluate
+
+    test = preds[preds["split"] == "test"]
+    present = [k for k in member_keys if k in set(test["model"])]
+    if not present:
+        return {}  # members that are not models of the run have no predictions to compare
+    wide = test.pivot_table(index=["timestamp", "symbol"], columns="model", values="y_pred",
+                            aggfunc="first", dropna=False)[[name, *present]]
+    y_true = test.drop_duplicates(["timestamp", "symbol"]).set_index(
+        ["timestamp", "symbol"])["y_true"].reindex(wide.index)
+    wide = wide[np.isfinite(wide.to_numpy()).all(axis=1) & y_true.notna().to_numpy()]
+    y_true = y_true.reindex(wide.index)
+    scores = {c: evaluate(y_true, wide[c], cfg.metrics, label_kind=kind, undefined="nan")
+              for c in wide.columns}
+    out: dict[str, Any] = {"rows": len(wide)}
+    for metric, value in scores[name].items():
+        vals = {k: scores[k][metric] for k in present if np.isfinite(scores[k][metric])}
+        if not vals or not np.isfinite(value):
+            continue
+        higher = METRICS[metric].direction == "maximize"
+        best = (max if higher else min)(vals, key=vals.__getitem__)
+        out[metric] = {"ensemble": value, "best_member": best, "best": vals[best],
+                       "diff": value - vals[best],
+                       "better": bool(value > vals[best] if higher else value < vals[best])}
+    return out
+
+
+def _ensemble_outputs(model: Any, name: str, fold: Fold, X: pd.DataFrame, y: pd.Series,
+                      masks: dict[str, np.ndarray], components: list[pd.DataFrame],
+                      fusion: dict[str, dict[str, Any]]) -> None:
+    """Residual ensembles: base / residual / final per row; fusion: the fitted weights."""
+    from alphaforge.ensemble import FusionForecaster, ResidualForecaster
+
+    if isinstance(model, FusionForecaster):
+        fusion.setdefault(name, {})[f"fold_{fold.index}"] = {
+            "weights": model.weights_.to_dict(), "intercept": model.intercept_}
+    if not isinstance(model, ResidualForecaster):
+        return
+    rows = {"train": model.oof_.index}
+    for part in ("valid", "test"):
+        if masks[part].any():
+            rows[part] = X.index[masks[part]]
+    for part, idx in rows.items():
+        end = idx.get_level_values("timestamp").max()
+        comp = model.components(X[X.index.get_level_values("timestamp") <= end]).reindex(idx)
+        if part == "train":  # the base's out-of-fold prediction, as the residual model saw it
+            comp["base"] = model.oof_["base"].reindex(idx).to_numpy()
+            comp["final"] = comp["base"] + comp["residual"]
+        components.append(pd.DataFrame({
+            "timestamp": idx.get_level_values("timestamp"),
+            "symbol": idx.get_level_values("symbol").astype(str), "model": name,
+            "fold": np.int32(fold.index), "split": part,
+            "y_true": y.reindex(idx).to_numpy(np.float64),
+            **{c: comp[c].to_numpy(np.float64) for c in ("base", "residual", "final")}}))
 
 
 def _write(workdir: Path, cfg: ExperimentConfig, preds: pd.DataFrame, metrics: dict[str, Any],

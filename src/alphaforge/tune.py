@@ -46,18 +46,26 @@ import pandas as pd
 from alphaforge.errors import AlphaforgeError, ConfigError, DataError
 from alphaforge.tuning.gate import Direction, improvement, promote
 from alphaforge.tuning.storage import OWNER_ATTR, open_storage, resolve_storage, sweep
-from alphaforge.utils.io import atomic_write_text, check_symbol, safe_filename
+from alphaforge.utils.io import (
+    atomic_write_text,
+    check_symbol,
+    remove_stale_temp,
+    safe_filename,
+)
 
 if TYPE_CHECKING:
     import optuna
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SymbolData", "SymbolResult", "TuneSummary", "fit_score", "load_tune_config",
-           "open_storage", "prepare", "promote", "resolve_models", "resolve_storage",
-           "run_worker", "study_name", "sweep", "tune", "tune_history"]
+__all__ = ["StudyStatus", "SymbolData", "SymbolResult", "TuneSummary", "Window", "cut_windows",
+           "fit_score", "load_tune_config", "open_storage", "prepare", "promote",
+           "resolve_models", "resolve_storage", "run_worker", "study_name", "study_status",
+           "sweep", "tune", "tune_history"]
 
 Progress = Callable[[str, int, int, str], None]
+PRUNE_EVERY = 10  # report an iterative model's valid loss to the pruner every this many rounds
+PRUNE_STRIDE = 100_000  # fold k's round i is pruner step k * PRUNE_STRIDE + i
 OHLCV = ("open", "high", "low", "close", "volume")
 
 
@@ -70,6 +78,7 @@ class SymbolResult:
         symbol, model: The study's key.
         n_trials: Trials completed in the study after this run (all runs together).
         n_failed: Trials in FAIL state in the study.
+        n_pruned: Trials the pruner stopped early (PRUNED state) in the study.
         old_score: Validation score of the stored ``hyperparams/best`` record (None: none).
         new_score: Best validation score of the study (None: no completed trial).
         improvement: Relative improvement of ``new`` over ``old``, sign-adjusted so that
@@ -85,6 +94,7 @@ class SymbolResult:
     model: str
     n_trials: int = 0
     n_failed: int = 0
+    n_pruned: int = 0
     old_score: float | None = None
     new_score: float | None = None
     improvement: float | None = None
@@ -134,9 +144,59 @@ class TuneSummary:
         return out
 
 
+@dataclass
+class StudyStatus:
+    """Live state of one study, read from the storage while the search runs.
+
+    Attributes:
+        study: ``"{symbol}:{model}"``.
+        complete, pruned, failed, running: Trial counts by state (all runs together).
+        best: Best completed value (None: none yet).
+        last: Value of the most recently finished complete trial.
+    """
+
+    study: str
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    best: float | None = None
+    last: float | None = None
+
+
+def study_status(storage: Any, names: Sequence[str]) -> list[StudyStatus]:
+    """One :class:`StudyStatus` per study name (zeros for a study not created yet)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    out = []
+    for name in names:
+        st = StudyStatus(name)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            out.append(st)
+            continue
+        done = []
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.COMPLETE:
+                done.append(t)
+            st.pruned += t.state == TrialState.PRUNED
+            st.failed += t.state == TrialState.FAIL
+            st.running += t.state == TrialState.RUNNING
+        st.complete = len(done)
+        if done:
+            pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+            st.best = float(pick(t.value for t in done))
+            st.last = float(max(done, key=lambda t: t.datetime_complete).value)
+        out.append(st)
+    return out
+
+
 # ----------------------------------------------------------------------------- models
 def resolve_models(model: str | Sequence[str]) -> list[str]:
-    """Registry names for ``model``: a name, ``"both"`` (lightgbm, xgboost) or ``"all"``.
+    """Registry names for ``model``: a name, ``"both"`` (lightgbm, xgboost) or ``"all"`` (every
+    model that is neither a baseline nor an ensemble).
 
     Raises:
         ConfigError: An unknown name (lists the valid ones).
@@ -149,7 +209,8 @@ def resolve_models(model: str | Sequence[str]) -> list[str]:
         if name == "both":
             out += ["lightgbm", "xgboost"]
         elif name == "all":
-            out += [n for n in MODELS if n not in BASELINES]
+            # ensembles tune through their members' studies, baselines have nothing to tune
+            out += [n for n in MODELS if n not in BASELINES and MODELS[n].family != "ensemble"]
         elif name in MODELS:
             out.append(name)
         else:
@@ -160,16 +221,41 @@ def resolve_models(model: str | Sequence[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- data
 @dataclass(frozen=True)
-class SymbolData:
-    """One symbol's features and label, cut into train / val / test (each time-ordered)."""
+class Window:
+    """One fit-and-score cut: row ranges into :class:`SymbolData`'s ``X`` / ``y``.
 
-    X_train: pd.DataFrame
-    y_train: pd.Series
-    X_val: pd.DataFrame
-    y_val: pd.Series
-    X_test: pd.DataFrame
-    y_test: pd.Series
+    ``fit = [0, fit_end)`` trains, ``stop = [stop_start, stop_end)`` early-stops (and feeds the
+    pruner), ``score = [score_start, score_end)`` is scored. Consecutive ranges are separated by
+    ``horizon`` purged bars, so no label of one range looks into the next.
+    """
+
+    fit_end: int
+    stop_start: int
+    stop_end: int
+    score_start: int
+    score_end: int
+
+
+@dataclass(frozen=True)
+class SymbolData:
+    """One symbol's features and label (time-ordered) with its validation folds and test window.
+
+    Attributes:
+        X, y: The symbol's labelled rows, oldest first.
+        folds: Validation folds, oldest first; a trial's score is the mean over them.
+        test: The held-out window, scored once for the study's best params.
+        data_hash: :func:`data_hash` of the symbol's bars.
+    """
+
+    X: pd.DataFrame
+    y: pd.Series
+    folds: tuple[Window, ...]
+    test: Window
     data_hash: str
+
+    def rows(self, start: int, end: int) -> tuple[pd.DataFrame, pd.Series]:
+        """``X`` and ``y`` rows ``[start, end)``."""
+        return self.X.iloc[start:end], self.y.iloc[start:end]
 
 
 def data_hash(panel: pd.DataFrame, symbol: str) -> str:
@@ -180,8 +266,44 @@ def data_hash(panel: pd.DataFrame, symbol: str) -> str:
     return h.hexdigest()
 
 
+def _window(score_start: int, score_end: int, stop: int, horizon: int) -> Window:
+    stop_end = score_start - horizon
+    stop_start = stop_end - stop
+    return Window(stop_start - horizon, stop_start, stop_end, score_start, score_end)
+
+
+def cut_windows(n: int, *, val: int, test: int, folds: int, stop: int, horizon: int,
+                min_train: int = 50) -> tuple[tuple[Window, ...], Window]:
+    """Cut ``n`` time-ordered labelled rows into validation folds and a test window::
+
+        ... [fit][h][stop][h][val 1] ... [val k][h][test]
+
+    The ``folds`` validation windows of ``val`` rows are contiguous and end ``horizon`` rows
+    before the last ``test`` rows. Each window (validation or test) is scored by a model fitted
+    on every row before it except the ``stop`` rows just before it (early stopping) and the
+    purges.
+
+    Raises:
+        ConfigError: Non-positive lengths.
+        DataError: Fewer than ``min_train`` rows left to fit the first fold.
+    """
+    if val < 1 or test < 1 or folds < 1 or stop < 1:
+        raise ConfigError(f"val, test, folds and stop must be >= 1, got val={val}, "
+                          f"test={test}, folds={folds}, stop={stop}")
+    test_start = n - test
+    val_end = test_start - horizon
+    starts = [val_end - (folds - i) * val for i in range(folds)]
+    fold_windows = tuple(_window(a, a + val, stop, horizon) for a in starts)
+    if fold_windows[0].fit_end < min_train:
+        need = n - fold_windows[0].fit_end + min_train
+        raise DataError(f"{n} labelled bars, need at least {need} (test {test}, {folds} x val "
+                        f"{val}, early-stopping {stop}, purges of {horizon}, {min_train} train)")
+    return fold_windows, _window(test_start, n, stop, horizon)
+
+
 def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: int,
-            features: Sequence[str] | None, val: int, test: int) -> dict[str, SymbolData]:
+            features: Sequence[str] | None, val: int, test: int, folds: int = 1,
+            stop: int | None = None) -> dict[str, SymbolData]:
     """Load the panel, build features on the whole panel, then cut each symbol's bars.
 
     Features are built on the full panel so cross-sectional columns exist, then filtered to the
@@ -192,7 +314,8 @@ def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: in
         symbols: Symbols to tune; None = all in the panel.
         label, horizon: Label kind (:data:`~alphaforge.labels.LABELS`) and bars ahead.
         features: Feature names; None = the whole catalogue.
-        val, test: Validation and test window lengths in bars.
+        val, test, folds, stop: Window lengths in bars (see :func:`cut_windows`); ``stop``
+            None = ``val``.
 
     Returns:
         ``{symbol: SymbolData}`` in the order of ``symbols``.
@@ -205,8 +328,8 @@ def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: in
     from alphaforge.features import build_features
     from alphaforge.labels import make_label
 
-    if val < 1 or test < 1:
-        raise ConfigError(f"val and test must be >= 1 bars, got val={val}, test={test}")
+    stop = val if stop is None else stop
+    cut_windows(10**9, val=val, test=test, folds=folds, stop=stop, horizon=horizon)  # lengths
     panel = load_panel(data)
     present = list(dict.fromkeys(panel.index.get_level_values("symbol")))
     chosen = present if not symbols else list(dict.fromkeys(symbols))
@@ -219,38 +342,50 @@ def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: in
     out = {}
     for s in chosen:
         mask = (X.index.get_level_values("symbol") == s) & y.notna().to_numpy()
-        Xs, ys = X[mask], y[mask]
-        n_train = len(ys) - test - val - 2 * horizon
-        if n_train < 50:
-            raise DataError(f"symbol {s!r}: {len(ys)} labelled bars, need at least "
-                            f"{val + test + 2 * horizon + 50} (val {val}, test {test}, "
-                            f"2 purges of {horizon}, 50 train)")
-        v0 = n_train + horizon  # purge: train labels must not look into val
-        t0 = v0 + val + horizon  # purge: val labels must not look into test
-        out[s] = SymbolData(Xs.iloc[:n_train], ys.iloc[:n_train], Xs.iloc[v0:v0 + val],
-                            ys.iloc[v0:v0 + val], Xs.iloc[t0:], ys.iloc[t0:],
-                            data_hash(panel, s))
+        try:
+            fold_windows, test_window = cut_windows(int(mask.sum()), val=val, test=test,
+                                                    folds=folds, stop=stop, horizon=horizon)
+        except DataError as exc:
+            raise DataError(f"symbol {s!r}: {exc}") from None
+        out[s] = SymbolData(X[mask], y[mask], fold_windows, test_window, data_hash(panel, s))
     return out
 
 
 def fit_score(model: str, params: Mapping[str, Any], d: SymbolData, metric: str,
-              *, seed: int, on: Literal["val", "test"] = "val") -> float:
-    """Fit ``model`` on ``d``'s train window (early stopping on val) and score one window.
+              *, seed: int, on: Literal["val", "test"] = "val",
+              report: Callable[[int, float], None] | None = None) -> float:
+    """Fit ``model`` per window of ``d`` and score it: mean over the folds, or the test window.
+
+    Each window's model is fitted on the rows before its early-stopping rows, early-stops on
+    those, and is scored on the window: the scored rows never choose the number of rounds.
+
+    Args:
+        report: ``report(step, valid_loss)`` per boosting round / epoch of iterative models;
+            fold ``k``'s iteration ``i`` is step ``k * PRUNE_STRIDE + i``. May raise to stop.
 
     Returns:
-        The metric on ``on``; NaN when predictions or the metric are not finite.
+        The metric; NaN when predictions or the metric are not finite.
     """
     from alphaforge.metrics import get_metric
     from alphaforge.registry import get_model
 
-    est = get_model(model).from_params(dict(params), random_state=seed)
-    est.fit(d.X_train, d.y_train, valid=(d.X_val, d.y_val))
-    X, y = (d.X_val, d.y_val) if on == "val" else (d.X_test, d.y_test)
-    pred = est.predict(X)
-    if not np.isfinite(pred.to_numpy(dtype=np.float64)).all():
-        return float("nan")
-    score = float(get_metric(metric).fn(y, pred))
-    return score if math.isfinite(score) else float("nan")
+    fn = get_metric(metric).fn
+    scores = []
+    for k, w in enumerate(d.folds if on == "val" else (d.test,)):
+        est = get_model(model).from_params(dict(params), random_state=seed)
+        if report is not None:
+            est.iteration_callback = (lambda i, v, k=k: report(k * PRUNE_STRIDE + i, v))
+        X_fit, y_fit = d.rows(0, w.fit_end)
+        est.fit(X_fit, y_fit, valid=d.rows(w.stop_start, w.stop_end))
+        X, y = d.rows(w.score_start, w.score_end)
+        pred = est.predict(X)
+        if not np.isfinite(pred.to_numpy(dtype=np.float64)).all():
+            return float("nan")
+        score = float(fn(y, pred))
+        if not math.isfinite(score):
+            return float("nan")
+        scores.append(score)
+    return float(np.mean(scores))
 
 
 # ----------------------------------------------------------------------------- search
@@ -259,8 +394,10 @@ def study_name(symbol: str, model: str) -> str:
     return f"{symbol}:{model}"
 
 
-def _objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any], seed: int
-               ) -> Callable[[optuna.Trial], float]:
+def _objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any], seed: int,
+               prune: bool = True) -> Callable[[optuna.Trial], float]:
+    import optuna
+
     from alphaforge.registry import get_model
 
     cls = get_model(model)
@@ -270,8 +407,24 @@ def _objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any],
         params = {**cls.search_space(trial), **fixed}
         trial.set_user_attr("params", params)
         t0 = time.perf_counter()
-        score = fit_score(model, params, d, metric, seed=seed)
-        trial.set_user_attr("fit_s", time.perf_counter() - t0)  # benchmarks: Optuna's share
+        prune_s = [0.0]
+
+        def report(step: int, loss: float) -> None:
+            # every PRUNE_EVERY rounds: a storage write per round would cost more than the round
+            if step % PRUNE_EVERY or not math.isfinite(loss):
+                return
+            p0 = time.perf_counter()
+            trial.report(loss, step)
+            pruned = trial.should_prune()
+            prune_s[0] += time.perf_counter() - p0
+            if pruned:
+                raise optuna.TrialPruned(f"valid loss {loss:.6g} at step {step}")
+
+        try:
+            score = fit_score(model, params, d, metric, seed=seed,
+                              report=report if prune and cls.capabilities.early_stopping else None)
+        finally:  # benchmarks: the objective's own time, less the pruner's storage calls
+            trial.set_user_attr("fit_s", time.perf_counter() - t0 - prune_s[0])
         return score  # NaN makes Optuna mark the trial FAIL (it never becomes the best)
 
     return objective
@@ -292,6 +445,9 @@ class _Job:
     features: list[str] | None
     val: int
     test: int
+    folds: int
+    stop: int | None
+    prune: bool
     fixed_params: dict[str, dict[str, Any]]
     seed: int
     deadline: float | None
@@ -322,7 +478,8 @@ def run_worker(job: _Job, worker: int, n_trials: int,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prepared = prepared or prepare(job.data, job.symbols, label=job.label, horizon=job.horizon,
-                       features=job.features, val=job.val, test=job.test)
+                       features=job.features, val=job.val, test=job.test, folds=job.folds,
+                       stop=job.stop)
     storage = open_storage(job.storage)
     for symbol in job.symbols:
         for model in job.models:
@@ -332,9 +489,12 @@ def run_worker(job: _Job, worker: int, n_trials: int,
                 return
             study = optuna.create_study(
                 storage=storage, study_name=name, direction=job.direction, load_if_exists=True,
-                sampler=optuna.samplers.TPESampler(seed=job.seed + worker))
+                sampler=optuna.samplers.TPESampler(seed=job.seed + worker),
+                pruner=(optuna.pruners.MedianPruner(n_startup_trials=5,
+                                                    n_warmup_steps=5 * PRUNE_EVERY)
+                        if job.prune else optuna.pruners.NopPruner()))
             objective = _objective(model, prepared[symbol], job.metric,
-                                   job.fixed_params.get(model, {}), job.seed)
+                                   job.fixed_params.get(model, {}), job.seed, job.prune)
             callbacks = [] if on_trial is None else [lambda s, t, n=name: on_trial(n, t.number)]
             study.optimize(objective, n_trials=n_trials, timeout=remaining,
                            catch=(AlphaforgeError, ValueError, FloatingPointError),
@@ -378,6 +538,7 @@ def _finish_study(symbol: str, model: str, d: SymbolData, job: _Job, root: Path,
     trials = study.get_trials(deepcopy=False)
     res.n_trials = sum(t.state == TrialState.COMPLETE for t in trials)
     res.n_failed = sum(t.state == TrialState.FAIL for t in trials)
+    res.n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     best_path = root / "hyperparams" / "best" / f"{safe_filename(symbol)}.json"
     old = _read_json(best_path)
     if old is not None and old.get("metric") == job.metric:
@@ -393,7 +554,8 @@ def _finish_study(symbol: str, model: str, d: SymbolData, job: _Job, root: Path,
         "symbol": symbol, "model": model, "params": res.params,
         "val_score": res.new_score, "test_score": res.test_score, "metric": job.metric,
         "direction": job.direction, "label": job.label, "horizon": job.horizon,
-        "val_bars": job.val, "test_bars": job.test, "study": study.study_name,
+        "val_bars": job.val, "test_bars": job.test, "folds": job.folds,
+        "stop_bars": job.val if job.stop is None else job.stop, "study": study.study_name,
         "trial": best.number, "n_trials": res.n_trials, "data_hash": d.data_hash,
         "timestamp": stamp, "alphaforge_version": __version__,
     }
@@ -430,11 +592,15 @@ def tune(
     val: int = 30,
     test: int = 20,
     metric: str = "pct_return_mae",
+    folds: int = 1,
+    stop: int | None = None,
+    prune: bool = True,
     label: str = "forward_return",
     horizon: int = 1,
     features: Sequence[str] | None = None,
     progress: Progress | None = None,
     fixed_params: Mapping[str, Mapping[str, Any]] | None = None,
+    monitor: Callable[[list[StudyStatus]], None] | None = None,
 ) -> TuneSummary:
     """Tune every ``(symbol, model)`` pair, then promote improved configs.
 
@@ -455,11 +621,19 @@ def tune(
         root: Directory for ``hyperparams/``, ``results/``, ``logs/`` and the default storage.
         val, test: Validation and held-out test window lengths, in each symbol's bars.
         metric: A key of :data:`~alphaforge.metrics.METRICS`; its direction is used.
+        folds: Contiguous validation windows of ``val`` bars before the test window (walk-
+            forward); a trial scores the mean over them.
+        stop: Early-stopping bars just before each scored window (None: ``val``); the scored
+            bars never pick the number of rounds.
+        prune: Prune hopeless trials of iterative models (LightGBM, XGBoost, neural nets):
+            Optuna's median pruner on the early-stopping loss every ``PRUNE_EVERY`` rounds.
         label, horizon: Label kind and bars ahead; the horizon is the purge width.
         features: Feature names (None: the whole catalogue).
         progress: ``progress(stage, done, total, description)`` after each trial / study.
         fixed_params: ``{model: {param: value}}`` applied over every sampled config (e.g. a
             thread count or a small ``n_estimators`` for tests).
+        monitor: Called with every study's :class:`StudyStatus` while the search runs (after
+            a trial with one worker, about once a second with several; read from the storage).
 
     Returns:
         A :class:`TuneSummary`; also written to ``root/results/tune_{timestamp}.json``.
@@ -488,19 +662,24 @@ def tune(
         pkg.setLevel(logging.INFO)
     try:
         prepared = prepare(data, symbols, label=label, horizon=horizon, features=features,
-                           val=val, test=test)
+                           val=val, test=test, folds=folds, stop=stop)
         store = resolve_storage(storage, rootp, workers)
+        for sub in ("hyperparams", "results"):  # left by a run killed mid-write
+            for path in remove_stale_temp(rootp / sub):
+                logger.info("removed %s, left by a killed writer", path)
         fixed = {m: {**_n_jobs_default(m, workers), **dict((fixed_params or {}).get(m, {}))}
                  for m in models}
         job = _Job(data, list(prepared),
                    models, store, metric, spec.direction, label, horizon,
-                   None if features is None else list(features), val, test, fixed, seed,
+                   None if features is None else list(features), val, test, folds, stop, prune,
+                   fixed, seed,
                    None if timeout is None else started + timeout)
         names = [study_name(s, m) for s in job.symbols for m in models]
         logger.info("tune: %d studies, %d trials each, %d workers, storage %s",
                     len(names), trials, workers, store)
         sweep(store, names)
-        _search(job, workers, trials, progress, prepared)
+        _search(job, workers, trials, progress, prepared,
+                None if monitor is None else _Monitor(monitor, store, names))
         sweep(store, names)  # trials of workers that died during this run
         results = []
         for i, (s, m) in enumerate((s, m) for s in job.symbols for m in models):
@@ -524,8 +703,26 @@ def tune(
         handler.close()
 
 
+class _Monitor:
+    """Reads study states from the storage for a ``monitor`` callback, at most every ``every`` s."""
+
+    def __init__(self, fn: Callable[[list[StudyStatus]], None], store: str,
+                 names: Sequence[str], every: float = 0.5) -> None:
+        self.fn, self.store, self.names, self.every = fn, store, list(names), every
+        self.storage: Any = None
+        self.last = -math.inf
+
+    def __call__(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < self.every:
+            return
+        if self.storage is None:
+            self.storage = open_storage(self.store)
+        self.fn(study_status(self.storage, self.names))
+        self.last = time.monotonic()
+
+
 def _search(job: _Job, workers: int, trials: int, progress: Progress | None,
-            prepared: Mapping[str, SymbolData]) -> None:
+            prepared: Mapping[str, SymbolData], monitor: _Monitor | None = None) -> None:
     total = len(job.symbols) * len(job.models) * trials
     if workers == 1:
         done = [0]
@@ -534,6 +731,8 @@ def _search(job: _Job, workers: int, trials: int, progress: Progress | None,
             done[0] += 1
             if progress:
                 progress("trials", done[0], total, name)
+            if monitor is not None:
+                monitor(force=done[0] == total)
 
         run_worker(job, 0, trials, on_trial, prepared)
         return
@@ -543,8 +742,13 @@ def _search(job: _Job, workers: int, trials: int, progress: Progress | None,
     for p in procs:
         p.start()
     try:
-        for p in procs:
-            p.join()
+        while any(p.is_alive() for p in procs):
+            for p in procs:
+                p.join(timeout=1.0 / len(procs))
+            if monitor is not None:
+                monitor()
+        if monitor is not None:
+            monitor(force=True)
     except BaseException:
         for p in procs:
             p.terminate()
@@ -585,7 +789,7 @@ def load_tune_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read tune config: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of tune options, got {type(raw).__name__}")
-    valid = [p for p in inspect.signature(tune).parameters if p != "progress"]
+    valid = [p for p in inspect.signature(tune).parameters if p not in ("progress", "monitor")]
     unknown = sorted(set(raw) - set(valid))
     if unknown:
         raise ConfigError(f"{path}: unknown tune option(s) {', '.join(unknown)}; valid: "

@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
 
     for entry in MODELS.values():
         module, _, attr = entry.target.partition(":")
-        if attr == name and module.startswith(__name__ + "."):
+        if attr == name and module.startswith("alphaforge."):  # ensembles live in alphaforge
             value = getattr(importlib.import_module(module), attr)
             globals()[name] = value
             return value

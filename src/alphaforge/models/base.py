@@ -38,7 +38,7 @@ import tempfile
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, Union
@@ -126,9 +126,15 @@ class BaseForecaster:
         feature_names_: Column names of ``X`` seen in ``fit``; ``predict`` requires the same set.
         n_features_in_: ``len(feature_names_)``.
         seed_: The resolved integer seed.
+
+    ``iteration_callback``, when set on the instance before ``fit``, is called by models with
+    ``capabilities.early_stopping`` as ``callback(iteration, valid_loss)`` after each boosting
+    round or epoch that was scored on the ``valid`` window; it may raise to stop the fit
+    (``optuna.TrialPruned`` in :mod:`alphaforge.tune`), and the exception propagates.
     """
 
     Config: ClassVar[type] = EmptyConfig
+    iteration_callback: Callable[[int, float], None] | None = None
     capabilities: ClassVar[Capabilities] = Capabilities(family="base")
     # models fitted on features alone (GARCH on returns) keep rows whose label is NaN
     _keep_unlabelled_rows: ClassVar[bool] = False

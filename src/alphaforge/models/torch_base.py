@@ -191,7 +191,8 @@ class TorchForecaster(BaseForecaster):
             net = self.Net(self.net_config_)
             history = fit_torch(net, train, self._loss_fn(), train_config, valid=valid_src,
                                 seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
-                                resume=self.resume and self.checkpoint_dir is not None)
+                                resume=self.resume and self.checkpoint_dir is not None,
+                                on_epoch=self.iteration_callback if valid is not None else None)
         self.net_ = net.eval()
         self.history_ = history.to_frame()
         logger.info("%s: %d epochs, %d parameters", type(self).__name__, len(self.history_),

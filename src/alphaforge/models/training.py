@@ -449,6 +449,7 @@ def fit_torch(
     resume: bool = False,
     max_steps: int | None = None,
     extra_loss: ExtraLossFn | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> History:
     """Train ``model`` in place on ``train``; early-stop on ``valid``; return the :class:`History`.
 
@@ -479,6 +480,9 @@ def fit_torch(
             first step (not this call's). Does not change the lr schedule's length.
         extra_loss: ``extra_loss(model, step) -> scalar`` added to the optimised loss (e.g. a gate
             L1 with warm-up); left out of the reported train and valid losses.
+        on_epoch: ``on_epoch(epoch, valid_loss)`` after each finished epoch (after ``last.pt``
+            is written). It may raise to stop training, e.g. ``optuna.TrialPruned``; the
+            exception propagates and ``model`` keeps its last weights.
 
     Returns:
         The per-epoch history.
@@ -561,6 +565,8 @@ def fit_torch(
             _end_epoch(run, st, valid, lr)
             st.perm_state = next_perm_state
             _save_last(run, st)
+            if on_epoch is not None:
+                on_epoch(st.epoch - 1, st.history.valid_loss[-1])
             done = st.history.stopped_early or (max_steps is not None and st.step >= max_steps)
 
     hist = st.history

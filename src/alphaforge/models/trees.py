@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -129,6 +130,14 @@ class LightGBMForecaster(BaseForecaster):
             if c.early_stopping_rounds:
                 callbacks = [lgb.early_stopping(c.early_stopping_rounds, first_metric_only=True,
                                                 verbose=False)]
+            if self.iteration_callback is not None:
+                report = self.iteration_callback
+
+                def on_round(env: Any) -> None:
+                    # evaluation_result_list: [(set, metric, value, higher_better), ...]
+                    report(env.iteration, float(env.evaluation_result_list[0][2]))
+
+                callbacks.append(on_round)
         booster = lgb.train(self._params(), train, num_boost_round=c.n_estimators,
                             valid_sets=valid_sets, valid_names=["valid"][: len(valid_sets)],
                             callbacks=callbacks)
@@ -194,6 +203,20 @@ class XGBoostConfig:
         require(self.min_child_weight >= 0, self, "min_child_weight", ">= 0")
 
 
+class _XGBReport(xgb.callback.TrainingCallback):
+    """Passes each round's valid loss to a forecaster's ``iteration_callback``."""
+
+    def __init__(self, report: Callable[[int, float], None]) -> None:
+        super().__init__()
+        self.report = report
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+        metrics = evals_log.get("valid", {})
+        if metrics:
+            self.report(epoch, float(next(iter(metrics.values()))[-1]))
+        return False  # never stop here; early stopping is xgboost's own callback
+
+
 class XGBoostForecaster(BaseForecaster):
     """XGBoost ``hist`` regressor on the feature panel (see the module header).
 
@@ -225,8 +248,11 @@ class XGBoostForecaster(BaseForecaster):
             evals = [(xgb.QuantileDMatrix(features_array(X_valid), label=y_valid.to_numpy(
                 np.float64), ref=train, nthread=max(c.n_jobs, 0)), "valid")]
             stop = c.early_stopping_rounds
+        callbacks = []
+        if evals and self.iteration_callback is not None:
+            callbacks.append(_XGBReport(self.iteration_callback))
         booster = xgb.train(self._params(), train, num_boost_round=c.n_estimators, evals=evals,
-                            early_stopping_rounds=stop, verbose_eval=False)
+                            early_stopping_rounds=stop, verbose_eval=False, callbacks=callbacks)
         if stop:
             n_rounds = booster.best_iteration + 1
             self.best_score_: float | None = float(booster.best_score)

@@ -98,8 +98,8 @@ def render(run_dir: str | os.PathLike[str]) -> str:
     ranked, rank_metric = rank_models(data)
     best = next((m for m in ranked if not data.is_baseline(m)), ranked[0] if ranked else None)
     ctx = _Ctx(data, ranked, rank_metric, best, plots.model_colors(ranked))
-    builders = (_summary, _metrics, _equity, _ic, _quantiles, _scatter, _importance, _gates,
-                _training, _tuning)
+    builders = (_summary, _metrics, _ensembles, _equity, _ic, _quantiles, _scatter, _importance,
+                _gates, _training, _tuning)
     sections = [s for b in builders if (s := b(ctx)) is not None]
     nav = "".join(f'<a href="#{s.id}">{escape(s.title)}</a>' for s in sections)
     body = "\n".join(f'<section id="{s.id}"><h2>{escape(s.title)}</h2>\n{s.body}\n</section>'
@@ -236,6 +236,39 @@ def _metrics(ctx: _Ctx) -> Section:
         if table:
             body.append(f"<h3>Test {escape(ctx.rank_metric)} per fold</h3>{table}")
     return Section("metrics", "Metrics", "\n".join(body))
+
+
+def _ensembles(ctx: _Ctx) -> Section | None:
+    entries = {m: e for m, e in ctx.data.model_entries.items() if isinstance(e, dict)
+               and isinstance(e.get("ensemble"), dict)}
+    if not entries:
+        return None
+    rows = []
+    for name, e in entries.items():
+        info, vs = e["ensemble"], e.get("vs_best_member") or {}
+        cells = []
+        for metric in ("rank_ic", "mae"):
+            d = vs.get(metric)
+            if not isinstance(d, dict):
+                cells.append(f"<td>{fmt(None)}</td><td>{fmt(None)}</td><td>{fmt(None)}</td>")
+                continue
+            css = "best" if d.get("better") else ""
+            cells.append(f"<td>{fmt(d.get('ensemble'))}</td><td>{escape(str(d.get('best_member')))}"
+                         f" {fmt(d.get('best'))}</td><td class=\"{css}\">"
+                         f"{as_float(d.get('diff')):+.4f}</td>")
+        weights = e.get("fusion_weights")
+        wtext = ", ".join(f"{escape(str(k))} {as_float(v):.3f}"
+                          for k, v in (weights or {}).get("mean", {}).items())
+        members = ", ".join(escape(str(m)) for m in info.get("members", []))
+        rows.append(f"<tr><td>{escape(name)}</td><td>{escape(str(info.get('kind')))}</td>"
+                    f"<td>{members}</td>{''.join(cells)}<td>{wtext or fmt(None)}</td></tr>")
+    head = ("<tr><th>ensemble</th><th>kind</th><th>members</th><th>rank_ic</th>"
+            "<th>best member</th><th>diff</th><th>mae</th><th>best member</th><th>diff</th>"
+            "<th>fusion weights (mean over folds)</th></tr>")
+    body = ('<p class="intro">Each ensemble against its best member on the test bars that all '
+            "of them predicted; learned ensembles were fitted on out-of-fold predictions only."
+            f"</p><table>{head}{''.join(rows)}</table>")
+    return Section("ensembles", "Ensembles", body)
 
 
 def _equity(ctx: _Ctx) -> Section:

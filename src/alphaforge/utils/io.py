@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ _WINDOWS_RESERVED = {
     *(f"LPT{i}" for i in range(1, 10)),
 }
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-]+$")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 @contextlib.contextmanager
@@ -42,7 +45,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's host and pid in the name let remove_stale_temp tell a dead writer's leftovers
+    prefix = f".{path.name}.{_HOST}-{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:  # type: ignore[call-overload]
             yield fh
@@ -53,6 +58,36 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temp(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files that :func:`atomic_write` left under ``directory`` when killed.
+
+    Only files whose writer ran on this host and is no longer alive are removed, so a
+    concurrent writer's temp file is left alone.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for tmp in Path(directory).rglob(".*.tmp"):
+        m = _TEMP_NAME.match(tmp.name)
+        if m is None or m["host"] != _HOST or _pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
