@@ -191,14 +191,14 @@ def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
 
 
 def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
-    fixed = {"lightgbm": {"n_estimators": 150, "early_stopping_rounds": None, "n_jobs": 1,
+    fixed = {"lightgbm": {"n_estimators": 300, "early_stopping_rounds": None, "n_jobs": 1,
                           "min_child_samples": 10}}
     s = _tune(tmp_path, symbols=["S000"], trials=14, fixed_params=fixed)
     study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, "no trial was pruned"
     for t in pruned:  # pruned on the early-stopping loss after the warm-up, at a report step
-        assert t.intermediate_values and max(t.intermediate_values) >= 50
+        assert t.intermediate_values and max(t.intermediate_values) >= 5 * tune_mod.PRUNE_EVERY
         assert all(step % tune_mod.PRUNE_EVERY == 0 for step in t.intermediate_values)
     assert s.results[0].n_trials == 14 - len(pruned)
     s2 = _tune(tmp_path / "off", symbols=["S000"], trials=8, fixed_params=fixed, prune=False)

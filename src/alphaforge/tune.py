@@ -64,7 +64,7 @@ __all__ = ["StudyStatus", "SymbolData", "SymbolResult", "TuneSummary", "Window",
            "sweep", "tune", "tune_history"]
 
 Progress = Callable[[str, int, int, str], None]
-PRUNE_EVERY = 10  # report an iterative model's valid loss to the pruner every this many rounds
+PRUNE_EVERY = 25  # report an iterative model's valid loss to the pruner every this many rounds
 PRUNE_STRIDE = 100_000  # fold k's round i is pruner step k * PRUNE_STRIDE + i
 OHLCV = ("open", "high", "low", "close", "volume")
 
