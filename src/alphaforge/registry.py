@@ -61,6 +61,8 @@ MODELS: dict[str, ModelEntry] = {
     "multitask_transformer": ModelEntry(
         "alphaforge.models.transformer:MultiTaskTransformerForecaster", "neural", None,
         "transformer with return and volatility heads (MSE + QLIKE)"),
+    "ranker": ModelEntry("alphaforge.models.ranker:RankingTransformerForecaster", "neural", None,
+                         "gated transformer ranking assets per date (multi-lag/horizon heads)"),
     "residual": ModelEntry("alphaforge.ensemble:ResidualForecaster", "ensemble", None,
                            "base model + a model of its out-of-fold residuals"),
     "fusion": ModelEntry("alphaforge.ensemble:FusionForecaster", "ensemble", None,

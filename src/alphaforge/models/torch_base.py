@@ -161,26 +161,18 @@ class TorchForecaster(BaseForecaster):
 
         c = self.config_
         device = resolve_device(c.device)
-        labelled = y.notna().to_numpy()
-        self.target_ = self._resolve_target(y)
-        y_train = y.to_numpy(np.float64)[labelled]
-        self.target_mean_ = 0.0 if self.target_ == "volatility" else float(y_train.mean())
-        scale = float(np.sqrt(np.mean((y_train - self.target_mean_) ** 2)))
-        self.target_scale_ = scale if scale > 0 else 1.0
+        self._fit_target(y)
         self.standardizer_ = Standardizer.fit(X, clip=c.clip)
 
         # one layout over train + valid so a valid row's window reaches back into train rows
         X_all, valid_rows = X, None
         if valid is not None:
-            X_valid, y_valid = valid
+            X_valid = valid[0]
             new = ~X_valid.index.isin(X.index)
             X_all = pd.concat([X, X_valid[new]]) if new.any() else X
             valid_rows = X_all.index.get_indexer(X_valid.index)
         layout = self._layout(X_all, device)
-        train = WindowSource(layout, c.lookback, rows=np.flatnonzero(labelled),
-                             y=self._targets(y_train))
-        valid_src = None if valid is None else WindowSource(
-            layout, c.lookback, rows=valid_rows, y=self._targets(y_valid.to_numpy(np.float64)))
+        train, valid_src = self._sources(layout, X_all, y, valid, valid_rows)
 
         self.net_config_ = self._net_config(layout.n_channels)
         names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -192,11 +184,38 @@ class TorchForecaster(BaseForecaster):
             history = fit_torch(net, train, self._loss_fn(), train_config, valid=valid_src,
                                 seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
                                 resume=self.resume and self.checkpoint_dir is not None,
+                                extra_loss=self._extra_loss(),
                                 on_epoch=self.iteration_callback if valid is not None else None)
         self.net_ = net.eval()
         self.history_ = history.to_frame()
         logger.info("%s: %d epochs, %d parameters", type(self).__name__, len(self.history_),
                     sum(p.numel() for p in net.parameters()))
+
+    def _fit_target(self, y: pd.Series) -> None:
+        """Set ``target_``, ``target_mean_`` and ``target_scale_`` from the training labels."""
+        self.target_ = self._resolve_target(y)
+        y_train = y.to_numpy(np.float64)[y.notna().to_numpy()]
+        self.target_mean_ = 0.0 if self.target_ == "volatility" else float(y_train.mean())
+        scale = float(np.sqrt(np.mean((y_train - self.target_mean_) ** 2)))
+        self.target_scale_ = scale if scale > 0 else 1.0
+
+    def _sources(self, layout: SequenceLayout, X_all: pd.DataFrame, y: pd.Series,
+                 valid: Valid | None, valid_rows: npt.NDArray[np.intp] | None
+                 ) -> tuple[Any, Any]:
+        """Training and valid batch sources over ``layout`` (rows of ``X_all``; the training
+        rows come first, in ``y``'s order, then valid rows not already among them)."""
+        c = self.config_
+        labelled = y.notna().to_numpy()
+        train = WindowSource(layout, c.lookback, rows=np.flatnonzero(labelled),
+                             y=self._targets(y.to_numpy(np.float64)[labelled]))
+        valid_src = None if valid is None else WindowSource(
+            layout, c.lookback, rows=valid_rows,
+            y=self._targets(valid[1].to_numpy(np.float64)))
+        return train, valid_src
+
+    def _extra_loss(self) -> Any:
+        """``extra_loss`` for :func:`fit_torch` (None: the loss alone)."""
+        return None
 
     def _resolve_target(self, y: pd.Series) -> str:
         target = getattr(self.config_, "target", "return")

@@ -16,8 +16,10 @@
   to :func:`alphaforge.models.training.fit_torch` (its ``BatchSource`` protocol).
 
 A symbol's rows in X are taken as its consecutive bars (gaps in the panel are not filled).
-The layout is per symbol; a cross-sectional ``(B, N, T, F)`` builder for ranking models can
-reuse it by gathering ``pos`` for the N symbols of a timestamp (a ``(B, N)`` index into rows).
+The layout is per symbol; :class:`CrossSectionSource` reuses it for ranking models: one sample
+is one timestamp, a ``(N,)`` row of a ``(D, N)`` member table gathered into ``(N, T, C)``
+windows, so a batch of B timestamps is ``(B, N, T, C)`` with a ``(B, N)`` mask for the symbols
+missing at a timestamp.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from alphaforge.errors import DataError
 
-__all__ = ["SequenceLayout", "Standardizer", "WindowSource"]
+__all__ = ["CrossSectionSource", "SequenceLayout", "Standardizer", "WindowSource"]
 
 
 # ---------------------------------------------------------------------------- standardiser
@@ -245,4 +247,82 @@ class WindowSource:
             out["y"] = self.y[idx]  # (B,) or (B, K)
         if self.weights is not None:
             out["weight"] = self.weights[idx]  # (B,)
+        return out
+
+
+class CrossSectionSource:
+    """Samples grouped by timestamp for cross-sectional (ranking) losses: one sample = one date.
+
+    Args:
+        layout: The per-symbol layout the windows are gathered from.
+        lookback: T, bars per window.
+        rows: ``(n,)`` indices of the layout rows that take part (e.g. the labelled training
+            rows).
+        dates: ``(n,)`` timestamps (or any sortable codes) of ``rows``; rows sharing a value form
+            one cross-section.
+        y: ``(n,)`` or ``(n, ...)`` float targets aligned with ``rows``, or ``None``.
+
+    Attributes:
+        members: ``(D, N)`` int64 on the layout's device: row ``d`` lists the samples (indices
+            into ``rows``) of the d-th date in sorted order, padded with -1; N is the largest
+            cross-section.
+        dates: ``(D,)`` the sorted distinct dates.
+
+    ``batch(idx)`` (``idx`` indexes dates, ``0 .. D - 1``) returns ``{"x": (B, N, T, C), "mask":
+    (B, N) bool}`` plus ``"y": (B, N, ...)`` when given; padded entries hold the windows of
+    sample 0 and NaN targets, and are False in ``mask``. Windows look only backward.
+    """
+
+    def __init__(
+        self,
+        layout: SequenceLayout,
+        lookback: int,
+        *,
+        rows: npt.ArrayLike,
+        dates: npt.ArrayLike,
+        y: npt.ArrayLike | torch.Tensor | None = None,
+    ) -> None:
+        if lookback < 1:
+            raise ValueError(f"lookback must be >= 1, got {lookback}")
+        rows_np = np.asarray(rows, dtype=np.int64)
+        codes, uniques = pd.factorize(np.asarray(dates), sort=True)
+        if len(codes) != len(rows_np):
+            raise ValueError(f"dates has {len(codes)} rows, expected {len(rows_np)}")
+        order = np.argsort(codes, kind="stable")  # samples grouped by date, stable within
+        counts = np.bincount(codes, minlength=len(uniques))  # (D,)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # (D,) offset of each date
+        slot = np.arange(len(order)) - first[codes[order]]  # place within its date
+        members = np.full((len(uniques), int(counts.max(initial=0))), -1, dtype=np.int64)
+        members[codes[order], slot] = order  # (D, N), -1 = no symbol in that slot
+        dev = layout.device
+        self.layout, self.lookback, self.dates = layout, int(lookback), uniques
+        self.rows = torch.from_numpy(rows_np).to(dev)
+        self.members = torch.from_numpy(members).to(dev)
+        self.y = None if y is None else torch.as_tensor(y, dtype=torch.float32).to(dev)
+        if self.y is not None and self.y.shape[0] != len(rows_np):
+            raise ValueError(f"y has {self.y.shape[0]} rows, expected {len(rows_np)}")
+
+    def __len__(self) -> int:
+        return int(self.members.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.layout.device
+
+    @property
+    def n_assets(self) -> int:
+        """N, the width of every batch (the largest cross-section)."""
+        return int(self.members.shape[1])
+
+    def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        members = self.members[idx]  # (B, N)
+        mask = members >= 0
+        sample = members.clamp(min=0)  # padding reads sample 0, masked out below
+        B, N = sample.shape
+        x = self.layout.windows(self.rows[sample.reshape(-1)], self.lookback)  # (B * N, T, C)
+        out = {"x": x.view(B, N, *x.shape[1:]), "mask": mask}
+        if self.y is not None:
+            y = self.y[sample]  # (B, N, ...)
+            keep = mask.view(B, N, *([1] * (y.ndim - 2)))
+            out["y"] = torch.where(keep, y, torch.full_like(y, float("nan")))
         return out

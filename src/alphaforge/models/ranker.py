@@ -1,0 +1,605 @@
+"""Multi-asset ranking transformer: per-asset encoders trained on cross-sectional ranking losses.
+
+- Samples are cross-sections: a batch holds B dates with all N assets present on each,
+  ``(B, N, T, C)`` backward-only windows (:class:`~alphaforge.models.windows.CrossSectionSource`),
+  a ``(B, N)`` mask for assets missing on a date. Each asset's window is encoded on its own, so a
+  prediction reads only its own symbol's bars at or before t; the cross-section enters through
+  the loss.
+- Feature gate: ``g = sigmoid(logits)`` in R^F scales the F standardised features before the
+  input projection; ``lambda * ||g||_1`` (lambda ramped linearly from 0 to ``gate_l1`` over
+  ``gate_warmup_steps``) goes to ``fit_torch``'s ``extra_loss`` and pushes useless features
+  towards 0 (learned feature selection, cf. Louizos et al., 2018, arXiv:1712.01312, here with a
+  plain sigmoid relaxation). ``logits = gate_speed * theta``: the gate learns ``gate_speed``
+  times faster than the other weights under fit_torch's single AdamW learning rate.
+- Input: linear projection F -> D with dropout, concatenated with Time2Vec (Kazemi et al., 2019,
+  arXiv:1907.05321; one linear + k - 1 periodic features of the scaled window position) and
+  re-projected to D; optional sinusoidal positional encoding on top.
+- Encoder: pre-LN blocks (Xiong et al., 2020, arXiv:2002.04745), attention through
+  ``F.scaled_dot_product_attention`` with padding (bars before a symbol's first bar) masked out,
+  GELU MLP, optional stochastic depth (Huang et al., 2016, arXiv:1603.09382).
+- Heads: one per lag l = 1..L (the forecast window starts l bars after the last observed bar),
+  each pooling the sequence (last token or learned-query attention) into an MLP that predicts
+  H horizons: output ``[l - 1, h - 1]`` scores the cumulative return of bars t+l .. t+l+h-1.
+- Loss per (lag, horizon, date) group, on per-date z-scores of predictions and targets:
+  ``alpha * Huber`` plus ``beta *`` a pairwise logistic rank loss weighted by ``|y_i - y_j|``
+  (RankNet, Burges et al., 2005, with LambdaRank-style gain weights), masked and vectorised.
+  Scores are unit-free: ``predict`` ranks assets within a date, it does not forecast returns.
+
+Shapes: B dates, N assets, T lookback, C channels (F features + observed + missing flags),
+D d_model, L lags, H horizons, G = B * L * H groups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alphaforge.errors import DataError
+from alphaforge.models.base import Capabilities, Valid, _check_panel, require
+from alphaforge.models.torch_base import SequenceParams, TorchForecaster
+from alphaforge.models.transformer import MLP, sinusoidal
+from alphaforge.models.windows import CrossSectionSource, SequenceLayout
+
+if TYPE_CHECKING:
+    import optuna
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RankerNet",
+    "RankerNetConfig",
+    "RankerParams",
+    "RankingTransformerForecaster",
+    "horizon_targets",
+    "masked_rank_ic",
+    "masked_zscore",
+    "pairwise_rank_loss",
+    "ranking_loss",
+]
+
+
+# ============================================================================ targets
+def horizon_targets(y: pd.Series, n_lags: int, horizons: int) -> npt.NDArray[np.float64]:
+    """Multi-lag, multi-horizon training targets from the one-bar label, per symbol.
+
+    ``y`` at row ``(t, s)`` is the one-bar forward return of symbol ``s`` from bar t to bar t+1
+    (NaN where unknown). With rows counted in the symbol's own bars (its rows of ``y`` in time
+    order), the target of lag ``l`` and horizon ``h`` at row t is::
+
+        target[t, l - 1, h - 1] = y[t + l - 1] + y[t + l] + ... + y[t + l + h - 2]
+
+    the cumulative return of bars t+l .. t+l+h-1 (exact for log returns, first order for simple
+    returns). ``target[:, 0, 0]`` is ``y`` itself. A target is NaN when any of its terms is NaN
+    or falls past the symbol's last row in ``y``: only values present in ``y`` are read, so
+    targets built from a training window never use labels outside it.
+
+    Args:
+        y: One-bar forward returns on a ``(timestamp, symbol)`` MultiIndex, any row order.
+        n_lags: L >= 1.
+        horizons: H >= 1.
+
+    Returns:
+        ``(len(y), L, H)`` float64, rows in ``y``'s order.
+    """
+    values = y.to_numpy(dtype=np.float64, na_value=np.nan)
+    t_code = pd.factorize(y.index.get_level_values("timestamp"), sort=True)[0]
+    s_code = pd.factorize(y.index.get_level_values("symbol"), sort=True)[0]
+    order = np.lexsort((t_code, s_code))  # grouped by symbol, then time
+    ys, sym = values[order], s_code[order]
+    n, k_max = len(ys), n_lags + horizons - 1  # offsets 0 .. L + H - 2 are read
+    idx = np.arange(n)[:, None] + np.arange(k_max)[None, :]  # (R, K) row t + k
+    inside = idx < n
+    idx = np.where(inside, idx, 0)
+    same = inside & (sym[idx] == sym[:, None])  # never read another symbol's labels
+    shifted = np.where(same, ys[idx], np.nan)  # (R, K) y[t + k]
+    bad = np.isnan(shifted)
+    # prefix sums over k with a separate NaN count: target = P[l + h - 1] - P[l - 1]
+    zero = np.zeros((n, 1))
+    csum = np.concatenate([zero, np.cumsum(np.where(bad, 0.0, shifted), axis=1)], axis=1)
+    cbad = np.concatenate([zero, np.cumsum(bad, axis=1)], axis=1)  # (R, K + 1)
+    lo = np.arange(n_lags)[:, None]  # (L, 1) = l - 1
+    hi = lo + np.arange(1, horizons + 1)[None, :]  # (L, H) = l + h - 1
+    out = csum[:, hi] - csum[:, lo]  # (R, L, H)
+    out[(cbad[:, hi] - cbad[:, lo]) > 0] = np.nan
+    result = np.empty_like(out)
+    result[order] = out  # back to y's row order
+    return result
+
+
+# ============================================================================ losses
+def masked_zscore(v: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Z-score each row of ``v`` over its masked entries: ``(G, N) -> (G, N)``, 0 off the mask."""
+    m = mask.to(v.dtype)
+    n = m.sum(-1, keepdim=True).clamp_min(1.0)
+    v = torch.where(mask, v, torch.zeros_like(v))  # NaN targets off the mask must not spread
+    mean = (v * m).sum(-1, keepdim=True) / n
+    var = ((v - mean) ** 2 * m).sum(-1, keepdim=True) / n
+    return (v - mean) * torch.rsqrt(var + eps) * m
+
+
+def pairwise_rank_loss(
+    scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Pairwise logistic rank loss, weighted by target gaps, averaged over groups.
+
+    For every group g and ordered pair (i, j) of masked entries with ``targets_i > targets_j``
+    the pair loss is ``|targets_i - targets_j| * log(1 + exp(-(scores_i - scores_j)))``. A
+    group's loss is the sum of its pair losses over the sum of its weights; the result is the
+    mean over groups with at least one such pair (0, still differentiable, if none has).
+    Vectorised over all pairs at once: memory O(G N^2).
+
+    Args:
+        scores: ``(G, N)`` predicted scores (higher = expected higher target).
+        targets: ``(G, N)`` targets; NaN allowed off the mask.
+        mask: ``(G, N)`` bool, True where the entry takes part.
+
+    Returns:
+        Scalar loss.
+    """
+    s = torch.where(mask, scores, torch.zeros_like(scores))
+    t = torch.where(mask, targets, torch.zeros_like(targets))
+    ds = s[:, :, None] - s[:, None, :]  # (G, N, N) s_i - s_j
+    dt = t[:, :, None] - t[:, None, :]  # (G, N, N) t_i - t_j
+    pair = mask[:, :, None] & mask[:, None, :] & (dt > 0)  # i should rank above j
+    w = torch.where(pair, dt, torch.zeros_like(dt))  # |t_i - t_j| on ordered pairs
+    total_w = w.sum((1, 2))  # (G,)
+    per_group = (w * F.softplus(-ds)).sum((1, 2)) / total_w.clamp_min(1e-12)
+    has = (total_w > 0).to(per_group.dtype)
+    return (per_group * has).sum() / has.sum().clamp_min(1.0)
+
+
+def _groups(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(B, N, L, H)`` pred/target, ``(B, N)`` mask -> ``(G, N)`` each, groups of >= 2 assets."""
+    B, N, L, H = pred.shape
+    p = pred.permute(0, 2, 3, 1).reshape(-1, N)  # (G, N), G = B * L * H
+    t = target.permute(0, 2, 3, 1).reshape(-1, N)
+    m = mask[:, None, None, :].expand(B, L, H, N).reshape(-1, N) & torch.isfinite(t)
+    m = m & (m.sum(-1, keepdim=True) >= 2)  # a lone asset has no cross-section
+    return p, t, m
+
+
+def ranking_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    alpha: float = 0.3,
+    beta: float = 1.0,
+    delta: float = 0.2,
+    pointwise: Literal["huber", "mse"] = "huber",
+) -> torch.Tensor:
+    """``alpha * Huber(z(pred), z(target)) + beta * pairwise_rank_loss(z(pred), z(target))``.
+
+    Z-scores are taken per (date, lag, horizon) group over the assets that are present and have
+    a finite target; groups with fewer than two such assets are left out. Both parts see
+    z-scored predictions, so the loss ignores the scores' scale and offset per date: learning
+    does not wait for a small-initialised net to grow its output scale, and the logistic's
+    temperature is fixed at unit z-score gaps.
+
+    Args:
+        pred: ``(B, N, L, H)`` scores.
+        target: ``(B, N, L, H)`` targets, NaN where unknown.
+        mask: ``(B, N)`` bool, False for padding assets.
+        alpha: Weight of the pointwise loss on z-scores.
+        beta: Weight of the pairwise rank loss (weights ``|z_i - z_j|`` of the targets).
+        delta: Huber threshold, in z-score units.
+        pointwise: ``"huber"`` or ``"mse"``.
+
+    Returns:
+        Scalar loss.
+    """
+    p, t, m = _groups(pred, target, mask)
+    zt = masked_zscore(t, m)
+    total = pred.new_zeros(())
+    if alpha:
+        zp = masked_zscore(p, m)
+        point = (F.huber_loss(zp, zt, reduction="none", delta=delta) if pointwise == "huber"
+                 else (zp - zt) ** 2)  # (G, N), 0 off the mask
+        total = total + alpha * (point * m).sum() / m.sum().clamp_min(1)
+    if beta:
+        total = total + beta * pairwise_rank_loss(masked_zscore(p, m), zt, m)
+    return total
+
+
+def masked_rank_ic(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+                   ) -> torch.Tensor:
+    """Spearman correlation per row over masked entries: ``(G, N) -> (G,)``, NaN if < 2."""
+    big = torch.finfo(scores.dtype).max
+    ranks = []
+    for v in (scores, targets):  # masked entries sort last, valid ones get ranks 0 .. n - 1
+        v = torch.where(mask, v, torch.full_like(v, big))
+        ranks.append(v.argsort(-1).argsort(-1).to(scores.dtype))
+    a, b = (masked_zscore(r, mask) for r in ranks)
+    n = mask.sum(-1).to(scores.dtype)
+    ic = (a * b).sum(-1) / n.clamp_min(1)
+    return torch.where(n >= 2, ic, torch.full_like(ic, float("nan")))
+
+
+# ============================================================================ network
+@dataclass(frozen=True)
+class RankerNetConfig:
+    n_features: int  # C: channels per bar
+    n_gated: int  # F: leading channels that pass through the gate; channel F is "observed"
+    d_model: int = 192  # D
+    n_heads: int = 6
+    n_layers: int = 3
+    dropout: float = 0.1
+    ff_mult: int = 4
+    drop_path: float = 0.0  # stochastic depth rate of the last block (linear from 0)
+    time2vec: int = 4  # k
+    positional: bool = False  # add a sinusoidal positional encoding
+    pooling: Literal["last", "attention"] = "last"
+    n_lags: int = 4  # L
+    horizons: int = 20  # H
+    max_len: int = 512
+    gate_init: float = 2.0  # initial gate logit: sigmoid(2) = 0.88, features start open
+    gate_speed: float = 10.0  # logits = gate_speed * theta: the gate learns that much faster
+
+
+class Time2Vec(nn.Module):
+    """``(T,) -> (T, k)``: one linear and ``k - 1`` sine features of a scalar time."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(k))
+        self.b = nn.Parameter(torch.randn(k))
+
+    def forward(self, tau: torch.Tensor) -> torch.Tensor:
+        v = tau[:, None] * self.w + self.b  # (T, k)
+        return torch.cat([v[:, :1], torch.sin(v[:, 1:])], dim=-1)
+
+
+class MaskedAttention(nn.Module):
+    def __init__(self, c: RankerNetConfig) -> None:
+        super().__init__()
+        assert c.d_model % c.n_heads == 0, (c.d_model, c.n_heads)
+        self.n_heads, self.dropout = c.n_heads, c.dropout
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.resid_drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+                   for t in (q, k, v))  # (B, nh, T, hd)
+        # not causal: the whole window is already at or before the row's bar
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, D)))
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random share ``p`` of the samples."""
+    if p == 0.0 or not training:
+        return x
+    keep = x.new_empty(x.shape[0], *([1] * (x.ndim - 1))).bernoulli_(1.0 - p)
+    return x * keep / (1.0 - p)
+
+
+class RankerBlock(nn.Module):
+    def __init__(self, c: RankerNetConfig, drop: float) -> None:
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(c.d_model), MaskedAttention(c)
+        self.ln2, self.mlp = nn.LayerNorm(c.d_model), MLP(c)  # GELU, ff_mult * D wide
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        x = x + drop_path(self.attn(self.ln1(x), keep), self.drop, self.training)  # pre-LN
+        return x + drop_path(self.mlp(self.ln2(x)), self.drop, self.training)
+
+
+class RankerNet(nn.Module):
+    """Gated pre-LN encoder over ``(B, T, C)`` windows with L lag heads of H horizons each."""
+
+    def __init__(self, config: RankerNetConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        # Adam moves theta ~lr per step whatever its gradient's size; fit_torch has one lr
+        self.gate_theta = nn.Parameter(torch.full((c.n_gated,), c.gate_init / c.gate_speed))
+        self.inp = nn.Linear(c.n_features, c.d_model)  # (B, T, C) -> (B, T, D)
+        self.inp_drop = nn.Dropout(c.dropout)
+        self.t2v = Time2Vec(c.time2vec)
+        self.mix = nn.Linear(c.d_model + c.time2vec, c.d_model)  # [proj | t2v] -> D
+        if c.positional:
+            self.register_buffer("pos", sinusoidal(c.max_len, c.d_model), persistent=False)
+        rates = torch.linspace(0.0, c.drop_path, c.n_layers).tolist()  # deeper: dropped more
+        self.blocks = nn.ModuleList(RankerBlock(c, r) for r in rates)
+        self.ln_f = nn.LayerNorm(c.d_model)
+        if c.pooling == "attention":  # only then: DDP rejects parameters without gradients
+            self.query = nn.Parameter(torch.zeros(c.n_lags, c.d_model))  # one query per lag
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.GELU(),
+                          nn.Linear(c.d_model, c.horizons)) for _ in range(c.n_lags))
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):  # residual projections: GPT-2 scaled init
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
+        # re-projection starts as identity on the features: a second 0.02-std layer would bury
+        # them ~50x below the input-independent Time2Vec part and stall early training
+        with torch.no_grad():
+            self.mix.weight[:, :c.d_model].copy_(torch.eye(c.d_model))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    @property
+    def gate(self) -> torch.Tensor:
+        """``(F,)`` gate values in (0, 1)."""
+        return torch.sigmoid(self.config.gate_speed * self.gate_theta)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, T, C) -> (B, T, D)`` states and the ``(B, T)`` real-bar mask (or None)."""
+        c = self.config
+        B, T, _ = x.shape
+        assert T <= c.max_len, (T, c.max_len)
+        real = x[..., c.n_gated] > 0.5 if c.n_features > c.n_gated else None  # observed flag
+        gated = torch.cat([x[..., :c.n_gated] * self.gate, x[..., c.n_gated:]], dim=-1)
+        h = self.inp_drop(self.inp(gated))  # (B, T, D)
+        tau = torch.arange(T, device=x.device, dtype=h.dtype) / max(T - 1, 1)  # 0 .. 1
+        h = self.mix(torch.cat([h, self.t2v(tau).to(h.dtype).expand(B, T, -1)], dim=-1))
+        if c.positional:
+            h = h + self.pos[:T].to(h.dtype)
+        keep = None if real is None else real[:, None, None, :]  # (B, 1, 1, T) keys to attend
+        for block in self.blocks:
+            h = block(h, keep)
+        return self.ln_f(h), real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C) -> (B, L * H)``: column ``(l - 1) * H + h - 1`` scores lag l, horizon h."""
+        h, real = self.encode(x)
+        if self.config.pooling == "last":
+            pooled = h[:, -1:].expand(-1, self.config.n_lags, -1)  # (B, L, D) the row's own bar
+        else:
+            att = torch.einsum("btd,ld->blt", h, self.query.to(h.dtype)) / math.sqrt(h.shape[-1])
+            if real is not None:
+                att = att.masked_fill(~real[:, None, :], float("-inf"))  # last bar is real
+            pooled = torch.einsum("blt,btd->bld", att.softmax(-1), h)  # (B, L, D)
+        out = torch.stack([head(pooled[:, i]) for i, head in enumerate(self.heads)], 1)
+        return out.flatten(1)  # (B, L, H) -> (B, L * H)
+
+
+# ============================================================================ forecaster
+@dataclass(frozen=True)
+class RankerParams(SequenceParams):
+    """Training fields plus the ranker's network, heads, loss and gate.
+
+    ``batch_size`` counts dates (cross-sections), each with all its assets; ``loss`` picks the
+    pointwise part on z-scores (``"huber"`` with ``huber_delta``, or ``"mse"``).
+    """
+
+    lookback: int = 64
+    batch_size: int = 8  # dates per optimizer step
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    loss: Literal["mse", "huber"] = "huber"
+    d_model: int = 192
+    n_heads: int = 6  # head dim 32
+    n_layers: int = 3
+    dropout: float = 0.1
+    ff_mult: int = 4
+    drop_path: float = 0.0  # stochastic depth of the last block, <= 0.1
+    time2vec: int = 4
+    positional: bool = False
+    pooling: Literal["last", "attention"] = "last"
+    n_lags: int = 4
+    horizons: int = 20
+    max_len: int = 512  # must cover lookback
+    alpha: float = 0.3  # pointwise loss weight
+    beta: float = 1.0  # pairwise rank loss weight
+    huber_delta: float = 0.2
+    gate_l1: float = 1e-3  # final L1 weight on the gate values
+    gate_warmup_steps: int = 500  # optimizer steps over which the L1 weight ramps up from 0
+    gate_init: float = 2.0  # initial gate logit
+    gate_speed: float = 10.0  # gate learning-rate multiplier (logits = gate_speed * theta)
+    early_stop_metric: Literal["loss", "ic"] = "loss"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.n_heads >= 1 and self.d_model % self.n_heads == 0, self, "d_model",
+                f"a multiple of n_heads={self.n_heads}")
+        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
+        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
+        require(0 <= self.drop_path <= 0.1, self, "drop_path", "in [0, 0.1]")
+        require(self.ff_mult >= 1, self, "ff_mult", "an int >= 1")
+        require(self.time2vec >= 1, self, "time2vec", "an int >= 1")
+        require(self.n_lags >= 1, self, "n_lags", "an int >= 1")
+        require(self.horizons >= 1, self, "horizons", "an int >= 1")
+        require(self.max_len >= self.lookback, self, "max_len", f">= lookback={self.lookback}")
+        require(self.alpha >= 0 and (self.alpha > 0 or self.beta > 0), self, "alpha",
+                ">= 0, with alpha + beta > 0")
+        require(self.beta >= 0, self, "beta", ">= 0")
+        require(self.huber_delta > 0, self, "huber_delta", "> 0")
+        require(self.gate_l1 >= 0, self, "gate_l1", ">= 0")
+        require(self.gate_warmup_steps >= 0, self, "gate_warmup_steps", "an int >= 0")
+        require(self.gate_speed > 0, self, "gate_speed", "> 0")
+
+
+_TINY = {"lookback": 8, "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_mult": 2,
+         "n_lags": 2, "horizons": 2, "max_epochs": 2, "batch_size": 8, "lr": 1e-3,
+         "gate_warmup_steps": 10, "device": "cpu", "predict_batch_size": 1024}
+
+
+class RankingTransformerForecaster(TorchForecaster):
+    """Gated transformer over each asset's window, trained to rank assets within each date.
+
+    ``fit(X, y)`` reads ``y`` as the one-bar forward return at t (return from t to t + 1, NaN
+    where unknown) and builds the lag/horizon targets from it with :func:`horizon_targets`,
+    using only labels inside the data passed to ``fit`` (train targets from ``y``, valid targets
+    from ``valid``'s labels). ``predict`` returns the lag-1, horizon-1 score (the head matching
+    the label); scores are unit-free (trained on per-date z-scores): use rank metrics, not MAE.
+    :meth:`predict_all` gives every head. Early stopping uses the valid loss, or with
+    ``early_stop_metric="ic"`` the negative mean per-date rank IC of the lag-1, horizon-1 head
+    on the valid window (reported as ``valid_loss`` in ``history_``).
+
+    Learned state: as :class:`TorchForecaster`, plus ``gate_`` (feature gate values).
+    """
+
+    Config = RankerParams
+    Net, NetConfig = RankerNet, RankerNetConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
+        multi_output=True, label_kinds=("return",))
+
+    @classmethod
+    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+        d_model = trial.suggest_categorical("d_model", [64, 128, 192])
+        return {
+            "lr": trial.suggest_float("lr", 3e-5, 1e-3, log=True),
+            "lookback": trial.suggest_categorical("lookback", [32, 64, 128]),
+            "batch_size": trial.suggest_categorical("batch_size", [4, 8, 16]),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True),
+            "d_model": d_model,
+            "n_heads": d_model // 32,  # head dim 32
+            "n_layers": trial.suggest_int("n_layers", 2, 4),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.2),
+            "drop_path": trial.suggest_float("drop_path", 0.0, 0.1),
+            "pooling": trial.suggest_categorical("pooling", ["last", "attention"]),
+            "alpha": trial.suggest_float("alpha", 0.0, 1.0),
+            "gate_l1": trial.suggest_float("gate_l1", 1e-4, 1e-2, log=True),
+        }
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return dict(_TINY)
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
+        super()._fit(X, y, valid)  # TorchForecaster's loop over the hooks below
+        self.gate_ = self._gate_series()
+        logger.info("%s: gate sparsity %.2f", type(self).__name__, self.gate_sparsity())
+
+    def _fit_target(self, y: pd.Series) -> None:
+        if (y.attrs.get("label_kind") or y.attrs.get("kind")) == "volatility":
+            raise DataError(f"{type(self).__name__}: ranks one-bar returns; got a volatility "
+                            f"label {y.name!r}")
+        self.target_, self.target_mean_, self.target_scale_ = "return", 0.0, 1.0
+
+    def _sources(self, layout: SequenceLayout, X_all: pd.DataFrame, y: pd.Series,
+                 valid: Valid | None, valid_rows: npt.NDArray[np.intp] | None
+                 ) -> tuple[Any, Any]:
+        train = self._source(layout, X_all.index, np.arange(len(y)), y.to_numpy(np.float64))
+        if train is None:
+            raise DataError(f"{type(self).__name__}: no training row has a finite lag/horizon "
+                            f"target (need labels on consecutive bars of a symbol)")
+        valid_src = None if valid is None else self._source(
+            layout, X_all.index, valid_rows, valid[1].to_numpy(np.float64))
+        return train, valid_src
+
+    def _extra_loss(self) -> Any:
+        return self._gate_penalty()
+
+    def _source(self, layout: SequenceLayout, index: pd.MultiIndex, rows: npt.NDArray[np.int64],
+                y: npt.NDArray[np.float64]) -> CrossSectionSource | None:
+        """Cross-sections of layout ``rows`` (``index`` = the layout's rows), targets from ``y``.
+
+        ``y`` holds the labels of ``rows`` only, so no target reads a label outside them.
+        """
+        c = self.config_
+        targets = horizon_targets(pd.Series(y, index=index[rows]), c.n_lags, c.horizons)
+        useful = np.isfinite(targets).any(axis=(1, 2))  # (n,) rows with some target
+        if not useful.any():
+            return None
+        dates = np.asarray(index.get_level_values("timestamp"))[rows]
+        return CrossSectionSource(layout, c.lookback, rows=rows[useful], dates=dates[useful],
+                                  y=targets[useful])  # (n', L, H)
+
+    def _net_config(self, n_channels: int) -> RankerNetConfig:
+        fields = {f.name for f in dataclasses.fields(RankerNetConfig)}
+        shared = {k: v for k, v in dataclasses.asdict(self.config_).items() if k in fields}
+        return RankerNetConfig(n_features=n_channels, n_gated=self.n_features_in_, **shared)
+
+    def _loss_fn(self) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+        c = self.config_
+        L, H = c.n_lags, c.horizons
+
+        def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            x, mask = batch["x"], batch["mask"]  # (B, N, T, C), (B, N)
+            B, N = mask.shape
+            pred = net(x.flatten(0, 1)).float().view(B, N, L, H)  # one encoder pass per asset
+            if c.early_stop_metric == "ic" and not net.training:  # valid: -rank IC of lag1_h1
+                p, t, m = _groups(pred[..., :1, :1], batch["y"][..., :1, :1], mask)
+                return -torch.nan_to_num(masked_rank_ic(p, t, m), nan=0.0).mean()
+            return ranking_loss(pred, batch["y"], mask, alpha=c.alpha, beta=c.beta,
+                                delta=c.huber_delta, pointwise=c.loss)
+
+        return loss
+
+    def _gate_penalty(self) -> Callable[[nn.Module, int], torch.Tensor] | None:
+        c = self.config_
+        if c.gate_l1 == 0:
+            return None
+
+        def penalty(net: nn.Module, step: int) -> torch.Tensor:
+            ramp = min(1.0, step / c.gate_warmup_steps) if c.gate_warmup_steps else 1.0
+            return (c.gate_l1 * ramp) * net.gate.sum()  # g > 0: ||g||_1 = sum(g)
+
+        return penalty
+
+    def _gate_series(self) -> pd.Series:
+        gate = self.net_.gate.detach().cpu().double().numpy()
+        return pd.Series(gate, index=self.feature_names_, name="gate")
+
+    def gate_sparsity(self, threshold: float = 0.1) -> float:
+        """Share of features whose gate value is below ``threshold`` (0 = every feature used).
+
+        Raises:
+            NotFittedError: before ``fit``.
+        """
+        self._check_is_fitted()
+        return float((self.gate_.to_numpy() < threshold).mean())
+
+    # ------------------------------------------------------------------ predict
+    def _n_outputs(self) -> int:
+        return self.net_config_.n_lags * self.net_config_.horizons  # (L, H) flattened
+
+    def predict_all(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Scores of every lag and horizon head.
+
+        Args:
+            X: Features with the columns seen in ``fit``; row ``(t, s)`` reads rows of symbol
+                ``s`` at or before ``t`` only.
+
+        Returns:
+            Float frame on X's index with columns ``lag{l}_h{h}`` (l = 1..L, h = 1..H, lag-major):
+            unit-free scores of the cumulative return of bars t+l .. t+l+h-1, comparable across
+            symbols at one timestamp. ``lag1_h1`` equals :meth:`predict`.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            DataError: missing or extra columns, inf values, bad index.
+        """
+        self._check_is_fitted()
+        _check_panel(X, "X")
+        X = self._align_columns(X, "X")
+        c = self.net_config_
+        columns = [f"lag{lag}_h{h}" for lag in range(1, c.n_lags + 1)
+                   for h in range(1, c.horizons + 1)]
+        return pd.DataFrame(self._outputs(X), index=X.index, columns=columns)
+
+    # ------------------------------------------------------------------ save / load
+    def _save_state(self, path: Path) -> dict[str, Any]:
+        state = super()._save_state(path)  # the gate logits are in weights.pt
+        return {**state, "gate": self.gate_.tolist()}
+
+    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
+        super()._load_state(path, state)
+        self.gate_ = self._gate_series()
