@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from alphaforge.config import load_config
@@ -26,15 +25,6 @@ from alphaforge.testing import check_forecaster, tiny_problem
 
 TINY_LGB = {"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 10,
             "n_jobs": 1}
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny LSTMs run fastest (and identically) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # ----------------------------------------------------------------------------- out of fold
@@ -137,7 +127,7 @@ def _two_part_panel(seed: int, n_symbols: int = 8, n_bars: int = 300
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_residual_stack_beats_both_members(seed, one_thread):
+def test_residual_stack_beats_both_members(seed):
     X, y = _two_part_panel(seed)
     ts = X.index.get_level_values("timestamp")
     u = ts.unique()
@@ -163,7 +153,7 @@ def test_residual_stack_beats_both_members(seed, one_thread):
     assert np.allclose(comp["final"], comp["base"] + comp["residual"])
 
 
-def test_residual_with_sequence_member_passes_contract(one_thread):
+def test_residual_with_sequence_member_passes_contract():
     lstm = {"name": "lstm", "params": {"lookback": 4, "hidden": 4, "n_layers": 1,
                                        "max_epochs": 2, "batch_size": 64}}
     check_forecaster(lambda: ResidualForecaster.from_params(

@@ -394,3 +394,37 @@ def test_shipped_tune_yaml_loads():
     root = Path(__file__).resolve().parents[1]
     kwargs = load_tune_config(root / "configs" / "tune.yaml")
     assert kwargs["model"] == "lightgbm" and kwargs["val"] == 30
+
+
+def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
+    """Trials that differ only in sample count / aggregation rescore one cached bank, and the
+    bank's score equals a direct fit-and-predict of the same params."""
+    from alphaforge.registry import get_model
+
+    cls = get_model("kronos")
+    tiny = cls.test_params()
+    calls = []
+    real = tune_mod.fit_score_bank
+
+    def spy(*a, **k):
+        before = len(k["cache"])
+        out = real(*a, **k)
+        calls.append(len(k["cache"]) - before)  # 1: a new bank was drawn, 0: reused
+        return out
+
+    monkeypatch.setattr(tune_mod, "fit_score_bank", spy)
+    fixed = {k: v for k, v in tiny.items() if k not in ("num_samples", "aggregation")}
+    # fix everything the bank depends on, so every trial shares one bank
+    monkeypatch.setattr(cls, "search_space", classmethod(lambda c, trial: {
+        "num_samples": trial.suggest_int("num_samples", 2, 8),
+        "aggregation": trial.suggest_categorical("aggregation", ["mean", "median"])}))
+    monkeypatch.setattr(cls, "bank_size", 8)
+    s = tune(DATA, "kronos", symbols=["S000"], trials=4, root=tmp_path,
+             fixed_params={"kronos": fixed}, val=10, test=10)
+    assert calls == [1, 0, 0, 0]
+    r = s.results[0]
+    assert r.n_trials == 4 and math.isfinite(r.new_score)
+    d = tune_mod.prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
+                         val=10, test=10)["S000"]
+    direct = tune_mod.fit_score("kronos", {**r.params}, d, "pct_return_mae", seed=0)
+    assert math.isclose(direct, r.new_score, rel_tol=1e-9)

@@ -21,11 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from alphaforge.errors import AlphaforgeError
+from alphaforge.gpt_cli import app as gpt_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="alphaforge: honest out-of-sample forecasts for panels of market bars.")
 data_app = typer.Typer(no_args_is_help=True, help="List, validate and repair panels.")
 app.add_typer(data_app, name="data")
+app.add_typer(gpt_app, name="gpt", help="Tokenize bars, train, sample and analyse the market GPT.")
 # piped output gets a fixed width wide enough for the metrics table instead of rich's 80
 out = Console(width=None if sys.stdout.isatty() else 132)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 132)

@@ -196,7 +196,7 @@ def study_status(storage: Any, names: Sequence[str]) -> list[StudyStatus]:
 # ----------------------------------------------------------------------------- models
 def resolve_models(model: str | Sequence[str]) -> list[str]:
     """Registry names for ``model``: a name, ``"both"`` (lightgbm, xgboost) or ``"all"`` (every
-    model that is neither a baseline nor an ensemble).
+    model that is neither a baseline, an ensemble nor a foundation model).
 
     Raises:
         ConfigError: An unknown name (lists the valid ones).
@@ -210,7 +210,9 @@ def resolve_models(model: str | Sequence[str]) -> list[str]:
             out += ["lightgbm", "xgboost"]
         elif name == "all":
             # ensembles tune through their members' studies, baselines have nothing to tune
-            out += [n for n in MODELS if n not in BASELINES and MODELS[n].family != "ensemble"]
+            # foundation models need local weights: tune them by name with fixed_params
+            out += [n for n in MODELS if n not in BASELINES
+                    and MODELS[n].family not in ("ensemble", "foundation")]
         elif name in MODELS:
             out.append(name)
         else:
@@ -388,6 +390,41 @@ def fit_score(model: str, params: Mapping[str, Any], d: SymbolData, metric: str,
     return float(np.mean(scores))
 
 
+def fit_score_bank(model: str, params: Mapping[str, Any], d: SymbolData, metric: str, *,
+                   seed: int, on: Literal["val", "test"] = "val",
+                   cache: dict[Any, Any] | None = None) -> float:
+    """:func:`fit_score` for sampling models (foundation adapters), from one bank of samples.
+
+    Each window's samples are drawn once at the model's ``bank_size`` and rescored for the
+    trial's ``(num_samples, aggregation)``: trials that differ only in ``cls.bank_params`` share
+    the bank through ``cache`` (keyed by the other params), so one sampling pass serves many
+    trials. The first ``n`` samples of a bank equal a run with ``num_samples = n``.
+    """
+    from alphaforge.models.foundation import score_sample_bank
+    from alphaforge.registry import get_model
+
+    cls = get_model(model)
+    defaults = cls.Config()
+    n = int(params.get("num_samples", getattr(defaults, "num_samples", 1)))
+    size = cls.bank_size or n
+    key = (on, size, tuple(sorted((k, repr(v)) for k, v in params.items()
+                                  if k not in cls.bank_params)))
+    banks = None if cache is None else cache.get(key)
+    if banks is None:
+        banks = []
+        for w in d.folds if on == "val" else (d.test,):
+            extra = {"num_samples": size} if hasattr(defaults, "num_samples") else {}
+            est = cls.from_params({**params, **extra}, random_state=seed)
+            est.fit(*d.rows(0, w.fit_end), valid=d.rows(w.stop_start, w.stop_end))
+            X, y = d.rows(w.score_start, w.score_end)
+            banks.append((est.sample_targets(X, num_samples=size), y))
+        if cache is not None:
+            cache[key] = banks
+    choice = [(n, params.get("aggregation", defaults.aggregation))]
+    scores = [float(score_sample_bank(b, y, metric, choice)["score"].iloc[0]) for b, y in banks]
+    return float(np.mean(scores)) if np.isfinite(scores).all() else float("nan")
+
+
 # ----------------------------------------------------------------------------- search
 def study_name(symbol: str, model: str) -> str:
     """``"{symbol}:{model}"``, the name of one study."""
@@ -401,6 +438,7 @@ def _objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any],
     from alphaforge.registry import get_model
 
     cls = get_model(model)
+    bank_cache: dict[Any, Any] = {}  # per study and process: sample banks of foundation models
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
@@ -421,8 +459,12 @@ def _objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any],
                 raise optuna.TrialPruned(f"valid loss {loss:.6g} at step {step}")
 
         try:
-            score = fit_score(model, params, d, metric, seed=seed,
-                              report=report if prune and cls.capabilities.early_stopping else None)
+            if getattr(cls, "bank_params", None):  # foundation adapters: score a sample bank
+                score = fit_score_bank(model, params, d, metric, seed=seed, cache=bank_cache)
+            else:
+                score = fit_score(model, params, d, metric, seed=seed,
+                                  report=report if prune and cls.capabilities.early_stopping
+                                  else None)
         finally:  # benchmarks: the objective's own time, less the pruner's storage calls
             trial.set_user_attr("fit_s", time.perf_counter() - t0 - prune_s[0])
         return score  # NaN makes Optuna mark the trial FAIL (it never becomes the best)

@@ -33,14 +33,6 @@ from alphaforge.testing import tiny_problem
 TINY = RankingTransformerForecaster.test_params()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: threads only add contention
-    yield
-    torch.set_num_threads(old)
-
-
 def _index(stamps: list[int], symbols: list[str]) -> pd.MultiIndex:
     days = pd.bdate_range("2021-01-04", periods=max(stamps) + 1)
     return pd.MultiIndex.from_arrays([days[stamps], symbols], names=["timestamp", "symbol"])
