@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
+from alphaforge.models.base import BaseForecaster, Capabilities, Valid, predict_rows, require
 
 logger = logging.getLogger(__name__)
 
@@ -113,15 +113,6 @@ def _members(specs: Sequence[Any], what: str) -> list[Member]:
     return members
 
 
-def _predict_rows(model: BaseForecaster, X: pd.DataFrame, rows: pd.Index) -> pd.Series:
-    """``model``'s predictions for ``rows``, with every row of ``X`` up to their end as context."""
-    if model.capabilities.needs_sequence or model.capabilities.family == "baseline":
-        end = rows.get_level_values("timestamp").max()
-        ctx = X[X.index.get_level_values("timestamp") <= end]
-        return model.predict(ctx).reindex(rows)
-    return model.predict(X.loc[rows])
-
-
 # ----------------------------------------------------------------------------- out of fold
 def _inner_blocks(stamps: npt.NDArray[Any], n_folds: int, purge: int, stop_frac: float
                   ) -> list[tuple[Any, Any, Any, Any]]:
@@ -192,7 +183,7 @@ def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, 
             else:
                 fit = np.asarray(ts < stop_end)
                 model.fit(Xm[fit], y[fit])
-            out[m.key] = _predict_rows(model, Xm, rows).to_numpy(np.float64)
+            out[m.key] = predict_rows(model, Xm, rows).to_numpy(np.float64)
         out["fold"] = k
         out["y"] = y.reindex(rows).to_numpy(np.float64)
         parts.append(out)
@@ -337,7 +328,7 @@ class ResidualForecaster(_Ensemble):
         if valid is not None:
             Xv, yv = valid
             ctx = pd.concat([X, Xv[~Xv.index.isin(X.index)]])
-            rvalid = (Xv, yv - _predict_rows(self.base_, base.view(ctx), Xv.index))
+            rvalid = (Xv, yv - predict_rows(self.base_, base.view(ctx), Xv.index))
         self.residual_ = self._fit_member(resid, self.seed_ + 1, X, target, rvalid)
 
     def components(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -43,6 +43,7 @@ from alphaforge.backtest import BacktestSpec, backtest, bar_returns, from_spec
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.errors import ConfigError
 from alphaforge.labels import label_kind, make_label
+from alphaforge.models.base import predict_rows
 from alphaforge.splits import Fold, WalkForward
 from alphaforge.utils.io import atomic_write, atomic_write_text
 from alphaforge.utils.seed import seed_everything
@@ -175,7 +176,7 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
             model.save(workdir / "models" / m.display / f"fold_{fold.index}")
             for part in ("valid", "test"):
                 if masks[part].any():
-                    pred = _predict_part(model, Xf, masks[part], getattr(fold, part)[-1])
+                    pred = predict_rows(model, Xf, Xf.index[masks[part]])
                     parts.append(_frame(pred, y, m.display, fold, part))
         if progress:
             progress("model", len(members), len(members), "")
@@ -305,16 +306,6 @@ def _report(workdir: Path) -> None:
         write_report(workdir)
     except Exception:  # a report bug must not lose a finished run; the log says what happened
         log.exception("report.html could not be written")
-
-
-def _predict_part(model: Any, X: pd.DataFrame, mask: np.ndarray, end: Any) -> pd.Series:
-    caps = model.capabilities
-    if caps.needs_sequence or caps.family == "baseline":
-        # stateful models (GARCH recursion, sequence windows) warm up on every bar up to the
-        # segment's end; rows after it are never passed in
-        ctx = X[X.index.get_level_values("timestamp") <= end]
-        return model.predict(ctx).reindex(X.index[mask])
-    return model.predict(X[mask])
 
 
 def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[ModelConfig]:

@@ -419,6 +419,20 @@ class BaseForecaster:
         return X_valid, y_valid
 
 
+def predict_rows(model: BaseForecaster, X: pd.DataFrame, rows: pd.Index) -> pd.Series:
+    """``model``'s predictions for ``rows`` of ``X``.
+
+    Stateful models (sequence windows, GARCH recursion) read every row of ``X`` up to the last
+    timestamp of ``rows`` as context; rows after it are never passed in. Others see ``rows`` only.
+    """
+    caps = model.capabilities
+    if caps.needs_sequence or caps.family == "baseline":
+        end = rows.get_level_values("timestamp").max()
+        ctx = X[X.index.get_level_values("timestamp") <= end]
+        return model.predict(ctx).reindex(rows)
+    return model.predict(X.loc[rows])
+
+
 # ---------------------------------------------------------------------- validation helpers
 def features_array(X: pd.DataFrame) -> npt.NDArray[np.float64]:
     """``X`` as a C-contiguous float64 array ``(n_rows, F)``; NaN kept."""

@@ -49,7 +49,7 @@ from torch import nn
 from alphaforge.errors import DataError
 from alphaforge.models.base import Capabilities, Valid, _check_panel, require
 from alphaforge.models.torch_base import SequenceParams, TorchForecaster
-from alphaforge.models.transformer import MLP, sinusoidal
+from alphaforge.models.transformer import MLP, init_linear, sinusoidal
 from alphaforge.models.windows import CrossSectionSource, SequenceLayout
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ class RankerNet(nn.Module):
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.GELU(),
                           nn.Linear(c.d_model, c.horizons)) for _ in range(c.n_lags))
-        self.apply(self._init_weights)
+        self.apply(init_linear)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections: GPT-2 scaled init
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
@@ -333,13 +333,6 @@ class RankerNet(nn.Module):
         # them ~50x below the input-independent Time2Vec part and stall early training
         with torch.no_grad():
             self.mix.weight[:, :c.d_model].copy_(torch.eye(c.d_model))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     @property
     def gate(self) -> torch.Tensor:

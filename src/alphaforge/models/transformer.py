@@ -106,6 +106,14 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def init_linear(module: nn.Module) -> None:
+    """GPT-2 init for ``nn.Module.apply``: Linear weights N(0, 0.02), biases zero."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 def sinusoidal(max_len: int, d: int) -> torch.Tensor:
     """``(max_len, d)`` fixed sin/cos table of Vaswani et al."""
     pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (L, 1)
@@ -131,19 +139,12 @@ class TransformerNet(nn.Module):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, 2 if c.multitask else c.n_outputs)
-        self.apply(self._init_weights)
+        self.apply(init_linear)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections: GPT-2 scaled init
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layers))
         if c.positional == "learned":
             nn.init.normal_(self.pos, mean=0.0, std=0.02)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, F) -> (B, T, D)``: normalised states, causal: step t reads steps <= t."""
