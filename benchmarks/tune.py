@@ -27,15 +27,16 @@ import optuna
 from optuna.trial import TrialState
 
 from alphaforge.features import feature_names
-from alphaforge.tune import open_storage, tune
+from alphaforge.tuning import open_storage, tune
 
 
 def measure(workers: int, trials: int, data: str, features: list[str], val: int
             ) -> tuple[float, float, int, int, float]:
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        summary = tune(data, "lightgbm", symbols=["S000"], trials=trials, workers=workers,
-                       root=root, features=features, val=val, test=val, folds=3, stop=val)
+        summary = tune(data=data, model="lightgbm", symbols=["S000"], trials=trials,
+                       workers=workers, root=root, features=features, val=val, test=val,
+                       folds=3, stop=val)
         wall = time.perf_counter() - t0
         study = optuna.load_study(study_name="S000:lightgbm",
                                   storage=open_storage(summary.storage))

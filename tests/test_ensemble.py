@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alphaforge.config import load_config
-from alphaforge.ensemble import (
+from alphaforge.models.ensemble import (
     FusionForecaster,
     ResidualForecaster,
     WeightedForecaster,

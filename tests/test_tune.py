@@ -1,4 +1,4 @@
-"""Tests of alphaforge.tune: promotion gate, files, storages, crashes, CLI.
+"""Tests of alphaforge.tuning end to end: promotion gate, files, storages, crashes, CLI.
 
 Tiny LightGBM (20 rounds, 1 thread) on a small synthetic panel keeps the whole file fast.
 """
@@ -19,26 +19,41 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from alphaforge import tune as tune_mod
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.tune import _Job, _spawn_worker, resolve_models, tune
 from alphaforge.tuning import (
     OWNER_ATTR,
+    PRUNE_EVERY,
+    StorageSpec,
+    StudyStatus,
+    TuneJob,
+    TuneSummary,
+    cut_windows,
+    fit_score,
+    fit_score_bank,
+    load_tune_config,
+    make_tune_config,
     open_storage,
+    prepare,
     promote,
     repair_journal,
+    resolve_models,
     resolve_storage,
     sweep,
+    tune,
 )
+from alphaforge.tuning import api as tune_api
+from alphaforge.tuning import objective as tune_objective
+from alphaforge.tuning.search import spawn_worker
 
 DATA = "synthetic:n_symbols=3,n_bars=400,seed=1"
 SYMS = ["S000", "S001"]
 FIXED = {"lightgbm": {"n_estimators": 20, "n_jobs": 1}}
 
 
-def _tune(root: Path, **kw: object) -> tune_mod.TuneSummary:
-    args = {"symbols": SYMS, "trials": 3, "root": root, "fixed_params": FIXED}
-    return tune(DATA, "lightgbm", **{**args, **kw})  # type: ignore[arg-type]
+def _tune(root: Path, **kw: object) -> TuneSummary:
+    args = {"data": DATA, "model": "lightgbm", "symbols": SYMS, "trials": 3, "root": root,
+            "fixed_params": FIXED}
+    return tune(**{**args, **kw})
 
 
 def _journal_study(root: Path, name: str) -> optuna.Study:
@@ -61,18 +76,19 @@ def _journal_study(root: Path, name: str) -> optuna.Study:
     (None, None, "minimize", False, False),
 ])
 def test_promote(old, new, direction, force, expected):
-    ok, reason = promote(old, new, direction, 0.01, force)
+    ok, reason = promote(old, new, direction, 1.0, force)  # min_improvement 1%
     assert ok is expected
     assert reason
 
 
 def test_promote_threshold_and_errors():
-    assert promote(1.0, 0.95, "minimize", 0.10, False)[0] is False
+    assert promote(1.0, 0.95, "minimize", 10.0, False)[0] is False  # 5% < 10%
     assert promote(1.0, 0.95, "minimize", 0.0, False)[0] is True
-    assert promote(0.0, -0.1, "maximize", 0.01, False) == (False, promote(0.0, -0.1, "maximize",
-                                                                          0.01, False)[1])
+    assert promote(1.0, 0.95, "minimize", 4.0, False) == (True, "improved +5.00% > 4.00%")
+    assert promote(0.0, -0.1, "maximize", 1.0, False) == (False, promote(0.0, -0.1, "maximize",
+                                                                         1.0, False)[1])
     with pytest.raises(ConfigError):
-        promote(1.0, 0.9, "down", 0.01, False)  # type: ignore[arg-type]
+        promote(1.0, 0.9, "down", 1.0, False)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         promote(1.0, 0.9, "minimize", -0.5, False)
 
@@ -82,16 +98,16 @@ def test_resolve_models_and_storage(tmp_path):
     assert "zero" not in resolve_models("all") and "lightgbm" in resolve_models("all")
     with pytest.raises(ConfigError, match="unknown model"):
         resolve_models("nope")
-    assert resolve_storage(None, tmp_path, 1).startswith("sqlite:///")
-    assert resolve_storage(None, tmp_path, 2) == f"journal:{tmp_path}/optuna.journal"
-    assert resolve_storage("x.journal", tmp_path, 2) == "journal:x.journal"
+    assert resolve_storage(None, tmp_path, 1).url.startswith("sqlite:///")
+    assert resolve_storage(None, tmp_path, 2).url == f"journal:{tmp_path}/optuna.journal"
+    assert resolve_storage("x.journal", tmp_path, 2) == StorageSpec("journal", "x.journal")
     with pytest.raises(ConfigError, match="SQLite"):
         resolve_storage("sqlite:///x.db", tmp_path, 2)
 
 
 # ----------------------------------------------------------------------------- end to end
 def test_tune_writes_files_then_rerun_promotes_nothing(tmp_path):
-    seen: list[list[tune_mod.StudyStatus]] = []
+    seen: list[list[StudyStatus]] = []
     s1 = _tune(tmp_path, monitor=seen.append)
     assert [st.complete for st in seen[-1]] == [3, 3]
     assert [st.best for st in seen[-1]] == [r.new_score for r in s1.results]
@@ -115,12 +131,12 @@ def test_tune_writes_files_then_rerun_promotes_nothing(tmp_path):
     assert "promoted" in s1.log_path.read_text() or s1.log_path.stat().st_size > 0
 
     before = (tmp_path / "hyperparams" / "best" / "S000.json").read_bytes()
-    s2 = _tune(tmp_path, trials=1, min_improvement=10.0)  # 1000%: nothing can pass
+    s2 = _tune(tmp_path, trials=1, min_improvement=1000.0)  # percent: nothing can pass
     assert not any(r.promoted for r in s2.results)
     assert all("not above" in r.reason and r.old_score is not None for r in s2.results)
     assert all(r.n_trials == 4 for r in s2.results)  # load_if_exists: 3 + 1 trials
     assert (tmp_path / "hyperparams" / "best" / "S000.json").read_bytes() == before
-    s3 = _tune(tmp_path, trials=1, min_improvement=10.0, force=True)
+    s3 = _tune(tmp_path, trials=1, min_improvement=1000.0, force=True)
     assert all(r.promoted and r.reason == "forced" for r in s3.results)
     assert len(list((tmp_path / "results").glob("tune_*.json"))) == 3
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporaries
@@ -136,7 +152,7 @@ def test_unsafe_and_unknown_symbols_rejected(tmp_path):
 
 
 def test_nan_objective_fails_the_trial(tmp_path, monkeypatch):
-    monkeypatch.setattr(tune_mod, "fit_score", lambda *a, **k: float("nan"))
+    monkeypatch.setattr(tune_objective, "fit_score", lambda *a, **k: float("nan"))
     s = _tune(tmp_path, symbols=["S000"], trials=2)
     study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
@@ -153,7 +169,7 @@ def test_timeout_before_any_study(tmp_path):
 
 
 def test_cut_windows_purged_contiguous_and_test_last():
-    folds, test = tune_mod.cut_windows(300, val=30, test=20, folds=3, stop=25, horizon=5)
+    folds, test = cut_windows(300, val=30, test=20, folds=3, stop=25, horizon=5)
     assert test.score_end == 300 and test.score_start == 280
     assert [f.score_end for f in folds[:-1]] == [f.score_start for f in folds[1:]]  # contiguous
     assert folds[-1].score_end + 5 == test.score_start
@@ -161,9 +177,9 @@ def test_cut_windows_purged_contiguous_and_test_last():
         assert w.fit_end + 5 == w.stop_start and w.stop_end - w.stop_start == 25
         assert w.stop_end + 5 == w.score_start  # labels (h=5) of one range never reach the next
     with pytest.raises(DataError, match="need at least"):
-        tune_mod.cut_windows(199, val=30, test=20, folds=3, stop=25, horizon=5)
+        cut_windows(199, val=30, test=20, folds=3, stop=25, horizon=5)
     with pytest.raises(ConfigError):
-        tune_mod.cut_windows(300, val=30, test=20, folds=0, stop=25, horizon=5)
+        cut_windows(300, val=30, test=20, folds=0, stop=25, horizon=5)
 
 
 def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
@@ -173,15 +189,15 @@ def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
     seen = []
     real_fit = LightGBMForecaster.fit
 
-    def spy(self, X, y, *, valid=None):
+    def spy(self, X, y, *, valid=None, label=None):
         seen.append((X.index.get_level_values("timestamp").max(),
                      valid[0].index.get_level_values("timestamp")))
-        return real_fit(self, X, y, valid=valid)
+        return real_fit(self, X, y, valid=valid, label=label)
 
     monkeypatch.setattr(LightGBMForecaster, "fit", spy)
-    d = tune_mod.prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
+    d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
                          val=30, test=20, folds=2, stop=15)["S000"]
-    score = tune_mod.fit_score("lightgbm", FIXED["lightgbm"], d, "pct_return_mae", seed=0)
+    score = fit_score("lightgbm", FIXED["lightgbm"], d, "pct_return_mae", seed=0)
     assert math.isfinite(score) and len(seen) == 2
     ts = d.X.index.get_level_values("timestamp")
     for (fit_max, stop_ts), w in zip(seen, d.folds, strict=True):
@@ -198,8 +214,8 @@ def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, "no trial was pruned"
     for t in pruned:  # pruned on the early-stopping loss after the warm-up, at a report step
-        assert t.intermediate_values and max(t.intermediate_values) >= 5 * tune_mod.PRUNE_EVERY
-        assert all(step % tune_mod.PRUNE_EVERY == 0 for step in t.intermediate_values)
+        assert t.intermediate_values and max(t.intermediate_values) >= 5 * PRUNE_EVERY
+        assert all(step % PRUNE_EVERY == 0 for step in t.intermediate_values)
     assert s.results[0].n_trials == 14 - len(pruned)
     s2 = _tune(tmp_path / "off", symbols=["S000"], trials=8, fixed_params=fixed, prune=False)
     off = optuna.load_study(study_name="S000:lightgbm",
@@ -210,7 +226,7 @@ def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
 
 # ----------------------------------------------------------------------------- storage
 def test_journal_two_workers_one_study(tmp_path):
-    seen: list[list[tune_mod.StudyStatus]] = []
+    seen: list[list[StudyStatus]] = []
     s = _tune(tmp_path, workers=2, trials=4, monitor=seen.append)
     assert seen, "the live monitor was never called"
     final = {st.study: st for st in seen[-1]}  # the storage's state once the workers are done
@@ -255,11 +271,12 @@ def test_kill_worker_mid_study_then_resume(tmp_path, kills):
     import random
 
     spec = f"journal:{tmp_path}/optuna.journal"
-    job = _Job(DATA, ["S000"], ["lightgbm"], spec, "pct_return_mae", "minimize",
-               "forward_return", 1, None, 30, 20, 1, None, True, FIXED, 0, None)
+    config = make_tune_config(data=DATA, model=["lightgbm"], symbols=["S000"],
+                              fixed_params=FIXED)
+    job = TuneJob(config, StorageSpec.parse(spec), "minimize")
     rng = random.Random(0)
     for k in range(kills):
-        proc = mp.get_context("spawn").Process(target=_spawn_worker, args=(job, k, 10_000))
+        proc = mp.get_context("spawn").Process(target=spawn_worker, args=(job, k, 10_000))
         proc.start()
         start, deadline = _completed(tmp_path), time.time() + 60
         while time.time() < deadline and _completed(tmp_path) < start + 2:
@@ -301,7 +318,8 @@ def _tune_stalling_on_best_write(root: str, marker: str) -> None:
     from alphaforge.utils import io as io_mod
 
     io_mod.os = _StallingOS(marker)  # type: ignore[assignment]
-    tune(DATA, "lightgbm", symbols=["S000"], trials=2, root=root, fixed_params=FIXED, force=True)
+    tune(data=DATA, model="lightgbm", symbols=["S000"], trials=2, root=root, fixed_params=FIXED,
+         force=True)
 
 
 def test_kill_during_best_config_write(tmp_path):
@@ -354,7 +372,7 @@ def test_cli_tune_and_report(tmp_path, monkeypatch):
     from alphaforge.cli import app
 
     # the CLI has no fixed params: keep its LightGBM tiny through the search space
-    monkeypatch.setattr(tune_mod, "_n_jobs_default", lambda m, w: dict(FIXED[m]))
+    monkeypatch.setattr(tune_api, "_n_jobs_default", lambda m, w: dict(FIXED[m]))
     runner = CliRunner()
     args = ["tune", "--data", DATA, "--symbols", "S000", "S001", "--root", str(tmp_path)]
     res = runner.invoke(app, args, env={"TRIALS": "2"})
@@ -389,11 +407,10 @@ def test_cli_config_file(tmp_path):
 
 
 def test_shipped_tune_yaml_loads():
-    from alphaforge.tune import load_tune_config
-
     root = Path(__file__).resolve().parents[1]
-    kwargs = load_tune_config(root / "configs" / "tune.yaml")
-    assert kwargs["model"] == "lightgbm" and kwargs["val"] == 30
+    config = load_tune_config(root / "configs" / "tune.yaml")
+    assert config.model == "lightgbm" and config.val == 30
+    assert config.min_improvement == 1.0  # percent
 
 
 def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
@@ -404,7 +421,7 @@ def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
     cls = get_model("kronos")
     tiny = cls.test_params()
     calls = []
-    real = tune_mod.fit_score_bank
+    real = fit_score_bank
 
     def spy(*a, **k):
         before = len(k["cache"])
@@ -412,19 +429,19 @@ def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
         calls.append(len(k["cache"]) - before)  # 1: a new bank was drawn, 0: reused
         return out
 
-    monkeypatch.setattr(tune_mod, "fit_score_bank", spy)
+    monkeypatch.setattr(tune_objective, "fit_score_bank", spy)
     fixed = {k: v for k, v in tiny.items() if k not in ("num_samples", "aggregation")}
     # fix everything the bank depends on, so every trial shares one bank
     monkeypatch.setattr(cls, "search_space", classmethod(lambda c, trial: {
         "num_samples": trial.suggest_int("num_samples", 2, 8),
         "aggregation": trial.suggest_categorical("aggregation", ["mean", "median"])}))
     monkeypatch.setattr(cls, "bank_size", 8)
-    s = tune(DATA, "kronos", symbols=["S000"], trials=4, root=tmp_path,
+    s = tune(data=DATA, model="kronos", symbols=["S000"], trials=4, root=tmp_path,
              fixed_params={"kronos": fixed}, val=10, test=10)
     assert calls == [1, 0, 0, 0]
     r = s.results[0]
     assert r.n_trials == 4 and math.isfinite(r.new_score)
-    d = tune_mod.prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
+    d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
                          val=10, test=10)["S000"]
-    direct = tune_mod.fit_score("kronos", {**r.params}, d, "pct_return_mae", seed=0)
+    direct = fit_score("kronos", {**r.params}, d, "pct_return_mae", seed=0)
     assert math.isclose(direct, r.new_score, rel_tol=1e-9)

@@ -26,8 +26,9 @@ _API = {
     "get_model": "alphaforge.registry:get_model",
     "list_models": "alphaforge.registry:list_models",
     "run_experiment": "alphaforge.run:run_experiment",
-    # `tune` and `backtest` are modules of the same name: use alphaforge.tune.tune and
-    # alphaforge.backtest.backtest (a lazy alias here would shadow the submodules)
+    "tune": "alphaforge.tuning:tune",
+    # `backtest` is a module of the same name: use alphaforge.backtest.backtest (a lazy alias
+    # here would shadow the submodule)
     "bar_returns": "alphaforge.backtest:bar_returns",
     "load_config": "alphaforge.config:load_config",
     "ExperimentConfig": "alphaforge.config:ExperimentConfig",

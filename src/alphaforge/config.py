@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alphaforge.backtest import BacktestSpec
 from alphaforge.errors import ConfigError
+from alphaforge.features import FEATURES
+from alphaforge.labels import LabelSpec, label_kind
+from alphaforge.metrics import get_metric
+from alphaforge.registry import get_model
 
 
 class _Section(BaseModel):
@@ -48,6 +52,10 @@ class LabelConfig(_Section):
     kind: str = "forward_return"
     horizon: int = Field(1, ge=1, description="bars ahead")
     price: str = "close"
+
+    def spec(self) -> LabelSpec:
+        """The :class:`~alphaforge.labels.LabelSpec` models are fitted with."""
+        return LabelSpec(self.kind, self.horizon, self.price)
 
 
 class SplitConfig(_Section):
@@ -227,10 +235,6 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> ExperimentCo
 
 def check_names(cfg: ExperimentConfig) -> None:
     """Check every name in ``cfg`` against its registry (models, their params, metrics, labels)."""
-    from alphaforge.labels import label_kind
-    from alphaforge.metrics import get_metric
-    from alphaforge.registry import get_model
-
     label_kind(cfg.label.kind)
     for i, m in enumerate(cfg.models):
         try:
@@ -251,8 +255,6 @@ def check_names(cfg: ExperimentConfig) -> None:
     for name in cfg.metrics or []:
         get_metric(name)
     if cfg.features.names is not None:
-        from alphaforge.features import FEATURES
-
         unknown = [n for n in cfg.features.names if n not in FEATURES]
         if unknown:
             raise ConfigError(f"features.names: unknown features {unknown}; valid: {sorted(FEATURES)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,39 @@ from alphaforge.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
-class LabelSpec:
-    """A label kind: name, what it measures and how it is scored."""
+class LabelDef:
+    """A catalogue entry of :data:`LABELS`: name, what it measures and how it is scored."""
 
     name: str
     description: str
-    label_kind: str  # "return" or "volatility": picks default metrics and baselines
+    label_kind: Literal["return", "volatility"]  # picks default metrics and baselines
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What a model is fitted to predict; passed to ``fit`` next to ``y``.
+
+    Attributes:
+        kind: A key of :data:`LABELS` (``"forward_return"``, ``"realized_vol"`` ...).
+        horizon: Bars ahead the label looks (``h >= 1``); also the purge width of the folds.
+        price: Price column the label is computed from.
+
+    Raises:
+        ConfigError: unknown kind or bad horizon.
+    """
+
+    kind: str = "forward_return"
+    horizon: int = 1
+    price: str = "close"
+
+    def __post_init__(self) -> None:
+        label_kind(self.kind)  # raises ConfigError naming the valid kinds
+        _check_h(self.horizon)
+
+    @property
+    def label_kind(self) -> Literal["return", "volatility"]:
+        """``"return"`` or ``"volatility"``: what the label measures."""
+        return LABELS[self.kind][0].label_kind
 
 
 def _future_price(panel: pd.DataFrame, price: str, h: int) -> tuple[pd.Series, pd.Series]:
@@ -85,21 +113,21 @@ def realized_vol(panel: pd.DataFrame, horizon: int = 5, *, price: str = "close")
     return _named(np.sqrt(fwd), "realized_vol", h)
 
 
-LABELS: dict[str, tuple[LabelSpec, Callable[..., pd.Series]]] = {
+LABELS: dict[str, tuple[LabelDef, Callable[..., pd.Series]]] = {
     "forward_return": (
-        LabelSpec("forward_return", "simple return over the next h bars", "return"),
+        LabelDef("forward_return", "simple return over the next h bars", "return"),
         forward_return,
     ),
     "forward_log_return": (
-        LabelSpec("forward_log_return", "log return over the next h bars", "return"),
+        LabelDef("forward_log_return", "log return over the next h bars", "return"),
         forward_log_return,
     ),
     "direction": (
-        LabelSpec("direction", "1 if the next-h-bar return is positive else 0", "return"),
+        LabelDef("direction", "1 if the next-h-bar return is positive else 0", "return"),
         direction,
     ),
     "realized_vol": (
-        LabelSpec("realized_vol", "sqrt of summed squared log returns over the next h bars",
+        LabelDef("realized_vol", "sqrt of summed squared log returns over the next h bars",
                   "volatility"),
         realized_vol,
     ),
@@ -116,20 +144,17 @@ def make_label(panel: pd.DataFrame, kind: str, horizon: int, *, price: str = "cl
         price: Price column the label is computed from.
 
     Returns:
-        Series on the panel's index with ``attrs["horizon"]`` and ``attrs["kind"]`` set.
+        Series named ``kind`` on the panel's index. What it is travels separately, as
+        ``LabelSpec(kind, horizon, price)``, to ``fit``.
 
     Raises:
         ConfigError: unknown kind or bad horizon.
     """
-    if kind not in LABELS:
-        raise ConfigError(f"label.kind: unknown label {kind!r}; valid: {sorted(LABELS)}")
-    spec, fn = LABELS[kind]
-    y = fn(panel, horizon, price=price)
-    y.attrs["label_kind"] = spec.label_kind
-    return y
+    label_kind(kind)
+    return LABELS[kind][1](panel, horizon, price=price)
 
 
-def label_kind(kind: str) -> str:
+def label_kind(kind: str) -> Literal["return", "volatility"]:
     """``"return"`` or ``"volatility"`` for a label name (picks metrics and baselines)."""
     if kind not in LABELS:
         raise ConfigError(f"label.kind: unknown label {kind!r}; valid: {sorted(LABELS)}")
@@ -145,6 +170,4 @@ def _check_h(horizon: int) -> int:
 def _named(y: pd.Series, name: str, horizon: int) -> pd.Series:
     if not isinstance(y.index, pd.MultiIndex):
         raise DataError("labels need a panel indexed by (timestamp, symbol)")
-    y = y.astype("float64").rename(name)
-    y.attrs = {"kind": name, "horizon": int(horizon)}
-    return y
+    return y.astype("float64").rename(name)

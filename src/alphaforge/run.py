@@ -2,23 +2,12 @@
 
 Everything ``alphaforge run`` does is this one function. The run directory is built in a hidden
 temporary folder beside its destination and renamed into place at the end, so a failed or killed
-run leaves nothing half-written::
+run leaves nothing half-written; its files are listed in :mod:`alphaforge.artifacts`.
 
-    <run_dir>/config.yaml           resolved config
-    <run_dir>/predictions.parquet   timestamp, symbol, model, fold, split (valid|test), y_true, y_pred
-    <run_dir>/metrics.json          per model: overall and per fold, for valid and test
-    <run_dir>/folds.json            each fold's segment boundaries
-    <run_dir>/backtest.parquet      per-bar portfolio returns of each model's test predictions,
-                                    at the configured delay ("base") and one bar later ("lagged")
-    <run_dir>/returns.parquet       one-bar returns the backtest used (for `alphaforge backtest`)
-    <run_dir>/feature_importance.parquet   tree models' importances per fold
-    <run_dir>/history.parquet       neural models' training curves per fold
-    <run_dir>/ensemble_components.parquet   residual ensembles: base, residual and final per row
-                                    (train = the base's out-of-fold rows, valid, test)
-    <run_dir>/fusion_weights.json   fusion ensembles' weights and intercept per fold
-    <run_dir>/report.html           self-contained report
-    <run_dir>/models/<model>/fold_<k>/   saved models (native formats + meta.json)
-    <run_dir>/run.log               the library's log of the run
+The run asks each model what it needs instead of checking its type: ``capabilities.
+checkpointable`` models get a checkpoint folder, ``capabilities.feature_importance`` models give
+importances, models with a ``history_`` give training curves, ``run_outputs()`` gives extra
+per-fold results (ensembles) and ``member_keys()`` names an ensemble's members.
 """
 
 from __future__ import annotations
@@ -34,16 +23,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from alphaforge import artifacts
 from alphaforge.backtest import BacktestSpec, backtest, bar_returns, from_spec
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
-from alphaforge.errors import ConfigError
-from alphaforge.labels import label_kind, make_label
-from alphaforge.models.base import predict_rows
+from alphaforge.data import load_panel
+from alphaforge.errors import ConfigError, DataError
+from alphaforge.features import FEATURES, build_features
+from alphaforge.features.pca import PCAFactors
+from alphaforge.labels import LabelSpec, make_label
+from alphaforge.metrics import METRICS, evaluate
+from alphaforge.models.base import BaseForecaster, predict_rows
+from alphaforge.registry import baselines_for, get_model
+from alphaforge.report import write_report
 from alphaforge.splits import Fold, WalkForward
 from alphaforge.utils.io import atomic_write, atomic_write_text
 from alphaforge.utils.seed import seed_everything
@@ -52,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: progress(stage, done, total, description); stage is "fold" or "model"
 ProgressCallback = Callable[[str, int, int, str], None]
+
+PREDICTED = ("valid", "test")  # the splits whose rows a run predicts and scores
 
 
 @dataclass
@@ -68,6 +66,58 @@ class RunResult:
         """Overall metrics per model (rows) for ``split`` ("valid" or "test")."""
         rows = {m: v[split]["overall"] for m, v in self.metrics["models"].items()}
         return pd.DataFrame(rows).T
+
+
+@dataclass(frozen=True)
+class RunMember:
+    """One model of a run: its config, its class and why it is there."""
+
+    config: ModelConfig
+    factory: type[BaseForecaster]
+    role: Literal["model", "ensemble", "baseline"]
+
+    @property
+    def name(self) -> str:
+        """Display name (folder under ``models/``, ``model`` column of the predictions)."""
+        return self.config.display
+
+    def build(self, seed: int) -> BaseForecaster:
+        """An unfitted forecaster with the member's params."""
+        return self.factory.from_params(self.config.params, random_state=seed)
+
+    def member_keys(self) -> list[str]:
+        """Display names of the models an ensemble combines (empty for other models)."""
+        return self.factory.member_keys(self.config.params)
+
+
+def fit_model(model: BaseForecaster, X: pd.DataFrame, y: pd.Series, train: np.ndarray,
+              valid: np.ndarray | None, label: LabelSpec) -> BaseForecaster:
+    """Fit ``model`` on the ``train`` rows of ``X``/``y``, early-stopping on the ``valid`` rows.
+
+    The one "fit a model on these rows" step of walk-forward runs.
+
+    Args:
+        model: An unfitted forecaster.
+        X, y: Features and label on the same index.
+        train, valid: Boolean row masks; ``valid`` None or empty: no early-stopping window.
+        label: What ``y`` is.
+
+    Returns:
+        ``model``, fitted.
+    """
+    window = (X[valid], y[valid]) if valid is not None and valid.any() else None
+    return model.fit(X[train], y[train], valid=window, label=label)
+
+
+@dataclass
+class _Collected:
+    """What the folds produce, gathered until the run directory is written."""
+
+    predictions: list[pd.DataFrame] = field(default_factory=list)
+    importances: list[pd.DataFrame] = field(default_factory=list)
+    histories: list[pd.DataFrame] = field(default_factory=list)
+    # output name (artifacts.MODEL_OUTPUTS) -> model -> fold -> value
+    outputs: dict[str, dict[str, dict[int, Any]]] = field(default_factory=dict)
 
 
 def run_experiment(
@@ -105,12 +155,12 @@ def run_experiment(
     if resume and out is None:
         raise ConfigError("--resume needs --out: the run directory of the interrupted run")
     run_dir = _resolve_run_dir(cfg, out, overwrite)
-    ckpt = run_dir.with_name(run_dir.name + ".ckpt")
+    ckpt = artifacts.checkpoint_root(run_dir)
     if not resume:
         shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a new run
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:
-        with _log_to(tmp / "run.log"):
+        with _log_to(tmp / artifacts.RUN_LOG):
             result = _run(cfg, tmp, progress, ckpt, resume)
         if run_dir.exists():  # overwrite=True was checked in _resolve_run_dir
             shutil.rmtree(run_dir)
@@ -125,15 +175,10 @@ def run_experiment(
 
 def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None, ckpt: Path,
          resume: bool) -> RunResult:
-    from alphaforge.data import load_panel
-    from alphaforge.features import build_features
-    from alphaforge.registry import get_model
-
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    kind = label_kind(cfg.label.kind)
-    members = _members(cfg, kind, cfg.features.names)
-    factories = {m.display: get_model(m.name) for m in members}  # fails before any data work
+    label = cfg.label.spec()
+    members = run_members(cfg, label.label_kind)  # fails before any data work
     panel = _select(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
     splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
     folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
@@ -144,80 +189,105 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     y = make_label(panel, cfg.label.kind, cfg.label.horizon, price=cfg.label.price)
     log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
 
-    parts: list[pd.DataFrame] = []
-    importances: list[pd.DataFrame] = []
-    histories: list[pd.DataFrame] = []
-    components: list[pd.DataFrame] = []
-    fusion: dict[str, dict[str, Any]] = {}
+    got = _Collected()
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
-        Xf = _with_pca(X, fold, cfg)
-        masks = {p: fold.rows(Xf, p) for p in ("train", "valid", "test")}
-        for j, m in enumerate(members):
-            if progress:
-                progress("model", j, len(members), m.display)
-            model = factories[m.display].from_params(m.params, random_state=cfg.seed)
-            if hasattr(model, "checkpoint_dir"):  # torch models: crash-safe, resumable training
-                model.checkpoint_dir = ckpt / m.display / f"fold_{fold.index}"
-                model.resume = resume
-            tr, va = masks["train"], masks["valid"]
-            valid = (Xf[va], y[va]) if va.any() else None
-            model.fit(Xf[tr], y[tr], valid=valid)
-            hist = getattr(model, "history_", None)
-            if isinstance(hist, pd.DataFrame):  # neural models: training curves for the report
-                histories.append(hist.assign(model=m.display, fold=fold.index))
-            if model.capabilities.feature_importance:
-                imp = model.feature_importances_
-                importances.append(pd.DataFrame({"model": m.display, "fold": fold.index,
-                                                 "feature": imp.index, "importance": imp.values}))
-            if model.capabilities.family == "ensemble":
-                _ensemble_outputs(model, m.display, fold, Xf, y, masks, components, fusion)
-            model.save(workdir / "models" / m.display / f"fold_{fold.index}")
-            for part in ("valid", "test"):
-                if masks[part].any():
-                    pred = predict_rows(model, Xf, Xf.index[masks[part]])
-                    parts.append(_frame(pred, y, m.display, fold, part))
-        if progress:
-            progress("model", len(members), len(members), "")
+        _run_fold(fold, members, _with_pca(X, fold, cfg), y, label, cfg.seed, workdir,
+                  (ckpt, resume), got, progress)
     if progress:
         progress("fold", len(folds), len(folds), "done")
 
-    preds = pd.concat(parts, ignore_index=True)
-    metrics = _metrics(preds, cfg, kind, folds, members)
-    if components:
-        pd.concat(components, ignore_index=True).to_parquet(
-            workdir / "ensemble_components.parquet", index=False)
-    if fusion:
-        atomic_write_text(workdir / "fusion_weights.json", json.dumps(_jsonable(fusion), indent=2))
-        for name, per_fold in fusion.items():
-            w = pd.DataFrame([f["weights"] for f in per_fold.values()])
-            metrics["models"][name]["fusion_weights"] = {
-                "mean": w.mean().to_dict(),
-                "intercept": float(np.mean([f["intercept"] for f in per_fold.values()]))}
-    if kind == "return":
-        returns = bar_returns(panel, cfg.label.price)
-        returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
-        spec = cfg.backtest or default_spec(panel)
-        bt, summaries = run_backtests(preds, returns, spec)
-        metrics["backtest_spec"] = spec.model_dump(mode="json")
-        for name, summary in summaries.items():
-            metrics["models"][name]["backtest"] = summary
-        bt.to_parquet(workdir / "backtest.parquet", index=False)
-        returns.rename("return").reset_index().to_parquet(workdir / "returns.parquet", index=False)
-    if importances:
-        pd.concat(importances, ignore_index=True).to_parquet(
-            workdir / "feature_importance.parquet", index=False)
-    if histories:
-        hist = pd.concat(histories, ignore_index=True)
-        front = ["model", "fold", "epoch", "train_loss", "valid_loss"]
-        hist[front + [c for c in hist.columns if c not in front]].to_parquet(
-            workdir / "history.parquet", index=False)
+    preds = pd.concat(got.predictions, ignore_index=True)
+    metrics = _metrics(preds, cfg, label.label_kind, folds, members)
+    _write_model_outputs(workdir, got, metrics)
+    if label.label_kind == "return":
+        _write_backtest(workdir, panel, preds, cfg, metrics)
+    _write_curves(workdir, got)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
     _report(workdir)
     log.info("run finished in %.1fs", time.perf_counter() - t0)
     return RunResult(cfg, workdir, preds, metrics, folds)
+
+
+def _run_fold(fold: Fold, members: list[RunMember], X: pd.DataFrame, y: pd.Series,
+              label: LabelSpec, seed: int, workdir: Path, checkpoints: tuple[Path, bool],
+              got: _Collected, progress: ProgressCallback | None) -> None:
+    """Fit every member on one fold, save it, and collect its predictions and by-products."""
+    masks = {p: fold.rows(X, p) for p in ("train", *PREDICTED)}
+    rows = {p: X.index[masks[p]] for p in PREDICTED if masks[p].any()}
+    ckpt, resume = checkpoints
+    for j, m in enumerate(members):
+        if progress:
+            progress("model", j, len(members), m.name)
+        model = m.build(seed)
+        if model.capabilities.checkpointable:  # crash-safe, resumable training
+            model.checkpoint_dir = ckpt / m.name / f"fold_{fold.index}"
+            model.resume = resume
+        fit_model(model, X, y, masks["train"], masks["valid"], label)
+        _collect(model, m.name, fold.index, X, y, rows, got)
+        model.save(artifacts.model_dir(workdir, m.name, fold.index))
+        for part, idx in rows.items():
+            got.predictions.append(_frame(predict_rows(model, X, idx), y, m.name, fold, part))
+    if progress:
+        progress("model", len(members), len(members), "")
+
+
+def _collect(model: BaseForecaster, name: str, fold: int, X: pd.DataFrame, y: pd.Series,
+             rows: dict[str, pd.Index], got: _Collected) -> None:
+    """Training curves, importances and ``run_outputs()`` of one fitted model."""
+    hist = getattr(model, "history_", None)
+    if isinstance(hist, pd.DataFrame):  # neural models: training curves for the report
+        got.histories.append(hist.assign(model=name, fold=fold))
+    if model.capabilities.feature_importance:
+        imp = model.feature_importances_
+        got.importances.append(pd.DataFrame({"model": name, "fold": fold,
+                                             "feature": imp.index, "importance": imp.values}))
+    for output, value in model.run_outputs(X, y, rows).items():
+        if output not in artifacts.MODEL_OUTPUTS:
+            raise ValueError(f"{type(model).__name__}.run_outputs: unknown output {output!r}; "
+                             f"known: {sorted(artifacts.MODEL_OUTPUTS)}")
+        got.outputs.setdefault(output, {}).setdefault(name, {})[fold] = value
+
+
+def run_members(cfg: ExperimentConfig, kind: str) -> list[RunMember]:
+    """The models, ensembles and baselines a run fits, in that order.
+
+    Args:
+        cfg: The experiment.
+        kind: The label kind (``"return"`` / ``"volatility"``): picks the baselines.
+
+    Raises:
+        ConfigError: unknown model names.
+    """
+    members = [RunMember(m, get_model(m.name), "model") for m in cfg.models]
+    members += [RunMember(m, get_model(m.name), "ensemble") for m in cfg.ensemble_models()]
+    if cfg.baselines:
+        have = {m.name for m in members}
+        members += [RunMember(m, get_model(m.name), "baseline")
+                    for m in _baselines(cfg, kind) if m.display not in have]
+    return members
+
+
+def _baselines(cfg: ExperimentConfig, kind: str) -> list[ModelConfig]:
+    names = cfg.features.names
+    built = set(FEATURES) if names is None else set(names)
+    h = cfg.label.horizon
+    # the last realised h-bar return is the natural "last value" of an h-bar return label
+    last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"
+    out = []
+    for name in baselines_for(kind):
+        if kind == "volatility" and name == "last_value":
+            continue  # the last return is no volatility forecast (negative, other units)
+        params: dict[str, Any] = {}
+        if name in ("last_value", "garch"):
+            if last not in built:
+                log.warning("baseline %s skipped: feature %s is not built", name, last)
+                continue
+            params = {"column": last} if name == "last_value" else {"column": "ret_1", "horizon": h}
+        out.append(ModelConfig(name=name, params=params))
+    return out
 
 
 def default_spec(panel: pd.DataFrame) -> BacktestSpec:
@@ -275,63 +345,33 @@ def rebacktest(run_dir: str | os.PathLike[str], spec: BacktestSpec | dict[str, A
         DataError: the run directory lacks the files a backtest needs.
         ConfigError: invalid settings.
     """
-    from alphaforge.errors import DataError
-
     run_dir = Path(run_dir)
-    for name in ("predictions.parquet", "returns.parquet", "metrics.json"):
+    for name in (artifacts.PREDICTIONS, artifacts.RETURNS, artifacts.METRICS):
         if not (run_dir / name).is_file():
             raise DataError(f"{run_dir / name}: not found; is this a return-label run directory?")
     if not isinstance(spec, BacktestSpec):
         from_spec(spec)  # raises ConfigError naming bad keys
         spec = BacktestSpec.model_validate(spec)
-    preds = pd.read_parquet(run_dir / "predictions.parquet")
-    r = pd.read_parquet(run_dir / "returns.parquet").set_index(["timestamp", "symbol"])["return"]
+    preds = pd.read_parquet(run_dir / artifacts.PREDICTIONS)
+    r = pd.read_parquet(run_dir / artifacts.RETURNS).set_index(["timestamp", "symbol"])["return"]
     bt, summaries = run_backtests(preds, r, spec)
     if save:
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics = json.loads((run_dir / artifacts.METRICS).read_text(encoding="utf-8"))
         metrics["backtest_spec"] = spec.model_dump(mode="json")
         for name, summary in summaries.items():
             metrics["models"][name]["backtest"] = summary
-        with atomic_write(run_dir / "backtest.parquet", "wb") as fh:
+        with atomic_write(run_dir / artifacts.BACKTEST, "wb") as fh:
             bt.to_parquet(fh, index=False)
-        atomic_write_text(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2))
+        atomic_write_text(run_dir / artifacts.METRICS, artifacts.to_json(metrics))
         _report(run_dir)
     return summaries
 
 
 def _report(workdir: Path) -> None:
-    from alphaforge.report import write_report
-
     try:
         write_report(workdir)
     except Exception:  # a report bug must not lose a finished run; the log says what happened
         log.exception("report.html could not be written")
-
-
-def _members(cfg: ExperimentConfig, kind: str, names: list[str] | None) -> list[ModelConfig]:
-    from alphaforge.features import FEATURES
-    from alphaforge.registry import baselines_for
-
-    members = list(cfg.models) + cfg.ensemble_models()
-    if not cfg.baselines:
-        return members
-    have = {m.display for m in members}
-    built = set(FEATURES) if names is None else set(names)
-    h = cfg.label.horizon
-    # the last realised h-bar return is the natural "last value" of an h-bar return label
-    last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"
-    for name in baselines_for(kind):
-        if kind == "volatility" and name == "last_value":
-            continue  # the last return is no volatility forecast (negative, other units)
-        params: dict[str, Any] = {}
-        if name in ("last_value", "garch"):
-            if last not in built:
-                log.warning("baseline %s skipped: feature %s is not built", name, last)
-                continue
-            params = {"column": last} if name == "last_value" else {"column": "ret_1", "horizon": h}
-        if name not in have:
-            members.append(ModelConfig(name=name, params=params))
-    return members
 
 
 def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
@@ -360,8 +400,6 @@ def _with_pca(X: pd.DataFrame, fold: Fold, cfg: ExperimentConfig) -> pd.DataFram
     k = cfg.features.pca_components
     if not k:
         return X
-    from alphaforge.features.pca import PCAFactors
-
     # fitted on this fold's train rows only; transform is row-wise, so later rows cannot leak back
     pca = PCAFactors(n_components=k, random_state=cfg.seed).fit(X[fold.rows(X, "train")])
     return pd.concat([X, pca.transform(X)], axis=1)
@@ -381,19 +419,16 @@ def _frame(pred: pd.Series, y: pd.Series, model: str, fold: Fold, part: str) -> 
 
 
 def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[Fold],
-             members: list[ModelConfig]) -> dict[str, Any]:
-    from alphaforge.metrics import evaluate
-
+             members: list[RunMember]) -> dict[str, Any]:
     out: dict[str, Any] = {"label": cfg.label.model_dump(), "label_kind": kind,
                            "n_folds": len(folds), "models": {}}
-    n_main = len(cfg.models) + len(cfg.ensembles)
-    baseline_names = {m.display for m in members[n_main:]}
-    ensembles = {m.display: m for m in members[len(cfg.models):n_main]}
+    by_name = {m.name: m for m in members}
     for name, g in preds.groupby("model", sort=False):
-        entry: dict[str, Any] = {"baseline": name in baseline_names}
-        if name in ensembles:
-            entry["ensemble"] = {"kind": ensembles[name].name,
-                                 "members": _member_keys(ensembles[name])}
+        m = by_name[str(name)]
+        entry: dict[str, Any] = {"baseline": m.role == "baseline"}
+        keys = m.member_keys()
+        if keys:
+            entry["ensemble"] = {"kind": m.config.name, "members": keys}
         for part, gp in g.groupby("split", sort=False):
             s = gp.set_index(["timestamp", "symbol"])
             overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind,
@@ -402,27 +437,15 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
                                          undefined="nan")
                         for k, f in s.groupby("fold", sort=True)}
             entry[part] = {"overall": overall, "per_fold": per_fold}
+        if keys:
+            entry["vs_best_member"] = _vs_members(preds, str(name), keys, cfg, kind)
         out["models"][name] = entry
-    for name, m in ensembles.items():
-        out["models"][name]["vs_best_member"] = _vs_members(preds, name, _member_keys(m), cfg,
-                                                             kind)
     return out
-
-
-def _member_keys(m: ModelConfig) -> list[str]:
-    from alphaforge.ensemble import parse_member
-
-    p = m.params
-    specs = [p.get("base", "lightgbm"), p.get("residual", "transformer")] if m.name == "residual" \
-        else list(p.get("members") or [])
-    return [parse_member(s).key for s in specs]
 
 
 def _vs_members(preds: pd.DataFrame, name: str, member_keys: list[str], cfg: ExperimentConfig,
                 kind: str) -> dict[str, Any]:
     """Ensemble vs its best member per metric, on the test rows every one of them predicted."""
-    from alphaforge.metrics import METRICS, evaluate
-
     test = preds[preds["split"] == "test"]
     present = [k for k in member_keys if k in set(test["model"])]
     if not present:
@@ -448,54 +471,60 @@ def _vs_members(preds: pd.DataFrame, name: str, member_keys: list[str], cfg: Exp
     return out
 
 
-def _ensemble_outputs(model: Any, name: str, fold: Fold, X: pd.DataFrame, y: pd.Series,
-                      masks: dict[str, np.ndarray], components: list[pd.DataFrame],
-                      fusion: dict[str, dict[str, Any]]) -> None:
-    """Residual ensembles: base / residual / final per row; fusion: the fitted weights."""
-    from alphaforge.ensemble import FusionForecaster, ResidualForecaster
+def _write_model_outputs(workdir: Path, got: _Collected, metrics: dict[str, Any]) -> None:
+    """``run_outputs()`` of the models: ensemble components and fusion weights."""
+    components = got.outputs.get("ensemble_components", {})
+    if components:
+        frames = [f.assign(model=name, fold=np.int32(k))
+                  for name, per_fold in components.items() for k, f in per_fold.items()]
+        comp = pd.concat(frames, ignore_index=True)
+        front = ["timestamp", "symbol", "model", "fold", "split"]
+        comp[front + [c for c in comp.columns if c not in front]].to_parquet(
+            workdir / artifacts.ENSEMBLE_COMPONENTS, index=False)
+    fusion = got.outputs.get("fusion_weights", {})
+    if fusion:
+        by_fold = {name: {f"fold_{k}": v for k, v in per_fold.items()}
+                   for name, per_fold in fusion.items()}
+        atomic_write_text(workdir / artifacts.FUSION_WEIGHTS, artifacts.to_json(by_fold))
+        for name, per_fold in fusion.items():
+            w = pd.DataFrame([f["weights"] for f in per_fold.values()])
+            metrics["models"][name]["fusion_weights"] = {
+                "mean": w.mean().to_dict(),
+                "intercept": float(np.mean([f["intercept"] for f in per_fold.values()]))}
 
-    if isinstance(model, FusionForecaster):
-        fusion.setdefault(name, {})[f"fold_{fold.index}"] = {
-            "weights": model.weights_.to_dict(), "intercept": model.intercept_}
-    if not isinstance(model, ResidualForecaster):
-        return
-    rows = {"train": model.oof_.index}
-    for part in ("valid", "test"):
-        if masks[part].any():
-            rows[part] = X.index[masks[part]]
-    for part, idx in rows.items():
-        end = idx.get_level_values("timestamp").max()
-        comp = model.components(X[X.index.get_level_values("timestamp") <= end]).reindex(idx)
-        if part == "train":  # the base's out-of-fold prediction, as the residual model saw it
-            comp["base"] = model.oof_["base"].reindex(idx).to_numpy()
-            comp["final"] = comp["base"] + comp["residual"]
-        components.append(pd.DataFrame({
-            "timestamp": idx.get_level_values("timestamp"),
-            "symbol": idx.get_level_values("symbol").astype(str), "model": name,
-            "fold": np.int32(fold.index), "split": part,
-            "y_true": y.reindex(idx).to_numpy(np.float64),
-            **{c: comp[c].to_numpy(np.float64) for c in ("base", "residual", "final")}}))
+
+def _write_backtest(workdir: Path, panel: pd.DataFrame, preds: pd.DataFrame,
+                    cfg: ExperimentConfig, metrics: dict[str, Any]) -> None:
+    returns = bar_returns(panel, cfg.label.price)
+    returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
+    spec = cfg.backtest or default_spec(panel)
+    bt, summaries = run_backtests(preds, returns, spec)
+    metrics["backtest_spec"] = spec.model_dump(mode="json")
+    for name, summary in summaries.items():
+        metrics["models"][name]["backtest"] = summary
+    bt.to_parquet(workdir / artifacts.BACKTEST, index=False)
+    returns.rename("return").reset_index().to_parquet(workdir / artifacts.RETURNS, index=False)
+
+
+def _write_curves(workdir: Path, got: _Collected) -> None:
+    """Feature importances and training curves, where models gave any."""
+    if got.importances:
+        pd.concat(got.importances, ignore_index=True).to_parquet(
+            workdir / artifacts.FEATURE_IMPORTANCE, index=False)
+    if got.histories:
+        hist = pd.concat(got.histories, ignore_index=True)
+        front = ["model", "fold", "epoch", "train_loss", "valid_loss"]
+        hist[front + [c for c in hist.columns if c not in front]].to_parquet(
+            workdir / artifacts.HISTORY, index=False)
 
 
 def _write(workdir: Path, cfg: ExperimentConfig, preds: pd.DataFrame, metrics: dict[str, Any],
            folds: list[Fold]) -> None:
-    atomic_write_text(workdir / "config.yaml", dump_config(cfg))
-    preds.to_parquet(workdir / "predictions.parquet", index=False)
-    atomic_write_text(workdir / "metrics.json", json.dumps(_jsonable(metrics), indent=2))
-    atomic_write_text(workdir / "folds.json",
+    atomic_write_text(workdir / artifacts.CONFIG, dump_config(cfg))
+    preds.to_parquet(workdir / artifacts.PREDICTIONS, index=False)
+    atomic_write_text(workdir / artifacts.METRICS, artifacts.to_json(metrics))
+    atomic_write_text(workdir / artifacts.FOLDS,
                       json.dumps([f.describe() for f in folds], indent=2))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,

@@ -13,8 +13,9 @@ from alphaforge.data import (
     validate_panel,
     write_repair_report,
 )
-from alphaforge.data.io import FALLBACK_MIN_BARS, resolve_min_bars
+from alphaforge.data.loader import resolve_min_bars
 from alphaforge.errors import ConfigError, DataError
+from alphaforge.features import max_lookback
 
 
 def test_column_spellings_are_mapped(long_frame: pd.DataFrame, panel_contract) -> None:
@@ -223,13 +224,7 @@ def test_single_asset_file_stem_is_checked(tmp_path, long_frame: pd.DataFrame) -
 
 def test_min_bars_semantics(long_frame: pd.DataFrame, monkeypatch) -> None:
     assert resolve_min_bars(None) is None and resolve_min_bars(7) == 7
-    auto = resolve_min_bars("auto")
-    try:
-        from alphaforge.features import max_lookback
-    except ImportError:
-        assert auto == FALLBACK_MIN_BARS == 253
-    else:
-        assert auto == max_lookback() + 1
+    assert resolve_min_bars("auto") == max_lookback() + 1
     for bad in (0, -3, True, 2.5, "all"):
         with pytest.raises(ConfigError):
             resolve_min_bars(bad)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from alphaforge.features import FEATURES, PCAFactors, build_features
+from alphaforge.testing import check_no_lookahead, leakage_panel
 
 CUTS = (30, 200, 380)  # positions in the panel's calendar
 
@@ -126,7 +127,5 @@ def test_pca_never_looks_past_its_training_rows(cut, panel, perturb, full) -> No
 
 def test_lead_leakage_battery_at_every_cut() -> None:
     # the project's generic battery (alphaforge.testing): halts, a split, gaps; every timestamp
-    from alphaforge.testing import check_no_lookahead, leakage_panel
-
     panel = leakage_panel()
     assert check_no_lookahead(panel, build_features, name="build_features") == 159

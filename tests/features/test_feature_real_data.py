@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alphaforge.data import load_panel
 from alphaforge.features import build_features
 from alphaforge.features._reference import reference_features
 
@@ -16,8 +17,6 @@ REAL = Path(__file__).resolve().parents[3] / "shared/data/sp500_100_daily_2012_2
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL.exists(), reason=f"{REAL} not found")
 def test_real_panel_matches_reference() -> None:
-    from alphaforge.data import load_panel
-
     panel = load_panel(REAL, repair=True)  # the file holds a few impossible bars
     symbols = panel.index.get_level_values("symbol")
     panel = panel[symbols.isin(symbols.unique()[:20])]

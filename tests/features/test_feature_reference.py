@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from alphaforge.features import DEFAULT_CS_FEATURES, FEATURES, build_features
+from alphaforge.features._core import PackedLayout
 from alphaforge.features._reference import REFERENCE, reference_features
+from alphaforge.features.cross_section import CrossSection
+from alphaforge.testing import leakage_panel
 
 RTOL, ATOL = 1e-6, 1e-9
 
@@ -69,9 +72,6 @@ def test_cross_section_ties_and_singletons() -> None:
         names=["timestamp", "symbol"],
     )
     x = pd.Series([1.0, 1.0, 3.0, 5.0, np.nan, 2.0, 7.0], index=idx)
-    from alphaforge.features._core import PackedLayout
-    from alphaforge.features.cross_section import CrossSection
-
     rank, z = np.empty(len(x)), np.empty(len(x))
     CrossSection(PackedLayout(idx)).rank_and_z(x.to_numpy(), rank, z)
     np.testing.assert_allclose(rank, [0.25, 0.25, 1.0, 0.5, np.nan, 0.0, 1.0])
@@ -84,8 +84,6 @@ def test_other_panels_match_reference(
     which: str, intraday_panel: pd.DataFrame, close_only_panel: pd.DataFrame
 ) -> None:
     if which == "halts":  # flat bars, zero volume, a split, gaps: the project's leakage panel
-        from alphaforge.testing import leakage_panel
-
         panel = leakage_panel(n_bars=320)
     else:
         panel = intraday_panel if which == "intraday" else close_only_panel

@@ -6,7 +6,8 @@ frame indexed by ``(timestamp, symbol)`` with float64 ``open, high, low, close, 
 """
 
 from alphaforge.data.builtin import BUILTIN, BuiltinDataset, builtin_datasets
-from alphaforge.data.io import load_panel, read_table, write_repair_report
+from alphaforge.data.io import read_table, write_repair_report
+from alphaforge.data.loader import load_panel
 from alphaforge.data.schema import (
     COLUMNS,
     INDEX_NAMES,

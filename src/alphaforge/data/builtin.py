@@ -140,6 +140,34 @@ def _load_sp500_20(file: Path) -> pd.DataFrame:
     return long.loc[keep]
 
 
+_SP500_SHA256 = "1e028cbb9c400cc018c816ccc439b33c919387e726c3ed5ca2c05c82746059de"
+_NASDAQ_SHA256 = "b2009535343ebb14e0aa11ed086788d2997a416ffe4f9450eed9a561ae30ac59"
+
+
+def _arch_index(name: str, title: str, symbol: str, folder: str, sha256: str) -> BuiltinDataset:
+    """One of the daily index files ``arch`` ships (Yahoo! Finance OHLCV, 1999-2018).
+
+    Args:
+        name: Dataset name.
+        title: What the index is, for the description.
+        symbol: Symbol the single-index file is loaded under.
+        folder: Folder (and file stem) under ``arch/data``.
+        sha256: Hex SHA-256 of the file.
+
+    Returns:
+        The table entry.
+    """
+    return BuiltinDataset(
+        name=name,
+        description=f"{title} (symbol {symbol}) daily OHLCV + adj_close, 1999-01-04..2018-12-31",
+        licence="Yahoo! Finance prices for examples/research; shipped in arch (NCSA)",
+        package="arch",
+        path=f"data/{folder}/{folder}.csv.gz",
+        sha256=sha256,
+        loader=_index_loader(symbol),
+    )
+
+
 BUILTIN: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
@@ -153,26 +181,8 @@ BUILTIN: dict[str, BuiltinDataset] = {
             sha256="5abadf99b2d394f920120a27de6f0df129859d71d4cfb0bf661bcc99446ab1fd",
             loader=_load_us_stocks,
         ),
-        BuiltinDataset(
-            name="sp500-index",
-            description="S&P 500 index (symbol SPX) daily OHLCV + adj_close, "
-            "1999-01-04..2018-12-31",
-            licence="Yahoo! Finance prices for examples/research; shipped in arch (NCSA)",
-            package="arch",
-            path="data/sp500/sp500.csv.gz",
-            sha256="1e028cbb9c400cc018c816ccc439b33c919387e726c3ed5ca2c05c82746059de",
-            loader=_index_loader("SPX"),
-        ),
-        BuiltinDataset(
-            name="nasdaq-index",
-            description="NASDAQ Composite (symbol IXIC) daily OHLCV + adj_close, "
-            "1999-01-04..2018-12-31",
-            licence="Yahoo! Finance prices for examples/research; shipped in arch (NCSA)",
-            package="arch",
-            path="data/nasdaq/nasdaq.csv.gz",
-            sha256="b2009535343ebb14e0aa11ed086788d2997a416ffe4f9450eed9a561ae30ac59",
-            loader=_index_loader("IXIC"),
-        ),
+        _arch_index("sp500-index", "S&P 500 index", "SPX", "sp500", _SP500_SHA256),
+        _arch_index("nasdaq-index", "NASDAQ Composite", "IXIC", "nasdaq", _NASDAQ_SHA256),
         BuiltinDataset(
             name="wti",
             description="WTI crude oil spot price (symbol WTI), daily, close only, "

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from alphaforge.errors import ConfigError
 
@@ -84,11 +85,40 @@ def synthetic_panel(
         )
     if not -1.0 < strength < 1.0:
         raise ConfigError(f"synthetic strength is a rank IC in (-1, 1); got {strength}")
-    from scipy.special import ndtri  # lazy: keeps `import alphaforge.data` light
-
     rng = np.random.default_rng(seed)
     N, T = n_symbols, n_bars
     rho = planted_rho(strength)
+    r, sigma = _planted_returns(rng, T, N, rho)
+    frame = _long_frame(_ohlcv(rng, r, sigma), pd.bdate_range(start, periods=T))
+    if gaps:
+        frame = frame.loc[~_gap_mask(seed, T, N)]
+    source = f"synthetic:n_symbols={N},n_bars={T},seed={seed},strength={strength},start={start}" + (
+        ",gaps=true" if gaps else ""
+    )
+    panel = validate_panel(frame, source=source)
+    panel.attrs.update(
+        planted_rank_ic=float(strength),
+        planted_rho=rho,
+        signal="r[t+1] = sigma*(rho*z[t] + sqrt(1-rho^2)*eps), z[t] = normal score of the "
+        "cross-sectional rank of r[t] (close-to-close log return): short-term momentum",
+    )
+    return panel
+
+
+def _planted_returns(
+    rng: np.random.Generator, T: int, N: int, rho: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log returns with the planted rank signal and their GARCH(1,1) volatilities.
+
+    Args:
+        rng: The panel's generator; draws N long-run vols, then (T, N) innovations.
+        T: Bars per symbol.
+        N: Symbols.
+        rho: Loading on the normal score of the previous bar's cross-sectional rank.
+
+    Returns:
+        ``(r, sigma)``, both (T, N): close-to-close log returns and their conditional vols.
+    """
     scores = ndtri((np.arange(1, N + 1) - 0.5) / N)  # (N,) normal score by rank, lowest first
     vol = BASE_VOL * np.exp(VOL_DISPERSION * rng.standard_normal(N))  # (N,) long-run vol
     omega = vol**2 * (1.0 - ALPHA - BETA)
@@ -103,7 +133,21 @@ def synthetic_panel(
             u = rho * z + math.sqrt(1.0 - rho**2) * eps[t]
         sigma[t] = np.sqrt(s2)
         r[t] = sigma[t] * u
+    return r, sigma
 
+
+def _ohlcv(rng: np.random.Generator, r: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
+    """OHLCV bars around the closes the returns imply.
+
+    Args:
+        rng: The panel's generator, after :func:`_planted_returns`.
+        r: (T, N) close-to-close log returns.
+        sigma: (T, N) conditional vols of those returns.
+
+    Returns:
+        ``{"open", "high", "low", "close", "volume"}``, each (T, N), in that order.
+    """
+    T, N = r.shape
     p0 = np.exp(rng.uniform(np.log(20.0), np.log(200.0), N))  # (N,) close before bar 0
     close = p0 * np.exp(np.cumsum(r, axis=0))  # (T, N)
     prev = np.vstack([p0, close[:-1]])
@@ -117,38 +161,28 @@ def synthetic_panel(
     base = 1e6 * np.exp(0.5 * rng.standard_normal(N))  # (N,) typical volume per symbol
     noise = 0.25 * rng.standard_normal((T, N))
     volume = np.maximum(1.0, np.round(base * np.exp(0.5 * np.abs(r / sigma) + noise)))
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
-    dates = pd.bdate_range(start, periods=T)
+
+def _long_frame(bars: dict[str, np.ndarray], dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """Long ``timestamp, symbol, <fields>`` frame of (T, N) arrays, symbols ``S000, S001, ...``.
+
+    Args:
+        bars: Field name -> (T, N) array.
+        dates: (T,) timestamps of the rows.
+
+    Returns:
+        T * N rows, timestamp-major (all symbols of bar 0, then bar 1, ...).
+    """
+    T, N = len(dates), next(iter(bars.values())).shape[1]
     symbols = np.array([f"S{i:0{max(3, len(str(N - 1)))}d}" for i in range(N)], dtype=object)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "timestamp": np.repeat(dates.to_numpy(), N),
             "symbol": np.tile(symbols, T),
-            **{
-                k: v.ravel()
-                for k, v in (
-                    ("open", open_),
-                    ("high", high),
-                    ("low", low),
-                    ("close", close),
-                    ("volume", volume),
-                )
-            },
+            **{k: v.ravel() for k, v in bars.items()},
         }
     )
-    if gaps:
-        frame = frame.loc[~_gap_mask(seed, T, N)]
-    source = f"synthetic:n_symbols={N},n_bars={T},seed={seed},strength={strength},start={start}" + (
-        ",gaps=true" if gaps else ""
-    )
-    panel = validate_panel(frame, source=source)
-    panel.attrs.update(
-        planted_rank_ic=float(strength),
-        planted_rho=rho,
-        signal="r[t+1] = sigma*(rho*z[t] + sqrt(1-rho^2)*eps), z[t] = normal score of the "
-        "cross-sectional rank of r[t] (close-to-close log return): short-term momentum",
-    )
-    return panel
 
 
 def _gap_mask(seed: int, T: int, N: int) -> np.ndarray:

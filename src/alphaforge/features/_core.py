@@ -26,7 +26,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureSpec", "Feature", "Block", "PackedLayout", "Context"]
+__all__ = ["FeatureSpec", "Feature", "Family", "Block", "PackedLayout", "Context"]
 
 T = TypeVar("T", np.ndarray, tuple[np.ndarray, ...])
 
@@ -58,6 +58,41 @@ class Feature(NamedTuple):
 
     spec: FeatureSpec
     compute: Callable[[Context], np.ndarray]
+
+
+class Family:
+    """Collects one family's features, in catalogue order.
+
+    Args:
+        name: Family name every spec gets (``FeatureSpec.family``).
+
+    Attributes:
+        features: The features added so far.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.features: list[Feature] = []
+
+    def add(
+        self,
+        name: str,
+        lookback: int,
+        fields: tuple[str, ...],
+        description: str,
+        compute: Callable[[Context], np.ndarray],
+    ) -> None:
+        """Append one feature (see :class:`FeatureSpec` for the meaning of each field).
+
+        Args:
+            name: Unique column name.
+            lookback: Bars, the current one included, the value depends on.
+            fields: Panel columns read.
+            description: One line: formula and units.
+            compute: ``compute(ctx) -> (T, N)`` on the packed layout.
+        """
+        spec = FeatureSpec(name, self.name, lookback, fields, description)
+        self.features.append(Feature(spec, compute))
 
 
 def _dense_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ __all__ = ["reference_features", "REFERENCE"]
 
 Bars = pd.DataFrame  # one symbol's bars, indexed by timestamp
 _LN2 = np.log(2.0)
+Table = dict[str, Callable[[Bars], pd.Series]]  # feature name -> naive function
 
 
 def _logret(df: Bars) -> pd.Series:
@@ -130,9 +131,9 @@ def _range_vol(df: Bars, n: int, estimator: str) -> pd.Series:
     return np.sqrt(per_bar.rolling(n).mean().clip(lower=0))
 
 
-def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
-    t: dict[str, Callable[[Bars], pd.Series]] = {}
-    # returns
+def _returns_table() -> Table:
+    """Naive returns family, in catalogue order."""
+    t: Table = {}
     for k in (1, 2, 3, 5, 10, 20, 60, 120, 250):
         t[f"ret_{k}"] = lambda df, k=k: df.close / df.close.shift(k) - 1
     for k in (1, 5, 20, 60):
@@ -141,7 +142,12 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
     t["intraday_ret"] = lambda df: df.close / df.open - 1
     t["hl_range"] = lambda df: np.log(df.high / df.low)
     t["close_loc"] = lambda df: _nonzero(df.close - df.low, df.high - df.low)
-    # volatility
+    return t
+
+
+def _volatility_table() -> Table:
+    """Naive volatility family, in catalogue order."""
+    t: Table = {}
     for n in (5, 10, 20, 60, 120):
         t[f"rv_{n}"] = lambda df, n=n: _logret(df).rolling(n).std()
     for est in ("parkinson", "garman_klass", "rogers_satchell"):
@@ -166,7 +172,12 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
     t["rv_ratio_5_60"] = lambda df: _nonzero(
         _logret(df).rolling(5).std(), _logret(df).rolling(60).std()
     )
-    # momentum
+    return t
+
+
+def _momentum_table() -> Table:
+    """Naive momentum family, in catalogue order."""
+    t: Table = {}
     for name, h in (("mom_3_1", 63), ("mom_6_1", 126), ("mom_12_1", 252)):
         t[name] = lambda df, h=h: df.close.shift(21) / df.close.shift(h) - 1
     for n in (5, 10, 20, 50, 100, 200):
@@ -185,7 +196,12 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
         t[f"donchian_{n}"] = lambda df, n=n: _stoch(df, n)
     for n in (20, 60):
         t[f"linreg_slope_{n}"] = lambda df, n=n: _slope(np.log(df.close), n)
-    # oscillators
+    return t
+
+
+def _oscillators_table() -> Table:
+    """Naive oscillators family, in catalogue order."""
+    t: Table = {}
     for n in (6, 14, 28):
         t[f"rsi_{n}"] = lambda df, n=n: _rsi(df, n)
     t["stoch_k_14"] = lambda df: _stoch(df, 14)
@@ -197,7 +213,12 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
     t["bb_pctb_20"] = lambda df: _bollinger(df, width=False)
     t["bb_width_20"] = lambda df: _bollinger(df, width=True)
     t["cci_20"] = _cci
-    # volume
+    return t
+
+
+def _volume_table() -> Table:
+    """Naive volume family, in catalogue order."""
+    t: Table = {}
     for n in (5, 20, 60):
         t[f"volume_z_{n}"] = lambda df, n=n: _zscore(np.log1p(df.volume), n)
     t["volume_ratio_20"] = lambda df: _nonzero(df.volume, df.volume.rolling(20).mean())
@@ -224,7 +245,12 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
         )
         - 1
     )
-    # calendar
+    return t
+
+
+def _calendar_table() -> Table:
+    """Naive calendar family, in catalogue order."""
+    t: Table = {}
     for what in ("dow_sin", "dow_cos", "month_sin", "month_cos", "day_of_month"):
         t[what] = lambda df, what=what: _calendar(df, what)
     for what in ("tod_sin", "tod_cos"):
@@ -233,8 +259,21 @@ def _build_table() -> dict[str, Callable[[Bars], pd.Series]]:
     return t
 
 
+def _build_table() -> Table:
+    """The reference of every feature, family by family in catalogue order."""
+    tables = (
+        _returns_table,
+        _volatility_table,
+        _momentum_table,
+        _oscillators_table,
+        _volume_table,
+        _calendar_table,
+    )
+    return {name: fn for table in tables for name, fn in table().items()}
+
+
 #: feature name -> naive function of one symbol's bars (indexed by timestamp) -> Series.
-REFERENCE: dict[str, Callable[[Bars], pd.Series]] = _build_table()
+REFERENCE: Table = _build_table()
 
 
 def _per_symbol(panel: pd.DataFrame, fn: Callable[[Bars], pd.Series]) -> pd.Series:

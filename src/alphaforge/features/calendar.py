@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.errors import DataError
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 
 _TWO_PI = 2.0 * np.pi
 
@@ -75,37 +75,18 @@ def _minutes_since_open(ctx: Context) -> np.ndarray:
     return minutes - np.take_along_axis(minutes, first, axis=0)
 
 
-def _spec(name: str, description: str) -> FeatureSpec:
-    return FeatureSpec(name, "calendar", 1, (), description)
-
-
 def catalogue() -> list[Feature]:
     """The calendar family, in catalogue order."""
-    feats = []
+    fam = Family("calendar")
     for unit, label in (("dow", "day of week"), ("month", "month of year")):
-        feats += [
-            Feature(
-                _spec(f"{unit}_{trig}", f"{trig}(2 pi {label} phase)."),
-                partial(_cycle, unit=unit, trig=trig),
-            )
-            for trig in ("sin", "cos")
-        ]
-    feats.append(
-        Feature(
-            _spec("day_of_month", "Fraction of the month elapsed: (day-1)/(days-1)."), _day_of_month
-        )
-    )
-    feats += [
-        Feature(
-            _spec(f"tod_{trig}", f"{trig}(2 pi time of day / 24 h); constant on daily bars."),
-            partial(_cycle, unit="tod", trig=trig),
-        )
-        for trig in ("sin", "cos")
-    ]
-    feats.append(
-        Feature(
-            _spec("minutes_since_open", "Minutes since the symbol's first bar that day; 0 daily."),
-            _minutes_since_open,
-        )
-    )
-    return feats
+        for trig in ("sin", "cos"):
+            desc = f"{trig}(2 pi {label} phase)."
+            fam.add(f"{unit}_{trig}", 1, (), desc, partial(_cycle, unit=unit, trig=trig))
+    desc = "Fraction of the month elapsed: (day-1)/(days-1)."
+    fam.add("day_of_month", 1, (), desc, _day_of_month)
+    for trig in ("sin", "cos"):
+        desc = f"{trig}(2 pi time of day / 24 h); constant on daily bars."
+        fam.add(f"tod_{trig}", 1, (), desc, partial(_cycle, unit="tod", trig=trig))
+    desc = "Minutes since the symbol's first bar that day; 0 daily."
+    fam.add("minutes_since_open", 1, (), desc, _minutes_since_open)
+    return fam.features

@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 from alphaforge.features._rolling import (
     ema_window,
     lag,
@@ -92,69 +92,30 @@ def _slope(ctx: Context, n: int) -> np.ndarray:
     return rolling_slope(log_close, n)
 
 
-def _spec(name: str, lookback: int, fields: tuple[str, ...], description: str) -> FeatureSpec:
-    return FeatureSpec(name, "momentum", lookback, fields, description)
-
-
 def catalogue() -> list[Feature]:
     """The momentum family, in catalogue order."""
-    c, hlc = ("close",), ("high", "low", "close")
-    feats = [
-        Feature(
-            _spec(name, h + 1, c, f"Momentum c_(t-{MOM_SKIP}) / c_(t-{h}) - 1 (skip a month)."),
-            partial(_momentum, horizon=h),
-        )
-        for name, h in MOM_HORIZONS.items()
-    ]
-    feats += [
-        Feature(_spec(f"sma_dist_{n}", n, c, f"close / SMA_{n} - 1."), partial(_sma_dist, n=n))
-        for n in MA_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec(
-                f"ema_dist_{n}",
-                ema_window(n),
-                c,
-                f"close / EMA_{n} - 1; EMA over the last {ema_window(n)} bars, weights normalised.",
-            ),
-            partial(_ema_dist, n=n),
-        )
-        for n in MA_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec(f"ma_cross_{f}_{s}", s, c, f"SMA_{f} / SMA_{s} - 1."),
-            partial(_ma_cross, fast=f, slow=s),
-        )
-        for f, s in MA_CROSSES
-    ]
-    feats += [
-        Feature(
-            _spec(f"dist_high_{n}", n, ("high", "close"), f"close / highest high of {n} bars - 1."),
-            partial(_dist_high, n=n),
-        )
-        for n in BREAKOUT_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec(f"dist_low_{n}", n, ("low", "close"), f"close / lowest low of {n} bars - 1."),
-            partial(_dist_low, n=n),
-        )
-        for n in BREAKOUT_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec(f"donchian_{n}", n, hlc, f"Position of close in the {n}-bar high-low channel."),
-            partial(donchian_position, n=n),
-        )
-        for n in DONCHIAN_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec(f"linreg_slope_{n}", n, c, f"OLS slope of ln(close) on bar number, {n} bars."),
-            partial(_slope, n=n),
-        )
-        for n in SLOPE_WINDOWS
-    ]
-    return feats
+    fam, c, hlc = Family("momentum"), ("close",), ("high", "low", "close")
+    for name, h in MOM_HORIZONS.items():
+        desc = f"Momentum c_(t-{MOM_SKIP}) / c_(t-{h}) - 1 (skip a month)."
+        fam.add(name, h + 1, c, desc, partial(_momentum, horizon=h))
+    for n in MA_WINDOWS:
+        fam.add(f"sma_dist_{n}", n, c, f"close / SMA_{n} - 1.", partial(_sma_dist, n=n))
+    for n in MA_WINDOWS:
+        desc = f"close / EMA_{n} - 1; EMA over the last {ema_window(n)} bars, weights normalised."
+        fam.add(f"ema_dist_{n}", ema_window(n), c, desc, partial(_ema_dist, n=n))
+    for f, s in MA_CROSSES:
+        desc = f"SMA_{f} / SMA_{s} - 1."
+        fam.add(f"ma_cross_{f}_{s}", s, c, desc, partial(_ma_cross, fast=f, slow=s))
+    for n in BREAKOUT_WINDOWS:
+        desc = f"close / highest high of {n} bars - 1."
+        fam.add(f"dist_high_{n}", n, ("high", "close"), desc, partial(_dist_high, n=n))
+    for n in BREAKOUT_WINDOWS:
+        desc = f"close / lowest low of {n} bars - 1."
+        fam.add(f"dist_low_{n}", n, ("low", "close"), desc, partial(_dist_low, n=n))
+    for n in DONCHIAN_WINDOWS:
+        desc = f"Position of close in the {n}-bar high-low channel."
+        fam.add(f"donchian_{n}", n, hlc, desc, partial(donchian_position, n=n))
+    for n in SLOPE_WINDOWS:
+        desc = f"OLS slope of ln(close) on bar number, {n} bars."
+        fam.add(f"linreg_slope_{n}", n, c, desc, partial(_slope, n=n))
+    return fam.features

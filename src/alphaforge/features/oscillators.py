@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 from alphaforge.features._rolling import (
     ema_window,
     lag,
@@ -74,6 +74,10 @@ def _macd_signal(ctx: Context) -> np.ndarray:
     return ctx.memo("macd_signal", compute)
 
 
+def _macd_hist(ctx: Context) -> np.ndarray:
+    return macd_line(ctx) - _macd_signal(ctx)
+
+
 def _bollinger(ctx: Context, width: bool) -> np.ndarray:
     mean, var = ctx.memo(("bb", BB_N), lambda: rolling_mean_var(ctx.field("close"), BB_N, ddof=0))
     band = 2.0 * BB_K * np.sqrt(var)  # upper - lower
@@ -90,60 +94,27 @@ def _cci(ctx: Context) -> np.ndarray:
     return safe_div(typical - mean, 0.015 * mad)
 
 
-def _spec(name: str, lookback: int, fields: tuple[str, ...], description: str) -> FeatureSpec:
-    return FeatureSpec(name, "oscillators", lookback, fields, description)
-
-
 def catalogue() -> list[Feature]:
     """The oscillator family, in catalogue order."""
-    c, hlc = ("close",), ("high", "low", "close")
-    feats = [
-        Feature(
-            _spec(
-                f"rsi_{n}", n + 1, c, f"RSI (Cutler, {n} bars) in [0, 1]: gains / (gains + losses)."
-            ),
-            partial(_rsi, n=n),
-        )
-        for n in RSI_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec("stoch_k_14", STOCH_N, hlc, "Stochastic %K: (c - LL_14) / (HH_14 - LL_14)."),
-            _stoch_k,
-        ),
-        Feature(
-            _spec(
-                "stoch_d_14", STOCH_N + STOCH_SMOOTH - 1, hlc, "Stochastic %D: 3-bar mean of %K."
-            ),
-            _stoch_d,
-        ),
-        Feature(
-            _spec("williams_r_14", STOCH_N, hlc, "Williams %R in [-1, 0]: -(HH - c) / (HH - LL)."),
-            _williams_r,
-        ),
-        Feature(
-            _spec("macd", _MACD_LINE_LOOKBACK, c, "MACD line (EMA_12 - EMA_26) / close."),
-            macd_line,
-        ),
-        Feature(
-            _spec("macd_signal", _MACD_SIGNAL_LOOKBACK, c, "MACD signal: EMA_9 of the MACD line."),
-            _macd_signal,
-        ),
-        Feature(
-            _spec("macd_hist", _MACD_SIGNAL_LOOKBACK, c, "MACD histogram: line - signal."),
-            lambda ctx: macd_line(ctx) - _macd_signal(ctx),
-        ),
-        Feature(
-            _spec("bb_pctb_20", BB_N, c, "Bollinger %B: position of close in SMA_20 +- 2 std."),
-            partial(_bollinger, width=False),
-        ),
-        Feature(
-            _spec("bb_width_20", BB_N, c, "Bollinger bandwidth: 4 std_20 / SMA_20."),
-            partial(_bollinger, width=True),
-        ),
-        Feature(
-            _spec("cci_20", CCI_N, hlc, "CCI: (tp - SMA_20(tp)) / (0.015 mean abs deviation)."),
-            _cci,
-        ),
-    ]
-    return feats
+    fam, c, hlc = Family("oscillators"), ("close",), ("high", "low", "close")
+    for n in RSI_WINDOWS:
+        desc = f"RSI (Cutler, {n} bars) in [0, 1]: gains / (gains + losses)."
+        fam.add(f"rsi_{n}", n + 1, c, desc, partial(_rsi, n=n))
+    desc = "Stochastic %K: (c - LL_14) / (HH_14 - LL_14)."
+    fam.add("stoch_k_14", STOCH_N, hlc, desc, _stoch_k)
+    desc = "Stochastic %D: 3-bar mean of %K."
+    fam.add("stoch_d_14", STOCH_N + STOCH_SMOOTH - 1, hlc, desc, _stoch_d)
+    desc = "Williams %R in [-1, 0]: -(HH - c) / (HH - LL)."
+    fam.add("williams_r_14", STOCH_N, hlc, desc, _williams_r)
+    fam.add("macd", _MACD_LINE_LOOKBACK, c, "MACD line (EMA_12 - EMA_26) / close.", macd_line)
+    desc = "MACD signal: EMA_9 of the MACD line."
+    fam.add("macd_signal", _MACD_SIGNAL_LOOKBACK, c, desc, _macd_signal)
+    desc = "MACD histogram: line - signal."
+    fam.add("macd_hist", _MACD_SIGNAL_LOOKBACK, c, desc, _macd_hist)
+    desc = "Bollinger %B: position of close in SMA_20 +- 2 std."
+    fam.add("bb_pctb_20", BB_N, c, desc, partial(_bollinger, width=False))
+    desc = "Bollinger bandwidth: 4 std_20 / SMA_20."
+    fam.add("bb_width_20", BB_N, c, desc, partial(_bollinger, width=True))
+    desc = "CCI: (tp - SMA_20(tp)) / (0.015 mean abs deviation)."
+    fam.add("cci_20", CCI_N, hlc, desc, _cci)
+    return fam.features

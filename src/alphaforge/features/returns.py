@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 from alphaforge.features._rolling import lag, safe_div
 
 RET_HORIZONS = (1, 2, 3, 5, 10, 20, 60, 120, 250)
@@ -77,47 +77,19 @@ def _close_loc(ctx: Context) -> np.ndarray:
     return safe_div(ctx.field("close") - low, ctx.field("high") - low)
 
 
-def _spec(name: str, lookback: int, fields: tuple[str, ...], description: str) -> FeatureSpec:
-    return FeatureSpec(name, "returns", lookback, fields, description)
-
-
 def catalogue() -> list[Feature]:
     """The return family, in catalogue order."""
-    feats = [
-        Feature(
-            _spec(
-                f"ret_{k}", k + 1, ("close",), f"Simple return over {k} bars: c_t/c_(t-{k}) - 1."
-            ),
-            partial(_simple_return, k=k),
-        )
-        for k in RET_HORIZONS
-    ]
-    feats += [
-        Feature(
-            _spec(
-                f"logret_{k}", k + 1, ("close",), f"Log return over {k} bars: ln(c_t/c_(t-{k}))."
-            ),
-            partial(_log_return, k=k),
-        )
-        for k in LOGRET_HORIZONS
-    ]
-    feats += [
-        Feature(
-            _spec("gap", 2, ("open", "close"), "Overnight gap: open_t / close_(t-1) - 1."), _gap
-        ),
-        Feature(
-            _spec("intraday_ret", 1, ("open", "close"), "Intrabar return: close / open - 1."),
-            _intraday,
-        ),
-        Feature(_spec("hl_range", 1, ("high", "low"), "Bar range: ln(high / low)."), _hl_range),
-        Feature(
-            _spec(
-                "close_loc",
-                1,
-                ("high", "low", "close"),
-                "Close location in the bar: (close - low) / (high - low); NaN if high == low.",
-            ),
-            _close_loc,
-        ),
-    ]
-    return feats
+    fam, c = Family("returns"), ("close",)
+    for k in RET_HORIZONS:
+        desc = f"Simple return over {k} bars: c_t/c_(t-{k}) - 1."
+        fam.add(f"ret_{k}", k + 1, c, desc, partial(_simple_return, k=k))
+    for k in LOGRET_HORIZONS:
+        desc = f"Log return over {k} bars: ln(c_t/c_(t-{k}))."
+        fam.add(f"logret_{k}", k + 1, c, desc, partial(_log_return, k=k))
+    fam.add("gap", 2, ("open", "close"), "Overnight gap: open_t / close_(t-1) - 1.", _gap)
+    desc = "Intrabar return: close / open - 1."
+    fam.add("intraday_ret", 1, ("open", "close"), desc, _intraday)
+    fam.add("hl_range", 1, ("high", "low"), "Bar range: ln(high / low).", _hl_range)
+    desc = "Close location in the bar: (close - low) / (high - low); NaN if high == low."
+    fam.add("close_loc", 1, ("high", "low", "close"), desc, _close_loc)
+    return fam.features

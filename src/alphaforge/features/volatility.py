@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 from alphaforge.features._rolling import (
     lag,
     rolling_mean,
@@ -81,81 +81,35 @@ def _moment(ctx: Context, n: int, which: int) -> np.ndarray:
     return pair[which]
 
 
-def _spec(name: str, lookback: int, fields: tuple[str, ...], description: str) -> FeatureSpec:
-    return FeatureSpec(name, "volatility", lookback, fields, description)
+def _rv_ratio(ctx: Context) -> np.ndarray:
+    return safe_div(realised_vol(ctx, 5), realised_vol(ctx, 60))
 
 
 def catalogue() -> list[Feature]:
     """The volatility family, in catalogue order."""
-    feats = [
-        Feature(
-            _spec(f"rv_{n}", n + 1, ("close",), f"Std (ddof=1) of the last {n} 1-bar log returns."),
-            lambda ctx, n=n: realised_vol(ctx, n),
-        )
-        for n in RV_WINDOWS
-    ]
-    estimators = {
-        "parkinson": ("high", "low"),
-        "garman_klass": _OHLC,
-        "rogers_satchell": _OHLC,
-    }
+    fam, c, hlc = Family("volatility"), ("close",), ("high", "low", "close")
+    for n in RV_WINDOWS:
+        desc = f"Std (ddof=1) of the last {n} 1-bar log returns."
+        fam.add(f"rv_{n}", n + 1, c, desc, partial(realised_vol, n=n))
+    estimators = {"parkinson": ("high", "low"), "garman_klass": _OHLC, "rogers_satchell": _OHLC}
     for est, fields in estimators.items():
-        feats += [
-            Feature(
-                _spec(
-                    f"{est}_{n}", n, fields, f"{est.replace('_', '-')} range volatility, {n} bars."
-                ),
-                partial(_range_vol, n=n, estimator=est),
-            )
-            for n in RANGE_WINDOWS
-        ]
-    hlc = ("high", "low", "close")
-    feats += [
-        Feature(
-            _spec("atr_14", 15, hlc, "Average true range, simple 14-bar mean, price units."),
-            partial(_atr, n=14, normalised=False),
-        ),
-        Feature(
-            _spec("natr_14", 15, hlc, "14-bar average true range / close."),
-            partial(_atr, n=14, normalised=True),
-        ),
-        Feature(
-            _spec("natr_28", 29, hlc, "28-bar average true range / close."),
-            partial(_atr, n=28, normalised=True),
-        ),
-    ]
-    feats += [
-        Feature(
-            _spec(
-                f"downside_vol_{n}", n + 1, ("close",), f"RMS of negative log returns, {n} bars."
-            ),
-            partial(_downside_vol, n=n),
-        )
-        for n in MOMENT_WINDOWS
-    ]
-    feats.append(
-        Feature(
-            _spec("vol_of_vol_20", 30, ("close",), "20-bar std of the 10-bar realised vol."),
-            _vol_of_vol,
-        )
-    )
-    for which, stat in enumerate(("skew", "kurt")):
-        feats += [
-            Feature(
-                _spec(
-                    f"{stat}_{n}",
-                    n + 1,
-                    ("close",),
-                    f"Sample {'skewness' if which == 0 else 'excess kurtosis'} of {n} log returns.",
-                ),
-                partial(_moment, n=n, which=which),
-            )
-            for n in MOMENT_WINDOWS
-        ]
-    feats.append(
-        Feature(
-            _spec("rv_ratio_5_60", 61, ("close",), "Vol regime: rv_5 / rv_60."),
-            lambda ctx: safe_div(realised_vol(ctx, 5), realised_vol(ctx, 60)),
-        )
-    )
-    return feats
+        for n in RANGE_WINDOWS:
+            desc = f"{est.replace('_', '-')} range volatility, {n} bars."
+            fam.add(f"{est}_{n}", n, fields, desc, partial(_range_vol, n=n, estimator=est))
+    desc = "Average true range, simple 14-bar mean, price units."
+    fam.add("atr_14", 15, hlc, desc, partial(_atr, n=14, normalised=False))
+    desc = "14-bar average true range / close."
+    fam.add("natr_14", 15, hlc, desc, partial(_atr, n=14, normalised=True))
+    desc = "28-bar average true range / close."
+    fam.add("natr_28", 29, hlc, desc, partial(_atr, n=28, normalised=True))
+    for n in MOMENT_WINDOWS:
+        desc = f"RMS of negative log returns, {n} bars."
+        fam.add(f"downside_vol_{n}", n + 1, c, desc, partial(_downside_vol, n=n))
+    desc = "20-bar std of the 10-bar realised vol."
+    fam.add("vol_of_vol_20", 30, c, desc, _vol_of_vol)
+    for which, (stat, what) in enumerate((("skew", "skewness"), ("kurt", "excess kurtosis"))):
+        for n in MOMENT_WINDOWS:
+            desc = f"Sample {what} of {n} log returns."
+            fam.add(f"{stat}_{n}", n + 1, c, desc, partial(_moment, n=n, which=which))
+    fam.add("rv_ratio_5_60", 61, c, "Vol regime: rv_5 / rv_60.", _rv_ratio)
+    return fam.features

@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 
-from alphaforge.features._core import Context, Feature, FeatureSpec
+from alphaforge.features._core import Context, Family, Feature
 from alphaforge.features._rolling import (
     lag,
     rolling_corr,
@@ -104,73 +104,33 @@ def _vwap_dist(ctx: Context) -> np.ndarray:
     return ctx.field("close") / vwap - 1.0
 
 
-def _spec(name: str, lookback: int, fields: tuple[str, ...], description: str) -> FeatureSpec:
-    return FeatureSpec(name, "volume", lookback, fields, description)
+def _dollar_volume_mean(ctx: Context) -> np.ndarray:
+    return np.log1p(rolling_mean(dollar_volume(ctx), N))
 
 
 def catalogue() -> list[Feature]:
     """The volume family, in catalogue order."""
-    v, cv = ("volume",), ("close", "volume")
-    feats = [
-        Feature(
-            _spec(f"volume_z_{n}", n, v, f"z-score of ln(1 + volume) in its last {n} bars."),
-            partial(_volume_z, n=n),
-        )
-        for n in VOLUME_Z_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec("volume_ratio_20", N, v, "volume / 20-bar mean volume."),
-            partial(_volume_ratio, fast=1),
-        ),
-        Feature(
-            _spec("volume_ratio_5_20", N, v, "5-bar / 20-bar mean volume."),
-            partial(_volume_ratio, fast=5),
-        ),
-        Feature(
-            _spec("obv_slope_20", N + 1, cv, "20-bar OBV change / 20-bar volume, in [-1, 1]."),
-            _obv_slope,
-        ),
-        Feature(
-            _spec("obv_z_20", N + 1, cv, "z-score of on-balance volume in its last 20 bars."),
-            _obv_z,
-        ),
-        Feature(
-            _spec("dollar_volume_20", N, cv, "ln(1 + 20-bar mean of close * volume)."),
-            lambda ctx: np.log1p(rolling_mean(dollar_volume(ctx), N)),
-        ),
-    ]
-    feats += [
-        Feature(
-            _spec(
-                f"amihud_{n}",
-                n + 1,
-                cv,
-                f"Amihud illiquidity, {n} bars: 1e6 * sum|ret_1| / sum(close * volume).",
-            ),
-            partial(_amihud, n=n),
-        )
-        for n in AMIHUD_WINDOWS
-    ]
-    feats += [
-        Feature(
-            _spec("vp_corr_20", N, cv, "20-bar correlation of close and ln(1 + volume)."),
-            _vp_corr,
-        ),
-        Feature(
-            _spec(
-                "vr_corr_20", N + 1, cv, "20-bar correlation of log return and change in ln(1+v)."
-            ),
-            _vr_corr,
-        ),
-        Feature(
-            _spec(
-                "vwap_dist_20",
-                N,
-                ("high", "low", "close", "volume"),
-                "close / 20-bar VWAP of the typical price - 1.",
-            ),
-            _vwap_dist,
-        ),
-    ]
-    return feats
+    fam, v, cv = Family("volume"), ("volume",), ("close", "volume")
+    for n in VOLUME_Z_WINDOWS:
+        desc = f"z-score of ln(1 + volume) in its last {n} bars."
+        fam.add(f"volume_z_{n}", n, v, desc, partial(_volume_z, n=n))
+    desc = "volume / 20-bar mean volume."
+    fam.add("volume_ratio_20", N, v, desc, partial(_volume_ratio, fast=1))
+    desc = "5-bar / 20-bar mean volume."
+    fam.add("volume_ratio_5_20", N, v, desc, partial(_volume_ratio, fast=5))
+    desc = "20-bar OBV change / 20-bar volume, in [-1, 1]."
+    fam.add("obv_slope_20", N + 1, cv, desc, _obv_slope)
+    desc = "z-score of on-balance volume in its last 20 bars."
+    fam.add("obv_z_20", N + 1, cv, desc, _obv_z)
+    desc = "ln(1 + 20-bar mean of close * volume)."
+    fam.add("dollar_volume_20", N, cv, desc, _dollar_volume_mean)
+    for n in AMIHUD_WINDOWS:
+        desc = f"Amihud illiquidity, {n} bars: 1e6 * sum|ret_1| / sum(close * volume)."
+        fam.add(f"amihud_{n}", n + 1, cv, desc, partial(_amihud, n=n))
+    desc = "20-bar correlation of close and ln(1 + volume)."
+    fam.add("vp_corr_20", N, cv, desc, _vp_corr)
+    desc = "20-bar correlation of log return and change in ln(1+v)."
+    fam.add("vr_corr_20", N + 1, cv, desc, _vr_corr)
+    desc = "close / 20-bar VWAP of the typical price - 1."
+    fam.add("vwap_dist_20", N, ("high", "low", "close", "volume"), desc, _vwap_dist)
+    return fam.features

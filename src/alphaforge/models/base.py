@@ -47,7 +47,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from alphaforge import __version__
 from alphaforge.errors import ConfigError, DataError, NotFittedError
+from alphaforge.labels import LabelSpec
+from alphaforge.registry import MODELS, get_model, name_of
 from alphaforge.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -78,6 +81,11 @@ class Capabilities:
         feature_importance: Exposes ``feature_importances_``.
         label_kinds: Label kinds the model is meant for (``"return"``, ``"volatility"``, ...).
         deterministic_cpu: The same seed gives bit-identical predictions on CPU.
+        needs_context: ``predict`` reads rows before the ones it predicts (lookback windows,
+            recursions): pass it the history up to the last predicted bar
+            (:func:`predict_rows` does). ``None``: the same as ``needs_sequence``.
+        checkpointable: Honours ``checkpoint_dir`` / ``resume`` set on the instance before
+            ``fit`` (crash-safe, resumable training).
     """
 
     family: str
@@ -89,6 +97,12 @@ class Capabilities:
     feature_importance: bool = False
     label_kinds: tuple[str, ...] = ("return", "volatility")
     deterministic_cpu: bool = True
+    needs_context: bool | None = None
+    checkpointable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.needs_context is None:
+            object.__setattr__(self, "needs_context", self.needs_sequence)
 
 
 @dataclass(frozen=True)
@@ -123,18 +137,26 @@ class BaseForecaster:
 
     Attributes set by ``fit`` (learned state):
         config_: The resolved config dataclass.
-        feature_names_: Column names of ``X`` seen in ``fit``; ``predict`` requires the same set.
-        n_features_in_: ``len(feature_names_)``.
+        label_: The :class:`~alphaforge.labels.LabelSpec` passed to ``fit``.
+        feature_names_in_: Column names of ``X`` seen in ``fit``; ``predict`` requires the
+            same set.
+        n_features_in_: ``len(feature_names_in_)``.
         seed_: The resolved integer seed.
 
     ``iteration_callback``, when set on the instance before ``fit``, is called by models with
     ``capabilities.early_stopping`` as ``callback(iteration, valid_loss)`` after each boosting
     round or epoch that was scored on the ``valid`` window; it may raise to stop the fit
-    (``optuna.TrialPruned`` in :mod:`alphaforge.tune`), and the exception propagates.
+    (``optuna.TrialPruned`` in :mod:`alphaforge.tuning`), and the exception propagates.
+
+    ``checkpoint_dir`` and ``resume`` are read by models with ``capabilities.checkpointable``.
     """
 
     Config: ClassVar[type] = EmptyConfig
     iteration_callback: Callable[[int, float], None] | None = None
+    # where/whether to checkpoint, not what to learn: set on the instance before fit
+    # (`alphaforge run --resume`); None writes no checkpoints
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    resume: bool = False
     capabilities: ClassVar[Capabilities] = Capabilities(family="base")
     # models fitted on features alone (GARCH on returns) keep rows whose label is NaN
     _keep_unlabelled_rows: ClassVar[bool] = False
@@ -197,6 +219,36 @@ class BaseForecaster:
             f"got {type(self.config).__name__}"
         )
 
+    def get_params(self) -> dict[str, Any]:
+        """The config as a plain mapping (scikit-learn's ``get_params``).
+
+        Returns:
+            Every config field with its value, accepted by :meth:`from_params`;
+            ``random_state`` is not included.
+
+        Raises:
+            ConfigError: the stored config is invalid.
+        """
+        config = self.config_ if hasattr(self, "config_") else self._resolve_config()
+        return dataclasses.asdict(config)
+
+    def clone(self, **overrides: Any) -> Self:
+        """An unfitted copy with the same config and seed (scikit-learn's ``clone``).
+
+        Args:
+            **overrides: Config fields to change in the copy (validated like
+                :meth:`from_params`); ``random_state`` may be overridden too.
+
+        Returns:
+            A new, unfitted forecaster of the same class; fitted state is never copied.
+
+        Raises:
+            ConfigError: unknown or invalid overrides.
+        """
+        random_state = overrides.pop("random_state", self.random_state)
+        return type(self).from_params({**self.get_params(), **overrides},
+                                      random_state=random_state)
+
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
         """Optuna search space: suggest values through ``trial`` and return config overrides.
@@ -215,7 +267,8 @@ class BaseForecaster:
         return {}
 
     # ------------------------------------------------------------------ fit / predict
-    def fit(self, X: pd.DataFrame, y: pd.Series, *, valid: Valid | None = None) -> Self:
+    def fit(self, X: pd.DataFrame, y: pd.Series, *, valid: Valid | None = None,
+            label: LabelSpec | None = None) -> Self:
         """Fit on a training window; any previous fit is forgotten.
 
         Args:
@@ -224,6 +277,8 @@ class BaseForecaster:
             y: Labels on exactly ``X.index``; rows with NaN labels are dropped before ``_fit``.
             valid: Optional ``(X_valid, y_valid)`` window with the same columns, used only for
                 early stopping by models whose ``capabilities.supports_valid`` is true.
+            label: What ``y`` is (kind, horizon, price); ``None``: a one-bar forward return.
+                Models that forecast h bars ahead or pick a head by label kind read it.
 
         Returns:
             ``self``, fitted.
@@ -233,6 +288,8 @@ class BaseForecaster:
             ConfigError: invalid config.
         """
         config = self._resolve_config()
+        if label is not None and not isinstance(label, LabelSpec):
+            raise ConfigError(f"label must be a LabelSpec, got {type(label).__name__}")
         _check_panel(X, "X")
         _check_labels(y, X, "y")
         if valid is not None:
@@ -240,9 +297,10 @@ class BaseForecaster:
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)  # fitting twice == fitting once
         self.config_ = config
+        self.label_ = label if label is not None else LabelSpec()
         self.seed_ = _resolve_seed(self.random_state)
-        self.feature_names_ = [str(c) for c in X.columns]
-        self.n_features_in_ = len(self.feature_names_)
+        self.feature_names_in_ = [str(c) for c in X.columns]
+        self.n_features_in_ = len(self.feature_names_in_)
         if not self._keep_unlabelled_rows:
             X, y = _labelled(X, y)
         if valid is not None and not self.capabilities.supports_valid:
@@ -266,11 +324,11 @@ class BaseForecaster:
             NotFittedError: before ``fit``.
             DataError: missing or extra columns, inf values, bad index.
         """
-        self._check_is_fitted()
-        _check_panel(X, "X")
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         values = np.asarray(self._predict(X), dtype=np.float64)
-        assert values.shape == (len(X),), (values.shape, len(X))
+        if values.shape != (len(X),):  # a model bug, not a user error: say which model
+            raise RuntimeError(f"{type(self).__name__}._predict returned shape {values.shape}, "
+                               f"expected ({len(X)},)")
         return pd.Series(values, index=X.index, name="y_pred")
 
     @property
@@ -285,7 +343,32 @@ class BaseForecaster:
             raise AttributeError(f"{type(self).__name__} has no feature importances")
         self._check_is_fitted()
         values = np.asarray(self._feature_importances(), dtype=np.float64)
-        return pd.Series(values, index=self.feature_names_, name="importance")
+        return pd.Series(values, index=self.feature_names_in_, name="importance")
+
+    # orchestration hooks ------------------------------------------------------------------
+    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+                    ) -> dict[str, Any]:
+        """Extra per-fold results a run records for this fitted model (ensembles override).
+
+        Args:
+            X, y: The fold's features and labels (rows after a split's last bar may be
+                present: an implementation reads only rows up to the bars it describes).
+            rows: Index of the rows predicted per split (``"valid"``, ``"test"``).
+
+        Returns:
+            ``{output: value}``; the run directory's artifact module (:mod:`alphaforge.artifacts`)
+            says which outputs it records. Empty for most models.
+        """
+        return {}
+
+    @classmethod
+    def member_keys(cls, params: Mapping[str, Any]) -> list[str]:
+        """Display names of the models an ensemble configured by ``params`` combines.
+
+        Returns:
+            An empty list for a model that is not an ensemble.
+        """
+        return []
 
     # hooks ------------------------------------------------------------------------------
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
@@ -322,9 +405,6 @@ class BaseForecaster:
             NotFittedError: before ``fit``.
             DataError: ``path`` exists and is not a model directory.
         """
-        from alphaforge import __version__
-        from alphaforge.registry import name_of
-
         self._check_is_fitted()
         path = Path(path)
         if path.exists() and not _is_replaceable(path):
@@ -342,7 +422,8 @@ class BaseForecaster:
                 "config": dataclasses.asdict(self.config_),
                 "random_state": None if self.random_state is None else int(self.random_state),
                 "seed": self.seed_,
-                "feature_names": self.feature_names_,
+                "feature_names": self.feature_names_in_,
+                "label": dataclasses.asdict(self.label_),
                 "state": state,
             }
             atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1) + "\n")
@@ -384,28 +465,43 @@ class BaseForecaster:
         model = klass(klass._make_config(meta["config"]), random_state=meta["random_state"])
         model.config_ = model.config
         model.seed_ = meta["seed"]
-        model.feature_names_ = list(meta["feature_names"])
-        model.n_features_in_ = len(model.feature_names_)
+        model.label_ = LabelSpec(**meta.get("label", {}))
+        model.feature_names_in_ = list(meta["feature_names"])
+        model.n_features_in_ = len(model.feature_names_in_)
         model._load_state(path, meta["state"])
         return model
 
     # ------------------------------------------------------------------ helpers
     def _check_is_fitted(self) -> None:
-        if not hasattr(self, "feature_names_"):
+        if not hasattr(self, "feature_names_in_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit() first.")
+
+    def _checked_X(self, X: Any) -> pd.DataFrame:
+        """The preamble of every public method that reads features after ``fit``.
+
+        Returns:
+            ``X`` with its columns in the order seen in ``fit``.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            DataError: not a (timestamp, symbol) frame of finite/NaN floats, or other columns.
+        """
+        self._check_is_fitted()
+        _check_panel(X, "X")
+        return self._align_columns(X, "X")
 
     def _align_columns(self, X: pd.DataFrame, what: str) -> pd.DataFrame:
         columns = [str(c) for c in X.columns]
-        if columns == self.feature_names_:
+        if columns == self.feature_names_in_:
             return X
-        missing = [c for c in self.feature_names_ if c not in set(columns)]
-        extra = [c for c in columns if c not in set(self.feature_names_)]
+        missing = [c for c in self.feature_names_in_ if c not in set(columns)]
+        extra = [c for c in columns if c not in set(self.feature_names_in_)]
         if missing or extra:
             raise DataError(
                 f"{what} columns differ from those seen in fit: missing {missing[:10]}, "
                 f"unexpected {extra[:10]} (expected {self.n_features_in_} columns)"
             )
-        return X.set_axis(columns, axis=1)[self.feature_names_]  # same set, other order
+        return X.set_axis(columns, axis=1)[self.feature_names_in_]  # same set, other order
 
     def _check_valid(self, valid: Any, X: pd.DataFrame) -> Valid:
         if not (isinstance(valid, tuple) and len(valid) == 2):
@@ -425,8 +521,7 @@ def predict_rows(model: BaseForecaster, X: pd.DataFrame, rows: pd.Index) -> pd.S
     Stateful models (sequence windows, GARCH recursion) read every row of ``X`` up to the last
     timestamp of ``rows`` as context; rows after it are never passed in. Others see ``rows`` only.
     """
-    caps = model.capabilities
-    if caps.needs_sequence or caps.family == "baseline":
+    if model.capabilities.needs_context:
         end = rows.get_level_values("timestamp").max()
         ctx = X[X.index.get_level_values("timestamp") <= end]
         return model.predict(ctx).reindex(rows)
@@ -551,8 +646,6 @@ def _target(cls: type) -> str:
 
 
 def _resolve_saved_class(cls: type[BaseForecaster], meta: dict, path: Path) -> type:
-    from alphaforge.registry import MODELS, get_model
-
     if meta.get("class") == _target(cls):
         return cls
     name = meta.get("model")

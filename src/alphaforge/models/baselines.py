@@ -34,10 +34,10 @@ def _symbols(X: pd.DataFrame | pd.Series) -> pd.Index:
 
 
 def _check_column(model: BaseForecaster, column: str) -> None:
-    if column not in model.feature_names_:
+    if column not in model.feature_names_in_:
         raise ConfigError(
             f"{type(model).__name__}: column {column!r} is not in X; "
-            f"available: {', '.join(model.feature_names_[:20])}"
+            f"available: {', '.join(model.feature_names_in_[:20])}"
         )
 
 
@@ -47,7 +47,7 @@ class ZeroForecaster(BaseForecaster):
     capabilities: ClassVar[Capabilities] = Capabilities(family="baseline", label_kinds=("return",))
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
-        pass  # nothing to learn; base fit records feature_names_
+        pass  # nothing to learn; base fit records feature_names_in_
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         return np.zeros(len(X))
@@ -163,8 +163,8 @@ class GarchForecaster(BaseForecaster):
     """
 
     Config = GarchConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(family="baseline",
-                                                        label_kinds=("volatility",))
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        family="baseline", label_kinds=("volatility",), needs_context=True)
     _keep_unlabelled_rows = True  # fitted on the return column, not on y
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:

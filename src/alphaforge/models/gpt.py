@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.models.base import BaseForecaster, Capabilities, Valid, _check_panel, require
+from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
 from alphaforge.models.tokenizer import (
     TOKENIZERS,
     ReturnTokenizer,
@@ -607,10 +607,8 @@ class TokenGPTForecaster(BaseForecaster):
     Config: ClassVar[type] = TokenGPTParams
     capabilities: ClassVar[Capabilities] = Capabilities(
         family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        label_kinds=("return",))
+        label_kinds=("return",), checkpointable=True)
     _keep_unlabelled_rows = True  # unlabelled rows still carry return history
-    checkpoint_dir: str | os.PathLike[str] | None = None
-    resume: bool = False
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -774,9 +772,7 @@ class TokenGPTForecaster(BaseForecaster):
             NotFittedError: before ``fit``.
             DataError: missing columns, inf values, bad index.
         """
-        self._check_is_fitted()
-        _check_panel(X, "X")
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         paths = self._paths(X)
         out = {"mean": paths.mean(1), "median": np.median(paths, 1)}
         for q in self.config_.quantiles:

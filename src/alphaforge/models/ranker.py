@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.errors import DataError
-from alphaforge.models.base import Capabilities, Valid, _check_panel, require
+from alphaforge.models.base import Capabilities, Valid, require
 from alphaforge.models.torch_base import SequenceParams, TorchForecaster
 from alphaforge.models.transformer import MLP, init_linear, sinusoidal
 from alphaforge.models.windows import CrossSectionSource, SequenceLayout
@@ -450,7 +450,7 @@ class RankingTransformerForecaster(TorchForecaster):
     Net, NetConfig = RankerNet, RankerNetConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
         family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        multi_output=True, label_kinds=("return",))
+        multi_output=True, label_kinds=("return",), checkpointable=True)
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -481,7 +481,7 @@ class RankingTransformerForecaster(TorchForecaster):
         logger.info("%s: gate sparsity %.2f", type(self).__name__, self.gate_sparsity())
 
     def _fit_target(self, y: pd.Series) -> None:
-        if (y.attrs.get("label_kind") or y.attrs.get("kind")) == "volatility":
+        if self.label_.label_kind == "volatility":
             raise DataError(f"{type(self).__name__}: ranks one-bar returns; got a volatility "
                             f"label {y.name!r}")
         self.target_, self.target_mean_, self.target_scale_ = "return", 0.0, 1.0
@@ -549,7 +549,7 @@ class RankingTransformerForecaster(TorchForecaster):
 
     def _gate_series(self) -> pd.Series:
         gate = self.net_.gate.detach().cpu().double().numpy()
-        return pd.Series(gate, index=self.feature_names_, name="gate")
+        return pd.Series(gate, index=self.feature_names_in_, name="gate")
 
     def gate_sparsity(self, threshold: float = 0.1) -> float:
         """Share of features whose gate value is below ``threshold`` (0 = every feature used).
@@ -580,9 +580,7 @@ class RankingTransformerForecaster(TorchForecaster):
             NotFittedError: before ``fit``.
             DataError: missing or extra columns, inf values, bad index.
         """
-        self._check_is_fitted()
-        _check_panel(X, "X")
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         c = self.net_config_
         columns = [f"lag{lag}_h{h}" for lag in range(1, c.n_lags + 1)
                    for h in range(1, c.horizons + 1)]

@@ -256,7 +256,7 @@ class MultiTaskLSTMForecaster(_RNNForecaster):
     multitask = True
     capabilities: ClassVar[Capabilities] = Capabilities(
         family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        multi_output=True)
+        multi_output=True, checkpointable=True)
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:

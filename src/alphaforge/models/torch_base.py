@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import os
 
 import dataclasses
 import io
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.errors import DataError
-from alphaforge.models.base import BaseForecaster, Capabilities, Valid, _check_panel, require
+from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
 from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
 from alphaforge.utils.io import atomic_write_bytes
 
@@ -104,7 +103,7 @@ class SequenceParams:
 class MultiTaskFields:
     """Extra config fields of multi-task (return + volatility) forecasters."""
 
-    target: Literal["auto", "return", "volatility"] = "auto"  # auto: y.attrs["label_kind"]
+    target: Literal["auto", "return", "volatility"] = "auto"  # auto: from the fit's LabelSpec
     vol_loss: Literal["qlike", "nll"] = "qlike"  # loss of the volatility head
     vol_weight: float = 1.0  # weight of the volatility loss against the return loss
 
@@ -146,12 +145,9 @@ class TorchForecaster(BaseForecaster):
     NetConfig: ClassVar[type]
     net_fixed: ClassVar[dict[str, Any]] = {}
     multitask: ClassVar[bool] = False
-    # where/whether to checkpoint, not what to learn: set on the instance by run_experiment
-    # (`alphaforge run --resume`) before fit; None writes no checkpoints
-    checkpoint_dir: str | os.PathLike[str] | None = None
-    resume: bool = False
     capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True)
+        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
+        checkpointable=True)
     _keep_unlabelled_rows = True  # unlabelled rows are still history for later windows
 
     # ------------------------------------------------------------------ fit
@@ -220,8 +216,7 @@ class TorchForecaster(BaseForecaster):
     def _resolve_target(self, y: pd.Series) -> str:
         target = getattr(self.config_, "target", "return")
         if target == "auto":
-            kind = y.attrs.get("label_kind") or y.attrs.get("kind")
-            target = "volatility" if kind == "volatility" else "return"
+            target = "volatility" if self.label_.label_kind == "volatility" else "return"
         if target == "volatility" and (y.dropna() < 0).any():
             raise DataError(f"{type(self).__name__}: a volatility label must be >= 0, got "
                             f"min {float(y.min()):g}")
@@ -307,9 +302,7 @@ class TorchForecaster(BaseForecaster):
         """
         if not self.multitask:
             raise TypeError(f"{type(self).__name__} has no volatility head; use a multitask model")
-        self._check_is_fitted()
-        _check_panel(X, "X")
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         vol = self._outputs(X)[:, 1] * self.target_scale_
         return pd.Series(vol, index=X.index, name="vol_pred")
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from alphaforge.errors import AlphaforgeError, ConfigError
+from alphaforge.models.base import require
 from alphaforge.utils import device as dev
 from alphaforge.utils.io import atomic_write
 
@@ -133,34 +134,31 @@ class TrainConfig:
 
     max_epochs: int = 20
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.01
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_frac: float = 0.05
-    grad_clip: float = 1.0
-    patience: int = 5
+    warmup_frac: float = 0.05  # share of steps spent warming the learning rate up
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    patience: int = 5  # epochs without valid improvement before stopping; 0: never stop early
     min_delta: float = 0.0
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    precision: str = "auto"  # "auto", "fp32", "bf16", "fp16"
+    compile: bool = False  # torch.compile the net for training
     max_bad_steps: int = 10
     drop_last: bool = False
 
     def __post_init__(self) -> None:
-        checks = {
-            "max_epochs": self.max_epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "schedule": self.schedule in ("cosine", "onecycle", "constant"),
-            "warmup_frac": 0 <= self.warmup_frac < 1,
-            "grad_clip": self.grad_clip >= 0,
-            "patience": self.patience >= 0,
-            "min_delta": self.min_delta >= 0,
-            "max_bad_steps": self.max_bad_steps >= 1,
-        }
-        for name in (name for name, ok in checks.items() if not ok):
-            raise ConfigError(f"TrainConfig.{name}: invalid value {getattr(self, name)!r}")
+        require(self.max_epochs >= 1, self, "max_epochs", "an int >= 1")
+        require(self.batch_size >= 1, self, "batch_size", "an int >= 1")
+        require(self.lr > 0, self, "lr", "> 0")
+        require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
+        require(self.schedule in ("cosine", "onecycle", "constant"), self, "schedule",
+                "one of 'cosine', 'onecycle', 'constant'")
+        require(0 <= self.warmup_frac < 1, self, "warmup_frac", "in [0, 1)")
+        require(self.grad_clip >= 0, self, "grad_clip", ">= 0 (0: no clipping)")
+        require(self.patience >= 0, self, "patience", "an int >= 0 (0: no early stopping)")
+        require(self.min_delta >= 0, self, "min_delta", ">= 0")
+        require(self.max_bad_steps >= 1, self, "max_bad_steps", "an int >= 1")
 
 
 @dataclass
@@ -280,6 +278,8 @@ class _Run:
     extra_loss: ExtraLossFn | None
     ckpt_dir: Path | None
     meta: dict[str, Any]  # n_train, steps_per_epoch, world_size: a resumed run must match them
+    steps_per_epoch: int  # optimizer steps per epoch on this rank
+    n_shard: int  # training samples this rank sees per epoch
 
 
 @torch.no_grad()
@@ -492,9 +492,41 @@ def fit_torch(
             written for other data.
         ConfigError: unusable device or precision.
     """
+    run = _start_run(model, train, valid, loss_fn, config, extra_loss, checkpoint_dir, resume)
+    st = _State(perm_state=torch.Generator().manual_seed(seed).get_state())
+    # dropout draws from the global RNG: seeded per rank, the caller's state restored on exit
+    with (dev.seeded(seed + dev.rank(), run.device),
+          dev.cudnn_benchmark(run.device, config.drop_last)):
+        last = run.ckpt_dir / "last.pt" if run.ckpt_dir is not None else None
+        if resume and last is not None and last.exists():
+            _load_last(run, st, last)
+        elif resume:
+            logger.info("resume=True but no %s yet: starting fresh", last)
+        _train_epochs(run, st, train, valid, max_steps, on_epoch)
+
+    hist = st.history
+    hist.steps = st.step
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    else:
+        hist.best_epoch = len(hist.train_loss) - 1
+    return hist
+
+
+def _start_run(
+    model: nn.Module,
+    train: BatchSource,
+    valid: BatchSource | None,
+    loss_fn: LossFn,
+    config: TrainConfig,
+    extra_loss: ExtraLossFn | None,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    resume: bool,
+) -> _Run:
+    """Check the sources, move ``model`` to its device and build optimizer and schedule."""
     device = dev.resolve_device(config.device)
     dtype = dev.resolve_precision(device, config.precision)
-    n_ranks, this_rank, bs = dev.world_size(), dev.rank(), config.batch_size
+    n_ranks, bs = dev.world_size(), config.batch_size
     n_shard = len(train) // n_ranks  # samples this rank sees per epoch
     steps_per_epoch = n_shard // bs if config.drop_last else -(-n_shard // bs)
     if steps_per_epoch == 0:
@@ -513,7 +545,7 @@ def fit_torch(
     if config.compile:
         net = torch.compile(net)
     opt = _make_optimizer(model, config, device)
-    run = _Run(
+    return _Run(
         model=model,
         net=net,
         opt=opt,
@@ -526,53 +558,68 @@ def fit_torch(
         extra_loss=extra_loss,
         ckpt_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
         meta={"n_train": len(train), "steps_per_epoch": steps_per_epoch, "world_size": n_ranks},
+        steps_per_epoch=steps_per_epoch,
+        n_shard=n_shard,
     )
-    st = _State(perm_state=torch.Generator().manual_seed(seed).get_state())
-    rng_devices = [device.index] if device.type == "cuda" else []
 
-    with torch.random.fork_rng(devices=rng_devices), dev.cudnn_benchmark(device, config.drop_last):
-        torch.manual_seed(seed + this_rank)
-        last = run.ckpt_dir / "last.pt" if run.ckpt_dir is not None else None
-        if resume and last is not None and last.exists():
-            _load_last(run, st, last)
-        elif resume:
-            logger.info("resume=True but no %s yet: starting fresh", last)
-        lr = opt.param_groups[0]["lr"]
-        done = st.history.stopped_early or (max_steps is not None and st.step >= max_steps)
-        while not done and st.epoch < config.max_epochs:
-            t0 = time.perf_counter()
-            gen = torch.Generator()
-            gen.set_state(st.perm_state)  # a resumed epoch redraws the same permutation
-            perm = torch.randperm(len(train), generator=gen)  # (N,) identical on every rank
-            next_perm_state = gen.get_state()
-            if n_ranks > 1:
-                perm = perm[this_rank::n_ranks][:n_shard]  # (N // W,) this rank's shard
-            perm = perm.to(train.device)
-            acc = torch.tensor([st.loss_sum, st.loss_count], dtype=torch.float64, device=device)
-            net.train()
-            for s in range(st.step_in_epoch, steps_per_epoch):
-                batch = _to_device(train.batch(perm[s * bs : (s + 1) * bs]), device)
-                lr = _train_step(run, st, batch, acc)
-                st.step_in_epoch = s + 1
-                if max_steps is not None and st.step >= max_steps:
-                    break
-            st.loss_sum, count = acc.tolist()
-            st.loss_count = int(count)
-            st.epoch_elapsed_s += time.perf_counter() - t0
-            if st.step_in_epoch < steps_per_epoch:  # max_steps hit mid-epoch: keep the epoch open
-                _save_last(run, st)
-                break
-            _end_epoch(run, st, valid, lr)
-            st.perm_state = next_perm_state
+
+def _train_epochs(
+    run: _Run,
+    st: _State,
+    train: BatchSource,
+    valid: BatchSource | None,
+    max_steps: int | None,
+    on_epoch: Callable[[int, float], None] | None,
+) -> None:
+    """Epochs until ``max_epochs``, early stopping or ``max_steps``; ``last.pt`` after each."""
+
+    def done() -> bool:
+        return st.history.stopped_early or (max_steps is not None and st.step >= max_steps)
+
+    lr = run.opt.param_groups[0]["lr"]
+    while not done() and st.epoch < run.config.max_epochs:
+        t0 = time.perf_counter()
+        perm, next_perm_state = _epoch_order(run, st, train)
+        lr = _run_steps(run, st, train, perm, max_steps, lr)
+        st.epoch_elapsed_s += time.perf_counter() - t0
+        if st.step_in_epoch < run.steps_per_epoch:  # max_steps hit mid-epoch: keep it open
             _save_last(run, st)
-            if on_epoch is not None:
-                on_epoch(st.epoch - 1, st.history.valid_loss[-1])
-            done = st.history.stopped_early or (max_steps is not None and st.step >= max_steps)
+            break
+        _end_epoch(run, st, valid, lr)
+        st.perm_state = next_perm_state
+        _save_last(run, st)
+        if on_epoch is not None:
+            on_epoch(st.epoch - 1, st.history.valid_loss[-1])
 
-    hist = st.history
-    hist.steps = st.step
-    if st.best_state is not None:
-        model.load_state_dict(st.best_state)
-    else:
-        hist.best_epoch = len(hist.train_loss) - 1
-    return hist
+
+def _epoch_order(run: _Run, st: _State, train: BatchSource) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's sample order for the current epoch, and the generator state after drawing it.
+
+    Every rank draws the same permutation from ``st.perm_state`` (a resumed epoch redraws the
+    same one) and keeps ``perm[rank::world_size]`` truncated to ``n_shard``.
+    """
+    gen = torch.Generator()
+    gen.set_state(st.perm_state)
+    perm = torch.randperm(len(train), generator=gen)  # (N,) identical on every rank
+    next_perm_state = gen.get_state()
+    n_ranks = dev.world_size()
+    if n_ranks > 1:
+        perm = perm[dev.rank()::n_ranks][:run.n_shard]  # (N // W,) this rank's shard
+    return perm.to(train.device), next_perm_state
+
+
+def _run_steps(run: _Run, st: _State, train: BatchSource, perm: torch.Tensor,
+               max_steps: int | None, lr: float) -> float:
+    """The epoch's remaining optimizer steps over ``perm``; returns the last step's lr."""
+    bs, device = run.config.batch_size, run.device
+    acc = torch.tensor([st.loss_sum, st.loss_count], dtype=torch.float64, device=device)
+    run.net.train()
+    for s in range(st.step_in_epoch, run.steps_per_epoch):
+        batch = _to_device(train.batch(perm[s * bs : (s + 1) * bs]), device)
+        lr = _train_step(run, st, batch, acc)
+        st.step_in_epoch = s + 1
+        if max_steps is not None and st.step >= max_steps:
+            break
+    st.loss_sum, count = acc.tolist()
+    st.loss_count = int(count)
+    return lr

@@ -206,11 +206,8 @@ def model_table(data: RunData, models: Sequence[str], columns: Sequence[Column],
             v = values[c.key][i]
             mark = ' class="best"' if c.key in winners and v == winners[c.key] else ""
             cells.append(f"<td{mark}>{c.fmt(v)}</td>")
-        cls = ' class="baseline"' if data.is_baseline(m) else ""
-        rows.append(f'<tr{cls}><th scope="row">{escape(m)}{tags}</th>{"".join(cells)}</tr>')
-    return (f'<div class="table-wrap"><table class="num" id="{table_id}">'
-            f'<thead><tr><th>Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></div>")
+        rows.append(_model_row(data, m, cells, tags))
+    return _model_table_html(table_id, head, rows)
 
 
 def per_fold_table(data: RunData, models: Sequence[str], metric: str, split: str = "test") -> str:
@@ -233,9 +230,19 @@ def per_fold_table(data: RunData, models: Sequence[str], metric: str, split: str
             v = per.get(m, {}).get(k, math.nan)
             neg = ' class="neg"' if math.isfinite(v) and v < 0 else ""
             cells.append(f"<td{neg}>{formatter(v)}</td>")
-        cls = ' class="baseline"' if data.is_baseline(m) else ""
-        rows.append(f'<tr{cls}><th scope="row">{escape(m)}</th>{"".join(cells)}</tr>')
-    return (f'<div class="table-wrap"><table class="num" id="metrics-per-fold">'
+        rows.append(_model_row(data, m, cells))
+    return _model_table_html("metrics-per-fold", head, rows)
+
+
+def _model_row(data: RunData, model: str, cells: Sequence[str], tags: str = "") -> str:
+    """One ``<tr>`` of a per-model table: the model's name and tags, then its cells."""
+    cls = ' class="baseline"' if data.is_baseline(model) else ""
+    return f'<tr{cls}><th scope="row">{escape(model)}{tags}</th>{"".join(cells)}</tr>'
+
+
+def _model_table_html(table_id: str, head: str, rows: Sequence[str]) -> str:
+    """A numeric table with a leading "Model" column, in a horizontally scrollable ``<div>``."""
+    return (f'<div class="table-wrap"><table class="num" id="{table_id}">'
             f'<thead><tr><th>Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
             "</table></div>")
 

@@ -15,14 +15,16 @@ import os
 import socket
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Literal
+
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
+from optuna.trial import TrialState
 
 from alphaforge.errors import ConfigError
-
-if TYPE_CHECKING:
-    import optuna
 
 logger = logging.getLogger(__name__)
 
@@ -30,35 +32,89 @@ OWNER_ATTR = "alphaforge_worker"  # "host:pid" of the process running a trial
 STALE_UNOWNED_S = 60.0  # a RUNNING trial with no owner this old is from a dead worker
 JOURNAL_LOCK_GRACE_S = 5  # seconds before a journal lock left by a dead writer is broken
 
+StorageKind = Literal["sqlite", "journal", "postgresql", "rdb"]
 
-def resolve_storage(storage: str | None, root: Path, workers: int) -> str:
-    """The storage spec every worker opens: an RDB URL or ``journal:PATH``.
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """Which Optuna storage the workers open, parsed once (picklable for ``spawn`` workers).
+
+    Attributes:
+        kind: ``"sqlite"``, ``"journal"`` (Optuna's journal file), ``"postgresql"`` (with
+            heartbeats) or ``"rdb"`` (any other SQLAlchemy URL, e.g. MySQL).
+        location: The journal file's path, or the database URL.
+    """
+
+    kind: StorageKind
+    location: str
+
+    @classmethod
+    def parse(cls, storage: str | os.PathLike[str]) -> StorageSpec:
+        """Parse a storage URL, a ``journal:PATH`` or a ``PATH.journal`` file name."""
+        text = os.fspath(storage)
+        if text.startswith("journal:"):
+            return cls("journal", text.removeprefix("journal:"))
+        if text.endswith(".journal"):
+            return cls("journal", text)
+        if text.startswith("sqlite"):
+            return cls("sqlite", text)
+        if text.startswith("postgresql"):
+            return cls("postgresql", text)
+        if "://" not in text:
+            raise ConfigError(f"storage {text!r}: expected sqlite:///FILE.db, FILE.journal or a "
+                              "database URL such as postgresql://...")
+        return cls("rdb", text)
+
+    @property
+    def url(self) -> str:
+        """The storage as one readable string: the URL, or ``journal:PATH``."""
+        return f"journal:{self.location}" if self.kind == "journal" else self.location
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def resolve_storage(storage: str | os.PathLike[str] | StorageSpec | None, root: Path,
+                    workers: int) -> StorageSpec:
+    """The storage every worker opens.
+
+    Args:
+        storage: A database URL (``sqlite:///F.db``, ``postgresql://...``), a journal file
+            (``F.journal`` or ``journal:F``), a parsed spec, or None for ``root/optuna.db``
+            with one worker and ``root/optuna.journal`` with several.
+        root: Directory of the default storage.
+        workers: Worker processes that will write to it.
+
+    Returns:
+        The parsed :class:`StorageSpec`.
 
     Raises:
-        ConfigError: SQLite with several workers (not safe under parallel writers).
+        ConfigError: SQLite with several workers (not safe under parallel writers), or a
+            string that is neither a URL nor a journal file.
     """
     if storage is None:
-        return (f"sqlite:///{root / 'optuna.db'}" if workers == 1
-                else f"journal:{root / 'optuna.journal'}")
-    if storage.endswith(".journal") and not storage.startswith("journal:"):
-        storage = f"journal:{storage}"
-    if storage.startswith("sqlite") and workers > 1:
-        raise ConfigError(f"storage {storage!r}: SQLite is not safe with {workers} workers; use "
+        return (StorageSpec("sqlite", f"sqlite:///{root / 'optuna.db'}") if workers == 1
+                else StorageSpec("journal", str(root / "optuna.journal")))
+    spec = storage if isinstance(storage, StorageSpec) else StorageSpec.parse(storage)
+    if spec.kind == "sqlite" and workers > 1:
+        raise ConfigError(f"storage {spec.url!r}: SQLite is not safe with {workers} workers; use "
                           "a journal file (PATH.journal) or postgresql://...")
-    return storage
+    return spec
 
 
-def open_storage(spec: str) -> optuna.storages.BaseStorage:
-    """Open the storage named by :func:`resolve_storage` (PostgreSQL: heartbeat + retry)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
+def open_storage(spec: StorageSpec | str) -> optuna.storages.BaseStorage:
+    """Open a storage named by :func:`resolve_storage` (PostgreSQL: heartbeat + retry).
 
-    if spec.startswith("journal:"):
-        path = spec.removeprefix("journal:")
+    Args:
+        spec: A :class:`StorageSpec`, or a string :meth:`StorageSpec.parse` accepts (such as
+            :attr:`TuneSummary.storage <alphaforge.tuning.TuneSummary>`).
+    """
+    spec = spec if isinstance(spec, StorageSpec) else StorageSpec.parse(spec)
+    if spec.kind == "journal":
         # appends take milliseconds: a lock older than a few seconds belongs to a killed worker
-        lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_LOCK_GRACE_S)
-        return JournalStorage(JournalFileBackend(path, lock_obj=lock))
-    if spec.startswith("postgresql"):
+        lock = JournalFileSymlinkLock(spec.location, grace_period=JOURNAL_LOCK_GRACE_S)
+        return JournalStorage(JournalFileBackend(spec.location, lock_obj=lock))
+    if spec.kind == "postgresql":
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # a trial whose worker stops beating for grace_period is failed and re-queued once
@@ -68,9 +124,10 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
             else:
                 retry = {"failed_trial_callback":
                          optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-            return optuna.storages.RDBStorage(spec, heartbeat_interval=10, grace_period=60,
+            return optuna.storages.RDBStorage(spec.location, heartbeat_interval=10,
+                                              grace_period=60,
                                               engine_kwargs={"pool_pre_ping": True}, **retry)
-    return optuna.storages.RDBStorage(spec)
+    return optuna.storages.RDBStorage(spec.location)
 
 
 def repair_journal(path: Path) -> int:
@@ -109,11 +166,12 @@ def _owner_alive(owner: str | None) -> bool:
 def sweep_stale(study: optuna.Study) -> int:
     """Mark RUNNING trials of dead local workers (or unowned and old) as FAIL.
 
+    Uses ``study.tell(..., state=FAIL, skip_if_finished=True)``: a trial that finished while
+    the sweep ran keeps its result.
+
     Returns:
         Number of trials failed.
     """
-    from optuna.trial import TrialState
-
     n = 0
     now = datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -122,22 +180,29 @@ def sweep_stale(study: optuna.Study) -> int:
         if (owner is None and age < STALE_UNOWNED_S) or _owner_alive(owner):
             continue
         try:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            n += 1
-        except RuntimeError:  # finished meanwhile
+            told = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:  # finished between read and write
             continue
+        n += told.state == TrialState.FAIL
     if n:
         logger.warning("study %s: marked %d trials of dead workers FAIL", study.study_name, n)
     return n
 
 
-def sweep(spec: str, study_names: Sequence[str]) -> int:
-    """Repair the journal tail and fail stale trials in every existing study of ``study_names``."""
-    import optuna
+def sweep(spec: StorageSpec | str, study_names: Sequence[str]) -> int:
+    """Repair the journal tail and fail stale trials in every existing study of ``study_names``.
 
-    if spec.startswith("journal:"):
-        repair_journal(Path(spec.removeprefix("journal:")))
-    if spec.startswith("postgresql"):
+    Args:
+        spec: The storage (a :class:`StorageSpec` or a string :meth:`StorageSpec.parse` accepts).
+        study_names: Studies to sweep; names without a study are skipped.
+
+    Returns:
+        Number of trials failed.
+    """
+    spec = spec if isinstance(spec, StorageSpec) else StorageSpec.parse(spec)
+    if spec.kind == "journal":
+        repair_journal(Path(spec.location))
+    if spec.kind == "postgresql":
         return 0  # heartbeats fail stale trials there; pids of other machines mean nothing
     storage = open_storage(spec)
     existing = {s.study_name for s in storage.get_all_studies()}

@@ -272,6 +272,36 @@ def cudnn_benchmark(device: torch.device, enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
+def rng_devices(device: torch.device | None) -> list[int]:
+    """CUDA device indices whose RNG state ``torch.random.fork_rng`` must save for ``device``.
+
+    Args:
+        device: Where the seeded work runs; ``None`` or a non-CUDA device: none.
+
+    Returns:
+        ``[index]`` of a CUDA device (the current one when it has no index), else ``[]``.
+    """
+    if device is None or device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with the global torch RNG seeded with ``seed``; restore it on exit.
+
+    Weight init and dropout draw from the global generators; forking them keeps the caller's
+    random state untouched, so the same seed gives the same weights whatever ran before.
+
+    Args:
+        seed: Seed for ``torch.manual_seed`` inside the block.
+        device: The CUDA device whose generator is restored too; ``None``: CPU only.
+    """
+    with torch.random.fork_rng(devices=rng_devices(device)):
+        torch.manual_seed(seed)
+        yield
+
+
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Snapshot every global RNG a training step may draw from, for exact resume.
 

@@ -69,7 +69,7 @@ class FoundationParams:
 
     weights: str | None = None  # local weights directory or HF cache folder; None: random init
     arch: str = "tiny"  # architecture of the random init (weights=None only); tests use "tiny"
-    horizon: int = 0  # H bars ahead; 0: the label's attrs["horizon"] (1 if absent)
+    horizon: int = 0  # H bars ahead; 0: the horizon of the LabelSpec passed to fit
     target: Literal["auto", "return", "log_return", "volatility"] = "auto"  # auto: from y.attrs
     num_samples: int = 100  # S sampled futures per row
     aggregation: str = "median"  # see alphaforge.models.foundation.aggregate.AGGREGATIONS
@@ -454,7 +454,7 @@ class FoundationAdapter(BaseForecaster):
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
         self._check_columns(c)
-        self.horizon_ = int(c.horizon or y.attrs.get("horizon", 1))
+        self.horizon_ = int(c.horizon or self.label_.horizon)
         self.target_ = self._resolve_target(c, y)
         self._ensure_module()
         self.history_ = None
@@ -464,10 +464,10 @@ class FoundationAdapter(BaseForecaster):
 
     def _check_columns(self, c: Any) -> None:
         needed = self._context_columns(c)
-        missing = [col for col in needed if col not in self.feature_names_]
+        missing = [col for col in needed if col not in self.feature_names_in_]
         if missing:
             raise DataError(f"{type(self).__name__}: context column(s) {missing} not in X; "
-                            f"columns: {self.feature_names_[:20]} (set return_column / "
+                            f"columns: {self.feature_names_in_[:20]} (set return_column / "
                             f"price_column to one of them)")
 
     def _context_columns(self, c: Any) -> list[str]:
@@ -480,11 +480,10 @@ class FoundationAdapter(BaseForecaster):
     def _resolve_target(self, c: Any, y: pd.Series) -> str:
         target = c.target
         if target == "auto":
-            kind = str(y.attrs.get("kind", ""))
-            if y.attrs.get("label_kind") == "volatility" or "vol" in kind:
+            if self.label_.label_kind == "volatility":
                 target = "volatility"
             else:
-                target = "log_return" if "log" in kind else "return"
+                target = "log_return" if self.label_.kind == "forward_log_return" else "return"
         kinds = self.capabilities.label_kinds
         if ("volatility" if target == "volatility" else "return") not in kinds:
             raise ConfigError(f"{type(self).__name__} cannot forecast a {target!r} label; "
@@ -547,11 +546,7 @@ class FoundationAdapter(BaseForecaster):
         Returns:
             ``(len(X), S)`` float64: the label (``target_``) of each sampled future.
         """
-        from alphaforge.models.base import _check_panel
-
-        self._check_is_fitted()
-        _check_panel(X, "X")
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         c = self.config_
         cols = self._context_columns(c)
         frame, n_rows = self._with_history(X[cols])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alphaforge.gpt_cli import app
+from alphaforge.cli.gpt import app
 from alphaforge.models.tokenizer import read_tokens
 
 runner = CliRunner()

@@ -2,7 +2,7 @@
 
 Each command parses its options and calls :mod:`alphaforge.models.tokenizer` /
 :mod:`alphaforge.models.gpt`; an :class:`~alphaforge.errors.AlphaforgeError` prints one red line
-and exits with status 2 (the main CLI's ``_guard``).
+and exits with status 2 (:func:`alphaforge.cli.ui.guard`).
 
 Files: ``tokenize`` writes ``tokens.parquet`` (``timestamp, symbol, token``; split and tokenizer
 location in the Parquet metadata) and the fitted tokenizer next to it (``tokens.tokenizer/``);
@@ -12,30 +12,52 @@ location in the Parquet metadata) and the fitted tokenizer next to it (``tokens.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any, Optional
 
+import numpy as np
+import pandas as pd
+import torch
 import typer
+from matplotlib.figure import Figure
+from rich.table import Table
 
+from alphaforge.cli import ui
+from alphaforge.data import load_panel
 from alphaforge.errors import ConfigError
+from alphaforge.models.gpt import (
+    GPT,
+    GPTConfig,
+    evaluate_tokens,
+    load_gpt,
+    prefix_tokens,
+    save_gpt,
+    train_gpt,
+)
+from alphaforge.models.tokenizer import (
+    TOKENIZERS,
+    TokenizerConfig,
+    TokenStreams,
+    analyze_tokens,
+    bigram_baseline,
+    load_tokenizer,
+    read_tokens,
+    tokenize_panel,
+    unigram_baseline,
+    write_tokens,
+)
+from alphaforge.models.training import TrainConfig
+from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Tokenized market GPT: tokenize returns, train, generate, evaluate, "
                        "analyze.")
 
 
-def _ui() -> ModuleType:
-    from alphaforge import cli  # lazy: cli mounts this app, so it is complete at call time
-
-    return cli
-
-
 def _load_tokens(path: Path, tokenizer: Path | None) -> tuple[Any, dict[str, Any], Any]:
     """``(TokenStreams, meta, tokenizer or None)`` of a token file; tokenizer from meta."""
-    from alphaforge.models.tokenizer import TokenStreams, load_tokenizer, read_tokens
-
     frame, meta = read_tokens(path)
     if tokenizer is None and meta.get("tokenizer"):
         tokenizer = path.parent / meta["tokenizer"]
@@ -45,8 +67,6 @@ def _load_tokens(path: Path, tokenizer: Path | None) -> tuple[Any, dict[str, Any
 
 def _split(streams: Any, meta: dict[str, Any], valid_from: str | None) -> tuple[Any, Any]:
     """Train / valid token streams: training up to ``valid_from`` or the tokenizer's split."""
-    import pandas as pd
-
     end = valid_from or meta.get("train_end")
     if end is None:  # no recorded split: last 20% of the timestamps are validation
         stamps = streams.timestamps.unique().sort_values()
@@ -84,24 +104,15 @@ def tokenize_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps (VQ-VAE training)")] = "cpu",
 ) -> None:
     """Fit a return tokenizer on the early part of a panel and tokenize all of it."""
-    from alphaforge.data import load_panel
-    from alphaforge.models.tokenizer import (
-        TOKENIZERS,
-        TokenizerConfig,
-        tokenize_panel,
-        write_tokens,
-    )
-
-    ui = _ui()
     names = tuple(f.strip() for f in fields.split(",") if f.strip())
     tok_dir = tokenizer_dir or out_file.with_suffix(".tokenizer")
-    with ui._guard():
+    with ui.guard():
         if method not in TOKENIZERS:
             raise ConfigError(f"--method: expected one of {sorted(TOKENIZERS)}, got {method!r}")
         config = TokenizerConfig(codebook_size=codebook, patch=patch, max_epochs=epochs,
                                  device=device)
         tokenizer = TOKENIZERS[method](config, random_state=seed)
-        with ui._spinner("tokenizing"):
+        with ui.spinner("tokenizing"):
             tokens, meta = tokenize_panel(load_panel(data, min_bars=patch + 1), tokenizer,
                                           fields=names, train_frac=train_frac)
             tokenizer.save(tok_dir)
@@ -146,13 +157,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Train the GPT on a token file (time split: training, then validation for early stopping)."""
-    import torch
-
-    from alphaforge.models.gpt import GPT, GPTConfig, evaluate_tokens, save_gpt, train_gpt
-    from alphaforge.models.training import TrainConfig
-
-    ui = _ui()
-    with ui._guard():
+    with ui.guard():
         streams, meta, tok = _load_tokens(tokens, tokenizer)
         train, valid = _split(streams, meta, valid_from)
         vocab = _vocab(meta, tok, streams)
@@ -169,7 +174,7 @@ def train_cmd(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # weight init; the caller's RNG is restored on exit
             model = GPT(config)
-        with ui._spinner(f"training {model.num_params():,} parameters"):
+        with ui.spinner(f"training {model.num_params():,} parameters"):
             history = train_gpt(model, train, valid, train_config, symbols=symbols,
                                 stride=stride, seed=seed)
             scores = evaluate_tokens(model.eval(), valid, symbols=symbols)
@@ -196,13 +201,7 @@ def generate_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "cpu",
 ) -> None:
     """Sample continuations of a token prompt; print tokens and their decoded cumulative return."""
-    import numpy as np
-    import torch
-
-    from alphaforge.models.gpt import load_gpt, prefix_tokens
-
-    ui = _ui()
-    with ui._guard():
+    with ui.guard():
         model, tok, meta = load_gpt(model_dir, device=device)
         V = model.config.vocab_size
         try:
@@ -237,13 +236,7 @@ def evaluate_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "cpu",
 ) -> None:
     """Next-token cross-entropy, perplexity, top-1/top-5 accuracy vs unigram and bigram."""
-    from rich.table import Table
-
-    from alphaforge.models.gpt import evaluate_tokens, load_gpt
-    from alphaforge.models.tokenizer import bigram_baseline, unigram_baseline
-
-    ui = _ui()
-    with ui._guard():
+    with ui.guard():
         model, _, meta = load_gpt(model_dir, device=device)
         streams, tok_meta, _ = _load_tokens(tokens, None)
         split_meta = {"train_end": meta.get("train_end") or tok_meta.get("train_end")}
@@ -276,11 +269,7 @@ def analyze_cmd(
         help="tokenizer directory (default: the token file's)")] = None,
 ) -> None:
     """Token frequencies, transitions, entropy, frequent 2/3-grams and outliers, with plots."""
-    from alphaforge.models.tokenizer import analyze_tokens
-    from alphaforge.utils.io import atomic_write_text
-
-    ui = _ui()
-    with ui._guard():
+    with ui.guard():
         streams, meta, tok = _load_tokens(tokens, tokenizer)
         vocab = _vocab(meta, tok, streams)
         tables = analyze_tokens(streams, vocab, tok, top=top)
@@ -299,23 +288,19 @@ def analyze_cmd(
 
 def _plot_tables(tables: dict[str, Any], out_dir: Path) -> list[Path]:
     """Frequency bars (sorted and coloured by decoded return when known), transition heatmap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     freq, trans = tables["frequencies"], tables["transitions"]
     has_ret = "decoded_return" in freq
     order = freq.sort_values("decoded_return") if has_ret else freq
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax = fig.subplots()
     ax.bar(np.arange(len(order)), order["share"], width=1.0,
            color=np.where(order["decoded_return"] < 0, "tab:red", "tab:green") if has_ret
            else "tab:blue")
     ax.set(xlabel="token (sorted by decoded return)" if has_ret else "token", ylabel="share",
            title="token frequencies")
     written = [_save_fig(fig, out_dir / "frequencies.png")]
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     im = ax.imshow(trans.to_numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
     ax.set(xlabel="next token", ylabel="token", title="transition probabilities")
     fig.colorbar(im, ax=ax)
@@ -323,17 +308,10 @@ def _plot_tables(tables: dict[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def _save_fig(fig: Any, path: Path) -> Path:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    from alphaforge.utils.io import atomic_write_bytes
-
+def _save_fig(fig: Figure, path: Path) -> Path:
+    """Write a matplotlib figure as PNG atomically."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path

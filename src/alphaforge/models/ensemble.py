@@ -30,9 +30,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.optimize import minimize, nnls
 
 from alphaforge.errors import ConfigError, DataError
+from alphaforge.labels import LabelSpec
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, predict_rows, require
+from alphaforge.registry import MODELS, get_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +60,6 @@ class Member:
 
     def build(self, seed: int) -> BaseForecaster:
         """An unfitted forecaster for this member."""
-        from alphaforge.registry import get_model
-
         return get_model(self.name).from_params(dict(self.params), random_state=seed)
 
     def view(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +78,6 @@ def parse_member(spec: Any) -> Member:
     Raises:
         ConfigError: Unknown model name, unknown keys or bad types.
     """
-    from alphaforge.registry import MODELS
-
     if isinstance(spec, Member):
         return spec
     if isinstance(spec, str):
@@ -138,7 +137,7 @@ def _inner_blocks(stamps: npt.NDArray[Any], n_folds: int, purge: int, stop_frac:
 
 def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, *,
                          n_folds: int = 3, purge: int = 1, stop_frac: float = 0.2,
-                         seed: int = 0) -> pd.DataFrame:
+                         seed: int = 0, label: LabelSpec | None = None) -> pd.DataFrame:
     """Out-of-fold predictions of every member on bars it never trained or early-stopped on.
 
     The labelled timestamps of ``X`` are cut into ``n_folds + 1`` blocks; block ``b >= 1`` is
@@ -153,6 +152,7 @@ def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, 
         purge: Timestamps dropped between fitted, stopping and predicted ranges (>= horizon).
         stop_frac: Share of each inner training range used for early stopping.
         seed: Member ``i`` is seeded with ``seed + i``.
+        label: What ``y`` is, passed on to every member's ``fit``.
 
     Returns:
         Frame on the predicted labelled rows (index like ``X``), one column per member key, plus
@@ -179,10 +179,10 @@ def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, 
             if model.capabilities.supports_valid:
                 fit = np.asarray(ts < fit_end)
                 stop = np.asarray((ts >= _after(stamps, fit_end, purge)) & (ts < stop_end))
-                model.fit(Xm[fit], y[fit], valid=(Xm[stop], y[stop]))
+                model.fit(Xm[fit], y[fit], valid=(Xm[stop], y[stop]), label=label)
             else:
                 fit = np.asarray(ts < stop_end)
-                model.fit(Xm[fit], y[fit])
+                model.fit(Xm[fit], y[fit], label=label)
             out[m.key] = predict_rows(model, Xm, rows).to_numpy(np.float64)
         out["fold"] = k
         out["y"] = y.reindex(rows).to_numpy(np.float64)
@@ -218,8 +218,6 @@ def fit_fusion(P: npt.ArrayLike, y: npt.ArrayLike, method: FusionMethod = "ridge
         DataError: Non-finite inputs or fewer rows than columns.
         ConfigError: Unknown method, ``sum_to_one`` without ``nnls``.
     """
-    from scipy.optimize import minimize, nnls
-
     P = np.asarray(P, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if P.ndim != 2 or y.shape != (P.shape[0],):
@@ -264,13 +262,27 @@ class _Ensemble(BaseForecaster):
     capabilities: ClassVar[Capabilities] = ENSEMBLE_CAPS
     _keep_unlabelled_rows = True  # context rows for sequence members
 
+    @classmethod
+    def _member_specs(cls, config: Any) -> list[Any]:
+        return list(config.members)
+
+    @classmethod
+    def member_keys(cls, params: Mapping[str, Any]) -> list[str]:
+        """Display names of the members configured by ``params`` (defaults filled in)."""
+        return [parse_member(s).key for s in cls._member_specs(cls._make_config(params))]
+
+    def _oof(self, members: Sequence[Member], X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+        c = self.config_
+        return walk_forward_predict(members, X, y, n_folds=c.inner_folds, purge=c.purge,
+                                    stop_frac=c.stop_frac, seed=self.seed_, label=self.label_)
+
     def _fit_member(self, m: Member, seed: int, X: pd.DataFrame, y: pd.Series,
                     valid: Valid | None) -> BaseForecaster:
         model = m.build(seed)
         Xm = m.view(X)
         if valid is not None and model.capabilities.supports_valid:
-            return model.fit(Xm, y, valid=(m.view(valid[0]), valid[1]))
-        return model.fit(Xm, y)
+            return model.fit(Xm, y, valid=(m.view(valid[0]), valid[1]), label=self.label_)
+        return model.fit(Xm, y, label=self.label_)
 
     @staticmethod
     def _save_member(model: BaseForecaster, path: Path) -> None:
@@ -318,8 +330,7 @@ class ResidualForecaster(_Ensemble):
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
         base, resid = _members([c.base, c.residual], "residual")
-        oof = walk_forward_predict([base], X, y, n_folds=c.inner_folds, purge=c.purge,
-                                   stop_frac=c.stop_frac, seed=self.seed_)
+        oof = self._oof([base], X, y)
         self.oof_ = oof.rename(columns={base.key: "base"})
         target = pd.Series(np.nan, index=X.index, name=y.name)
         target.loc[oof.index] = oof["y"].to_numpy() - oof[base.key].to_numpy()
@@ -333,8 +344,7 @@ class ResidualForecaster(_Ensemble):
 
     def components(self, X: pd.DataFrame) -> pd.DataFrame:
         """Columns ``base``, ``residual`` and ``final`` (= their sum) on ``X.index``."""
-        self._check_is_fitted()
-        X = self._align_columns(X, "X")
+        X = self._checked_X(X)
         base, resid = _members([self.config_.base, self.config_.residual], "residual")
         b = self.base_.predict(base.view(X)).to_numpy(np.float64)
         r = self.residual_.predict(resid.view(X)).to_numpy(np.float64)
@@ -342,6 +352,32 @@ class ResidualForecaster(_Ensemble):
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         return self.components(X)["final"].to_numpy()
+
+    @classmethod
+    def _member_specs(cls, config: Any) -> list[Any]:
+        return [config.base, config.residual]
+
+    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+                    ) -> dict[str, Any]:
+        """``{"ensemble_components": frame}``: base, residual and final per row.
+
+        The frame has columns ``split, timestamp, symbol, y_true, base, residual, final``;
+        ``split`` ``"train"`` holds the base's out-of-fold rows as the residual model saw them,
+        then the ``rows`` of each other split (each predicted from rows up to its last bar).
+        """
+        parts = []
+        for part, idx in {"train": self.oof_.index, **rows}.items():
+            end = idx.get_level_values("timestamp").max()
+            comp = self.components(X[X.index.get_level_values("timestamp") <= end]).reindex(idx)
+            if part == "train":  # the base's out-of-fold prediction, as the residual model saw it
+                comp["base"] = self.oof_["base"].reindex(idx).to_numpy()
+                comp["final"] = comp["base"] + comp["residual"]
+            parts.append(pd.DataFrame({
+                "split": part, "timestamp": idx.get_level_values("timestamp"),
+                "symbol": idx.get_level_values("symbol").astype(str),
+                "y_true": y.reindex(idx).to_numpy(np.float64),
+                **{c: comp[c].to_numpy(np.float64) for c in ("base", "residual", "final")}}))
+        return {"ensemble_components": pd.concat(parts, ignore_index=True)}
 
     def _save_state(self, path: Path) -> dict[str, Any]:
         self._save_member(self.base_, path / "base")
@@ -397,8 +433,7 @@ class FusionForecaster(_Ensemble):
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
         members = _members(c.members, "fusion")
-        oof = walk_forward_predict(members, X, y, n_folds=c.inner_folds, purge=c.purge,
-                                   stop_frac=c.stop_frac, seed=self.seed_)
+        oof = self._oof(members, X, y)
         keys = [m.key for m in members]
         ok = np.isfinite(oof[keys].to_numpy()).all(axis=1)
         w, b = fit_fusion(oof.loc[ok, keys].to_numpy(), oof.loc[ok, "y"].to_numpy(), c.method,
@@ -410,6 +445,12 @@ class FusionForecaster(_Ensemble):
                          for i, m in enumerate(members)]
         logger.info("fusion (%s): weights %s, intercept %.3g", c.method,
                     dict(self.weights_.round(4)), b)
+
+    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+                    ) -> dict[str, Any]:
+        """``{"fusion_weights": {"weights": {member: w}, "intercept": b}}``."""
+        return {"fusion_weights": {"weights": self.weights_.to_dict(),
+                                   "intercept": self.intercept_}}
 
     def member_predictions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each fitted member's predictions on ``X.index``, one column per member key."""
