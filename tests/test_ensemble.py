@@ -35,10 +35,10 @@ def test_walk_forward_predict_never_predicts_bars_seen_in_fit(monkeypatch):
     fits = []
     real_fit = LightGBMForecaster.fit
 
-    def spy(self, X_, y_, *, valid=None):
+    def spy(self, X_, y_, *, valid=None, label=None):
         fits.append((X_.index.get_level_values("timestamp"),
                      valid[0].index.get_level_values("timestamp")))
-        return real_fit(self, X_, y_, valid=valid)
+        return real_fit(self, X_, y_, valid=valid, label=label)
 
     monkeypatch.setattr(LightGBMForecaster, "fit", spy)
     oof = walk_forward_predict([{"name": "lightgbm", "params": TINY_LGB}], X, y, n_folds=3,

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from alphaforge.errors import ConfigError
-from alphaforge.labels import LABELS, make_label
+from alphaforge.labels import LABELS, LabelSpec, make_label
 
 
 def _panel(seed=0):
@@ -44,7 +44,7 @@ def _naive(panel, kind, h):
 def test_label_matches_naive_loop(kind, h):
     panel = _panel()
     y = make_label(panel, kind, h)
-    assert y.index.equals(panel.index) and y.attrs["horizon"] == h
+    assert y.index.equals(panel.index) and y.name == kind
     np.testing.assert_allclose(y.to_numpy(), _naive(panel, kind, h).to_numpy(), rtol=1e-9)
     # the last h bars of every symbol are unknown, never filled
     assert y.groupby(level="symbol").tail(h).isna().all()
@@ -55,3 +55,12 @@ def test_unknown_label_and_bad_horizon():
         make_label(_panel(), "sharpe", 1)
     with pytest.raises(ConfigError, match="horizon"):
         make_label(_panel(), "forward_return", 0)
+
+
+def test_label_spec_names_what_a_model_is_fitted_on():
+    assert LabelSpec().label_kind == "return" and LabelSpec().horizon == 1
+    assert LabelSpec("realized_vol", 5).label_kind == "volatility"
+    with pytest.raises(ConfigError, match="unknown label 'fwd'.*forward_return"):
+        LabelSpec("fwd")
+    with pytest.raises(ConfigError, match="horizon"):
+        LabelSpec("forward_return", 0)

@@ -57,7 +57,8 @@ def _tune(root: Path, **kw: object) -> TuneSummary:
 
 
 def _journal_study(root: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(f"journal:{root}/optuna.journal"))
+    return optuna.load_study(study_name=name,
+                             storage=open_storage(f"journal:{root}/optuna.journal"))
 
 
 # ----------------------------------------------------------------------------- gate

@@ -15,7 +15,6 @@ battery for features and labels (:func:`leakage_panel`, :func:`perturb_after`,
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError, LeakageError, NotFittedError
+from alphaforge.labels import LabelSpec
 from alphaforge.models.base import BaseForecaster
+from alphaforge.registry import get_model, name_of
 
 __all__ = [
     "FORECASTER_CHECKS",
@@ -154,11 +155,12 @@ class _Case:
     train: np.ndarray  # boolean row masks
     valid: np.ndarray
     cut: Any  # scramble after this timestamp; after train and valid
+    label: LabelSpec | None = None  # what y is, passed to fit
 
     def fit(self, model: BaseForecaster | None = None) -> BaseForecaster:
         model = model if model is not None else self.factory()
         t, v = self.train, self.valid
-        return model.fit(self.X[t], self.y[t], valid=(self.X[v], self.y[v]))
+        return model.fit(self.X[t], self.y[t], valid=(self.X[v], self.y[v]), label=self.label)
 
     def fail(self, check: str, message: str) -> None:
         raise AssertionError(f"check_forecaster[{self.name}] {check}: {message}")
@@ -194,9 +196,11 @@ def _check_fit_contract(case: _Case) -> None:
     t, v = case.train, case.valid
     inputs = [case.X[t], case.y[t], case.X[v], case.y[v], case.X]  # the very objects passed
     copies = [frame.copy(deep=True) for frame in inputs]
-    fitted = model.fit(inputs[0], inputs[1], valid=(inputs[2], inputs[3]))
+    fitted = model.fit(inputs[0], inputs[1], valid=(inputs[2], inputs[3]), label=case.label)
     if fitted is not model:
         case.fail("fit_returns_self", f"fit returned {type(fitted).__name__}, not self")
+    if list(model.feature_names_in_) != [str(c) for c in case.X.columns]:
+        case.fail("feature_names_in", f"feature_names_in_ is {model.feature_names_in_!r:.80}")
     after = vars(model)
     for key, value in before.items():
         if after.get(key) is not value:
@@ -271,6 +275,18 @@ def _check_future_perturbation(case: _Case) -> None:
               f"rows at or before {case.cut} changed when rows after it were dropped")
 
 
+def _check_params_and_clone(case: _Case) -> None:
+    model = case.factory()
+    params = model.get_params()
+    again = type(model).from_params(params, random_state=model.random_state)
+    if again.get_params() != params:
+        case.fail("get_params", "from_params(get_params()) does not give the same params")
+    twin = model.clone()
+    if type(twin) is not type(model) or twin.get_params() != params or twin is model:
+        case.fail("clone", "clone() did not give a new model of the same class and params")
+    _expect_not_fitted(case, "predict of a clone", lambda: twin.predict(case.X))
+
+
 def _check_unknown_param(case: _Case) -> None:
     cls = type(case.factory())
     try:
@@ -288,6 +304,7 @@ FORECASTER_CHECKS: tuple[Callable[[_Case], None], ...] = (
     _check_deterministic,
     _check_save_load,
     _check_future_perturbation,
+    _check_params_and_clone,
     _check_unknown_param,
 )
 """The checks :func:`check_forecaster` runs, in order."""
@@ -305,7 +322,8 @@ def check_forecaster(
     seed, give identical predictions (CPU); save -> load -> predict is identical and writes no
     pickle; **future perturbation**: with training on the first 60% of timestamps (next 20% as
     ``valid``), predictions at or before a cut at 85% do not change when every row after the cut
-    is scrambled or dropped; ``from_params`` rejects unknown keys.
+    is scrambled or dropped; ``get_params``/``clone`` round-trip the config and a clone is
+    unfitted; ``from_params`` rejects unknown keys.
 
     Args:
         model: A registry name, a ``BaseForecaster`` subclass (both built with
@@ -332,13 +350,14 @@ def check_forecaster(
     q60, q80, q85 = (unique[int(q * (len(unique) - 1))] for q in (0.6, 0.8, 0.85))
     case = _Case(name, factory, X, y, train=np.asarray(stamps <= q60),
                  valid=np.asarray((stamps > q60) & (stamps <= q80)), cut=q85)
+    kinds = factory().capabilities.label_kinds
+    if "return" not in kinds and "volatility" in kinds:
+        case.label = LabelSpec("realized_vol", 1)
     for check in FORECASTER_CHECKS:
         check(case)
 
 
 def _factory(model: ModelSpec) -> tuple[str, Callable[[], BaseForecaster]]:
-    from alphaforge.registry import get_model
-
     if isinstance(model, str):
         cls = get_model(model)
         return model, lambda: cls.from_params(cls.test_params(), random_state=0)
@@ -346,16 +365,13 @@ def _factory(model: ModelSpec) -> tuple[str, Callable[[], BaseForecaster]]:
         return model.__name__, lambda: model.from_params(model.test_params(), random_state=0)
     if isinstance(model, BaseForecaster):
         proto = model
-        return type(proto).__name__, lambda: type(proto)(copy.deepcopy(proto.config),
-                                                         random_state=proto.random_state)
+        return type(proto).__name__, proto.clone
     if callable(model):
         return getattr(model, "__name__", "factory"), model
     raise TypeError(f"expected a registry name, class, instance or factory, got {model!r}")
 
 
 def _registered(model: BaseForecaster) -> bool:
-    from alphaforge.registry import name_of
-
     return name_of(type(model)) is not None
 
 

@@ -67,7 +67,8 @@ class Family:
         name: Family name every spec gets (``FeatureSpec.family``).
 
     Attributes:
-        features: The features added so far.
+        name: The family name.
+        features: The features added so far, in the order added.
     """
 
     def __init__(self, name: str) -> None:

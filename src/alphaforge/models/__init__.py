@@ -11,16 +11,15 @@ import importlib
 from typing import Any
 
 from alphaforge.models.base import BaseForecaster, Capabilities, EmptyConfig
+from alphaforge.registry import MODELS
 
 __all__ = ["BaseForecaster", "Capabilities", "EmptyConfig"]
 
 
 def __getattr__(name: str) -> Any:
-    from alphaforge.registry import MODELS
-
     for entry in MODELS.values():
         module, _, attr = entry.target.partition(":")
-        if attr == name and module.startswith("alphaforge."):  # ensembles live in alphaforge
+        if attr == name:
             value = getattr(importlib.import_module(module), attr)
             globals()[name] = value
             return value

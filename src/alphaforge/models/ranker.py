@@ -48,8 +48,14 @@ from torch import nn
 
 from alphaforge.errors import DataError
 from alphaforge.models.base import Capabilities, Valid, require
-from alphaforge.models.torch_base import SequenceParams, TorchForecaster
-from alphaforge.models.transformer import MLP, init_linear, sinusoidal
+from alphaforge.models.params import Part, compose_params
+from alphaforge.models.torch_base import (
+    SEQUENCE_CAPS,
+    SequenceFields,
+    TorchForecaster,
+    check_window,
+)
+from alphaforge.models.transformer import MLP, check_attention, init_linear, sinusoidal
 from alphaforge.models.windows import CrossSectionSource, SequenceLayout
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "RankerLossFields",
     "RankerNet",
     "RankerNetConfig",
     "RankerParams",
@@ -232,22 +239,34 @@ def masked_rank_ic(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
 # ============================================================================ network
 @dataclass(frozen=True)
 class RankerNetConfig:
+    """Size, heads and gate of a :class:`RankerNet`; the ranker's params are composed from it
+    (``n_features`` and ``n_gated`` are set in ``fit``)."""
+
     n_features: int  # C: channels per bar
     n_gated: int  # F: leading channels that pass through the gate; channel F is "observed"
     d_model: int = 192  # D
-    n_heads: int = 6
+    n_heads: int = 6  # head dim 32
     n_layers: int = 3
     dropout: float = 0.1
     ff_mult: int = 4
-    drop_path: float = 0.0  # stochastic depth rate of the last block (linear from 0)
+    drop_path: float = 0.0  # stochastic depth rate of the last block (linear from 0), <= 0.1
     time2vec: int = 4  # k
     positional: bool = False  # add a sinusoidal positional encoding
     pooling: Literal["last", "attention"] = "last"
     n_lags: int = 4  # L
     horizons: int = 20  # H
-    max_len: int = 512
+    max_len: int = 512  # must cover lookback
     gate_init: float = 2.0  # initial gate logit: sigmoid(2) = 0.88, features start open
     gate_speed: float = 10.0  # logits = gate_speed * theta: the gate learns that much faster
+
+    def __post_init__(self) -> None:
+        check_attention(self)
+        require(0 <= self.drop_path <= 0.1, self, "drop_path", "in [0, 0.1]")
+        require(self.time2vec >= 1, self, "time2vec", "an int >= 1")
+        require(self.n_lags >= 1, self, "n_lags", "an int >= 1")
+        require(self.horizons >= 1, self, "horizons", "an int >= 1")
+        require(self.max_len >= 1, self, "max_len", "an int >= 1")
+        require(self.gate_speed > 0, self, "gate_speed", "> 0")
 
 
 class Time2Vec(nn.Module):
@@ -266,7 +285,6 @@ class Time2Vec(nn.Module):
 class MaskedAttention(nn.Module):
     def __init__(self, c: RankerNetConfig) -> None:
         super().__init__()
-        assert c.d_model % c.n_heads == 0, (c.d_model, c.n_heads)
         self.n_heads, self.dropout = c.n_heads, c.dropout
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
@@ -343,7 +361,8 @@ class RankerNet(nn.Module):
         """``(B, T, C) -> (B, T, D)`` states and the ``(B, T)`` real-bar mask (or None)."""
         c = self.config
         B, T, _ = x.shape
-        assert T <= c.max_len, (T, c.max_len)
+        if T > c.max_len:
+            raise DataError(f"window of {T} bars is longer than max_len={c.max_len}")
         real = x[..., c.n_gated] > 0.5 if c.n_features > c.n_gated else None  # observed flag
         gated = torch.cat([x[..., :c.n_gated] * self.gate, x[..., c.n_gated:]], dim=-1)
         h = self.inp_drop(self.inp(gated))  # (B, T, D)
@@ -372,58 +391,33 @@ class RankerNet(nn.Module):
 
 # ============================================================================ forecaster
 @dataclass(frozen=True)
-class RankerParams(SequenceParams):
-    """Training fields plus the ranker's network, heads, loss and gate.
+class RankerLossFields:
+    """Loss, gate penalty and early-stopping fields of the ranker (not the network's)."""
 
-    ``batch_size`` counts dates (cross-sections), each with all its assets; ``loss`` picks the
-    pointwise part on z-scores (``"huber"`` with ``huber_delta``, or ``"mse"``).
-    """
-
-    lookback: int = 64
-    batch_size: int = 8  # dates per optimizer step
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    loss: Literal["mse", "huber"] = "huber"
-    d_model: int = 192
-    n_heads: int = 6  # head dim 32
-    n_layers: int = 3
-    dropout: float = 0.1
-    ff_mult: int = 4
-    drop_path: float = 0.0  # stochastic depth of the last block, <= 0.1
-    time2vec: int = 4
-    positional: bool = False
-    pooling: Literal["last", "attention"] = "last"
-    n_lags: int = 4
-    horizons: int = 20
-    max_len: int = 512  # must cover lookback
     alpha: float = 0.3  # pointwise loss weight
     beta: float = 1.0  # pairwise rank loss weight
     huber_delta: float = 0.2
     gate_l1: float = 1e-3  # final L1 weight on the gate values
     gate_warmup_steps: int = 500  # optimizer steps over which the L1 weight ramps up from 0
-    gate_init: float = 2.0  # initial gate logit
-    gate_speed: float = 10.0  # gate learning-rate multiplier (logits = gate_speed * theta)
     early_stop_metric: Literal["loss", "ic"] = "loss"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.n_heads >= 1 and self.d_model % self.n_heads == 0, self, "d_model",
-                f"a multiple of n_heads={self.n_heads}")
-        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
-        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
-        require(0 <= self.drop_path <= 0.1, self, "drop_path", "in [0, 0.1]")
-        require(self.ff_mult >= 1, self, "ff_mult", "an int >= 1")
-        require(self.time2vec >= 1, self, "time2vec", "an int >= 1")
-        require(self.n_lags >= 1, self, "n_lags", "an int >= 1")
-        require(self.horizons >= 1, self, "horizons", "an int >= 1")
-        require(self.max_len >= self.lookback, self, "max_len", f">= lookback={self.lookback}")
         require(self.alpha >= 0 and (self.alpha > 0 or self.beta > 0), self, "alpha",
                 ">= 0, with alpha + beta > 0")
         require(self.beta >= 0, self, "beta", ">= 0")
         require(self.huber_delta > 0, self, "huber_delta", "> 0")
         require(self.gate_l1 >= 0, self, "gate_l1", ">= 0")
         require(self.gate_warmup_steps >= 0, self, "gate_warmup_steps", "an int >= 0")
-        require(self.gate_speed > 0, self, "gate_speed", "> 0")
+
+
+RankerParams = compose_params(
+    "RankerParams", module=__name__,
+    net=Part(RankerNetConfig, "net", exclude=("n_features", "n_gated")),
+    extra=(SequenceFields, RankerLossFields), check=check_window,
+    defaults={"batch_size": 8, "lr": 1e-4, "weight_decay": 1e-4, "loss": "huber"},
+    doc="Params of the ranker: window, network, heads, loss, gate and training. "
+        "``batch_size`` counts dates (cross-sections), each with all its assets; ``loss`` "
+        "picks the pointwise part on z-scores (``huber`` with ``huber_delta``, or ``mse``).")
 
 
 _TINY = {"lookback": 8, "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_mult": 2,
@@ -447,10 +441,9 @@ class RankingTransformerForecaster(TorchForecaster):
     """
 
     Config = RankerParams
-    Net, NetConfig = RankerNet, RankerNetConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        multi_output=True, label_kinds=("return",), checkpointable=True)
+    Net = RankerNet
+    capabilities: ClassVar[Capabilities] = dataclasses.replace(
+        SEQUENCE_CAPS, multi_output=True, label_kinds=("return",))
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -516,9 +509,7 @@ class RankingTransformerForecaster(TorchForecaster):
                                   y=targets[useful])  # (n', L, H)
 
     def _net_config(self, n_channels: int) -> RankerNetConfig:
-        fields = {f.name for f in dataclasses.fields(RankerNetConfig)}
-        shared = {k: v for k, v in dataclasses.asdict(self.config_).items() if k in fields}
-        return RankerNetConfig(n_features=n_channels, n_gated=self.n_features_in_, **shared)
+        return self.config_.net_config(n_features=n_channels, n_gated=self.n_features_in_)
 
     def _loss_fn(self) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
         c = self.config_

@@ -28,11 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.models.base import Capabilities, require
+from alphaforge.models.params import Part, compose_params
 from alphaforge.models.torch_base import (
+    MULTITASK_CAPS,
     MultiTaskFields,
-    SequenceParams,
+    SequenceFields,
     TorchForecaster,
     positive,
+    suggest_multitask,
     suggest_training,
 )
 
@@ -57,16 +60,26 @@ __all__ = [
 # ============================================================================ network
 @dataclass(frozen=True)
 class RNNConfig:
+    """Size and variant of an :class:`RNNNet`; the recurrent forecasters' params are composed
+    from it (``cell``, ``variant``, ``n_outputs``, ``multitask`` are fixed by the class)."""
+
     n_features: int  # F: input channels per bar
-    hidden: int = 64  # H
+    hidden: int = 64  # H: units per recurrent layer
     n_layers: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.1  # between layers and before the head
     cell: Literal["lstm", "gru"] = "lstm"
     variant: Literal["plain", "residual", "attention", "cnn"] = "plain"
-    conv_channels: int = 32  # C, cnn variant only
-    conv_kernel: int = 3  # bars per conv filter, cnn variant only
+    conv_channels: int = 32  # C: causal conv filters, cnn variant only
+    conv_kernel: int = 3  # bars each filter reads (the bar and k-1 before it), cnn variant only
     n_outputs: int = 1  # K (2 when multitask)
     multitask: bool = False  # outputs (return, volatility > 0)
+
+    def __post_init__(self) -> None:
+        require(self.hidden >= 1, self, "hidden", "an int >= 1")
+        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
+        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
+        require(self.conv_channels >= 1, self, "conv_channels", "an int >= 1")
+        require(self.conv_kernel >= 1, self, "conv_kernel", "an int >= 1")
 
 
 class CausalConv1d(nn.Module):
@@ -136,39 +149,17 @@ class RNNNet(nn.Module):
 
 
 # ============================================================================ forecasters
-@dataclass(frozen=True)
-class RNNParams(SequenceParams):
-    """Training fields (:class:`SequenceParams`) plus the recurrent stack's size."""
-
-    hidden: int = 64  # H: units per recurrent layer
-    n_layers: int = 2
-    dropout: float = 0.1  # between layers and before the head
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.hidden >= 1, self, "hidden", "an int >= 1")
-        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
-        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
-
-
-@dataclass(frozen=True)
-class CNNLSTMParams(RNNParams):
-    conv_channels: int = 32  # C: causal conv filters
-    conv_kernel: int = 3  # bars each filter reads (the bar and k-1 before it)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.conv_channels >= 1, self, "conv_channels", "an int >= 1")
-        require(self.conv_kernel >= 1, self, "conv_kernel", "an int >= 1")
-
-
-@dataclass(frozen=True)
-class MultiTaskRNNParams(RNNParams, MultiTaskFields):
-    """:class:`RNNParams` plus the multi-task fields (target, vol_loss, vol_weight)."""
-
-    def __post_init__(self) -> None:
-        RNNParams.__post_init__(self)
-        MultiTaskFields.__post_init__(self)
+_FIXED = ("n_features", "cell", "variant", "n_outputs", "multitask")  # set by the class
+_PLAIN = Part(RNNConfig, "net", exclude=(*_FIXED, "conv_channels", "conv_kernel"))
+RNNParams = compose_params(
+    "RNNParams", module=__name__, net=_PLAIN, extra=(SequenceFields,),
+    doc="Params of the LSTM/GRU forecasters: window, recurrent stack, training.")
+CNNLSTMParams = compose_params(
+    "CNNLSTMParams", module=__name__, net=Part(RNNConfig, "net", exclude=_FIXED),
+    extra=(SequenceFields,), doc=":data:`RNNParams` plus the causal conv front end.")
+MultiTaskRNNParams = compose_params(
+    "MultiTaskRNNParams", module=__name__, net=_PLAIN, extra=(SequenceFields, MultiTaskFields),
+    doc=":data:`RNNParams` plus the multi-task fields (target, vol_loss, vol_weight).")
 
 
 def _suggest_rnn(trial: optuna.Trial, max_layers: int = 3) -> dict[str, Any]:
@@ -188,7 +179,7 @@ class _RNNForecaster(TorchForecaster):
     """Shared wiring of the recurrent forecasters; each subclass only fixes cell and variant."""
 
     Config = RNNParams
-    Net, NetConfig = RNNNet, RNNConfig
+    Net = RNNNet
     max_layers: ClassVar[int] = 3
 
     @classmethod
@@ -244,7 +235,7 @@ class CNNLSTMForecaster(_RNNForecaster):
         return {**_TINY, "conv_channels": 8}
 
 
-class MultiTaskLSTMForecaster(_RNNForecaster):
+class MultiTaskLSTMForecaster(LSTMForecaster):
     """LSTM with a return head and a positive volatility head.
 
     Predicts returns (or, on a volatility label, the volatility head);
@@ -252,14 +243,9 @@ class MultiTaskLSTMForecaster(_RNNForecaster):
     """
 
     Config = MultiTaskRNNParams
-    net_fixed: ClassVar[dict[str, Any]] = {"cell": "lstm", "variant": "plain"}
     multitask = True
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        multi_output=True, checkpointable=True)
+    capabilities: ClassVar[Capabilities] = MULTITASK_CAPS
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return {**_suggest_rnn(trial),
-                "vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
-
+        return {**_suggest_rnn(trial), **suggest_multitask(trial)}

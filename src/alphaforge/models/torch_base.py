@@ -1,8 +1,11 @@
 """TorchForecaster: the one estimator layer between BaseForecaster and every sequence network.
 
 - Network apart from estimator (nanoGPT + darts): a forecaster names its ``nn.Module`` class
-  (``Net``) and that net's frozen config dataclass; ``fit`` builds the net once the channel count
-  is known, copying the config fields the net shares with the forecaster's ``Config``.
+  (``Net``) and a ``Config`` composed (:func:`~alphaforge.models.params.compose_params`) from
+  that net's frozen config, :class:`~alphaforge.models.training.TrainConfig` and the window
+  fields of :class:`SequenceFields`; ``fit`` builds the net config once the channel count is
+  known (``config.net_config(n_features=..., **net_fixed)``) and the training settings with
+  ``config.train_config()``.
 - One training loop: ``fit`` hands the net, two :class:`~alphaforge.models.windows.WindowSource`
   batch sources and a loss to :func:`~alphaforge.models.training.fit_torch`, which owns the
   optimiser, schedule, AMP, early stopping and checkpoints. Nothing here loops over epochs.
@@ -24,7 +27,6 @@
 
 from __future__ import annotations
 
-
 import dataclasses
 import io
 import logging
@@ -42,7 +44,10 @@ from torch import nn
 
 from alphaforge.errors import DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
+from alphaforge.models.params import ComposedParams
+from alphaforge.models.training import fit_torch
 from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
+from alphaforge.utils.device import autocast, resolve_device, resolve_precision, seeded
 from alphaforge.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -54,47 +59,31 @@ WEIGHTS_FILE = "weights.pt"
 VOL_FLOOR = 1e-4  # smallest volatility the head can output, in target-scale units
 
 __all__ = [
+    "MULTITASK_CAPS",
     "MultiTaskFields",
-    "SequenceParams",
+    "SEQUENCE_CAPS",
+    "SequenceFields",
     "TorchForecaster",
+    "check_window",
     "multitask_loss",
+    "suggest_multitask",
     "suggest_training",
 ]
 
 
 @dataclass(frozen=True)
-class SequenceParams:
-    """Training fields shared by every sequence forecaster's config (mapped to ``TrainConfig``).
-
-    Network configs extend this dataclass with their own fields (``hidden``, ``d_model`` ...).
-    """
+class SequenceFields:
+    """Window and inference fields of every sequence forecaster (the rest of its params come
+    from its network config and :class:`~alphaforge.models.training.TrainConfig`)."""
 
     lookback: int = 64  # T: bars per window, the row's own bar last
-    max_epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3  # peak AdamW learning rate
-    weight_decay: float = 0.01
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_frac: float = 0.05  # share of steps spent warming the learning rate up
-    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    patience: int = 5  # epochs without valid improvement before stopping
     loss: Literal["mse", "huber"] = "mse"  # return loss on standardised targets
     missing_mask: bool = False  # add a per-feature "was NaN" channel to every bar
     clip: float = 10.0  # standardised features are clipped to [-clip, clip]
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    precision: str = "auto"  # "auto", "fp32", "bf16", "fp16"
-    compile: bool = False  # torch.compile the net for training
     predict_batch_size: int = 4096  # rows per inference batch
 
     def __post_init__(self) -> None:
         require(self.lookback >= 1, self, "lookback", "an int >= 1")
-        require(self.max_epochs >= 1, self, "max_epochs", "an int >= 1")
-        require(self.batch_size >= 1, self, "batch_size", "an int >= 1")
-        require(self.lr > 0, self, "lr", "> 0")
-        require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
-        require(0 <= self.warmup_frac < 1, self, "warmup_frac", "in [0, 1)")
-        require(self.grad_clip >= 0, self, "grad_clip", ">= 0")
-        require(self.patience >= 1, self, "patience", "an int >= 1")
         require(self.clip > 0, self, "clip", "> 0")
         require(self.predict_batch_size >= 1, self, "predict_batch_size", "an int >= 1")
 
@@ -109,6 +98,21 @@ class MultiTaskFields:
 
     def __post_init__(self) -> None:
         require(self.vol_weight > 0, self, "vol_weight", "> 0")
+
+
+SEQUENCE_CAPS = Capabilities(family="neural", supports_valid=True, early_stopping=True,
+                             needs_sequence=True, checkpointable=True)
+MULTITASK_CAPS = dataclasses.replace(SEQUENCE_CAPS, multi_output=True)
+
+
+def check_window(params: Any) -> None:
+    """Cross-part check of windowed nets: the positional table covers the lookback window.
+
+    Raises:
+        ConfigError: ``max_len < lookback``.
+    """
+    require(params.max_len >= params.lookback, params, "max_len",
+            f">= lookback={params.lookback}")
 
 
 def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
@@ -126,13 +130,19 @@ def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def suggest_multitask(trial: optuna.Trial) -> dict[str, Any]:
+    """Optuna suggestion for the multi-task loss: ``vol_weight`` (log 0.1..10)."""
+    return {"vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
+
+
 class TorchForecaster(BaseForecaster):
     """Estimator over a sequence network: windows in, one forecast per row out.
 
-    Subclasses set class attributes only: ``Config`` (a :class:`SequenceParams` dataclass with
-    the network fields), ``Net`` (the ``nn.Module``), ``NetConfig`` (its frozen config, with an
-    ``n_features`` field), ``net_fixed`` (net config values fixed by the class, e.g.
-    ``{"cell": "gru"}``) and ``multitask``.
+    Subclasses set class attributes only: ``Config`` (composed by
+    :func:`~alphaforge.models.params.compose_params` from the net's config with role
+    ``"net"``, ``TrainConfig`` and :class:`SequenceFields`), ``Net`` (the ``nn.Module``),
+    ``net_fixed`` (net config fields fixed by the class, e.g. ``{"cell": "gru"}``; excluded
+    from the params) and ``multitask`` (two outputs; the net config gets ``multitask=True``).
 
     Learned state: ``net_`` (the trained module, in eval mode), ``net_config_``,
     ``standardizer_``, ``target_`` (``"return"`` or ``"volatility"``), ``target_mean_`` and
@@ -140,21 +150,15 @@ class TorchForecaster(BaseForecaster):
     valid_loss, lr, epoch_time_s).
     """
 
-    Config: ClassVar[type] = SequenceParams
+    Config: ClassVar[type[ComposedParams]]
     Net: ClassVar[type[nn.Module]]
-    NetConfig: ClassVar[type]
     net_fixed: ClassVar[dict[str, Any]] = {}
     multitask: ClassVar[bool] = False
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        checkpointable=True)
+    capabilities: ClassVar[Capabilities] = SEQUENCE_CAPS
     _keep_unlabelled_rows = True  # unlabelled rows are still history for later windows
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
-        from alphaforge.models.training import TrainConfig, fit_torch
-        from alphaforge.utils.device import resolve_device
-
         c = self.config_
         device = resolve_device(c.device)
         self._fit_target(y)
@@ -171,13 +175,9 @@ class TorchForecaster(BaseForecaster):
         train, valid_src = self._sources(layout, X_all, y, valid, valid_rows)
 
         self.net_config_ = self._net_config(layout.n_channels)
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        train_config = TrainConfig(**{k: v for k, v in dataclasses.asdict(c).items()
-                                      if k in names})
-        with torch.random.fork_rng(devices=_rng_devices(device)):
-            torch.manual_seed(self.seed_)  # weight init; the global RNG is restored on exit
+        with seeded(self.seed_, device):  # weight init; the global RNG is restored on exit
             net = self.Net(self.net_config_)
-            history = fit_torch(net, train, self._loss_fn(), train_config, valid=valid_src,
+            history = fit_torch(net, train, self._loss_fn(), c.train_config(), valid=valid_src,
                                 seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
                                 resume=self.resume and self.checkpoint_dir is not None,
                                 extra_loss=self._extra_loss(),
@@ -214,7 +214,7 @@ class TorchForecaster(BaseForecaster):
         return None
 
     def _resolve_target(self, y: pd.Series) -> str:
-        target = getattr(self.config_, "target", "return")
+        target = self.config_.target if self.multitask else "return"
         if target == "auto":
             target = "volatility" if self.label_.label_kind == "volatility" else "return"
         if target == "volatility" and (y.dropna() < 0).any():
@@ -232,10 +232,10 @@ class TorchForecaster(BaseForecaster):
         return np.stack([z, np.abs(z)], axis=1).astype(np.float32)  # |r - mean|: realised vol
 
     def _net_config(self, n_channels: int) -> Any:
-        fields = {f.name for f in dataclasses.fields(self.NetConfig)}
-        shared = {k: v for k, v in dataclasses.asdict(self.config_).items() if k in fields}
-        extra = {"multitask": self.multitask} if "multitask" in fields else {}
-        return self.NetConfig(n_features=n_channels, **shared, **self.net_fixed, **extra)
+        """The net's config: the params' net fields, the channel count, ``net_fixed`` and, for
+        multi-task forecasters, ``multitask=True`` (every multi-task net config has it)."""
+        fixed = {**self.net_fixed, "multitask": True} if self.multitask else self.net_fixed
+        return self.config_.net_config(n_features=n_channels, **fixed)
 
     def _loss_fn(self) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
         c = self.config_
@@ -244,11 +244,10 @@ class TorchForecaster(BaseForecaster):
             return lambda net, batch: point(net(batch["x"])[:, 0].float(), batch["y"])
         return_weight = 0.0 if self.target_ == "volatility" else 1.0
         # without a return label the NLL has no mean to centre on: QLIKE on the vol label
-        vol_loss = "qlike" if self.target_ == "volatility" else getattr(c, "vol_loss", "qlike")
-        vol_weight = getattr(c, "vol_weight", 1.0)
+        vol_loss = "qlike" if self.target_ == "volatility" else c.vol_loss
         return lambda net, batch: multitask_loss(
             net(batch["x"]).float(), batch["y"], return_weight=return_weight,
-            vol_weight=vol_weight, vol_loss=vol_loss, huber=c.loss == "huber")
+            vol_weight=c.vol_weight, vol_loss=vol_loss, huber=c.loss == "huber")
 
     def _layout(self, X: pd.DataFrame, device: torch.device) -> SequenceLayout:
         return SequenceLayout.build(X, self.standardizer_, device=device,
@@ -257,8 +256,6 @@ class TorchForecaster(BaseForecaster):
     # ------------------------------------------------------------------ predict
     def _outputs(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Raw net outputs for every row of X, ``(R, K)``, in target-scale units."""
-        from alphaforge.utils.device import autocast, resolve_precision
-
         device = next(self.net_.parameters()).device
         source = WindowSource(self._layout(X, device), self.config_.lookback)
         size = self.config_.predict_batch_size
@@ -321,9 +318,7 @@ class TorchForecaster(BaseForecaster):
         }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
-        from alphaforge.utils.device import resolve_device
-
-        self.net_config_ = self.NetConfig(**state["net_config"])
+        self.net_config_ = self.Config.part_class("net")(**state["net_config"])
         self.standardizer_ = Standardizer.from_dict(state["standardizer"])
         self.target_ = state["target"]
         self.target_mean_ = float(state["target_mean"])
@@ -370,9 +365,3 @@ def multitask_loss(
 def positive(h: torch.Tensor) -> torch.Tensor:
     """Volatility head activation: softplus plus a floor, ``(...) -> (...) > 0``."""
     return F.softplus(h) + VOL_FLOOR
-
-
-def _rng_devices(device: torch.device) -> list[int]:
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]

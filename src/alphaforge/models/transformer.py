@@ -26,12 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alphaforge.errors import DataError
 from alphaforge.models.base import Capabilities, require
+from alphaforge.models.params import Part, compose_params
 from alphaforge.models.torch_base import (
+    MULTITASK_CAPS,
     MultiTaskFields,
-    SequenceParams,
+    SequenceFields,
     TorchForecaster,
+    check_window,
     positive,
+    suggest_multitask,
     suggest_training,
 )
 
@@ -51,23 +56,43 @@ __all__ = [
 # ============================================================================ network
 @dataclass(frozen=True)
 class TransformerConfig:
+    """Size of a :class:`TransformerNet`; the transformer forecasters' params are composed from
+    it (``n_outputs`` and ``multitask`` are fixed by the class)."""
+
     n_features: int  # F: input channels per bar
     d_model: int = 64  # D
     n_heads: int = 4
     n_layers: int = 2
     dropout: float = 0.1
     ff_mult: int = 4  # MLP width = ff_mult * D
-    max_len: int = 512  # longest window (learned positional table size)
+    max_len: int = 512  # longest window (learned positional table size); must cover lookback
     positional: Literal["learned", "sinusoidal"] = "learned"
     causal: bool = True
     n_outputs: int = 1  # K (2 when multitask)
     multitask: bool = False  # outputs (return, volatility > 0)
 
+    def __post_init__(self) -> None:
+        check_attention(self)
+        require(self.max_len >= 1, self, "max_len", "an int >= 1")
+
+
+def check_attention(c: Any) -> None:
+    """Checks shared by the encoder configs here and in the ranker.
+
+    Raises:
+        ConfigError: ``d_model`` not a multiple of ``n_heads``, or a bad depth, dropout or MLP
+            width.
+    """
+    require(c.n_heads >= 1 and c.d_model % c.n_heads == 0, c, "d_model",
+            f"a multiple of n_heads={c.n_heads}")
+    require(c.n_layers >= 1, c, "n_layers", "an int >= 1")
+    require(0 <= c.dropout < 1, c, "dropout", "in [0, 1)")
+    require(c.ff_mult >= 1, c, "ff_mult", "an int >= 1")
+
 
 class SelfAttention(nn.Module):
     def __init__(self, c: TransformerConfig) -> None:
         super().__init__()
-        assert c.d_model % c.n_heads == 0, (c.d_model, c.n_heads)
         self.n_heads, self.dropout, self.causal = c.n_heads, c.dropout, c.causal
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
@@ -149,7 +174,8 @@ class TransformerNet(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, F) -> (B, T, D)``: normalised states, causal: step t reads steps <= t."""
         T = x.shape[1]
-        assert T <= self.config.max_len, (T, self.config.max_len)
+        if T > self.config.max_len:
+            raise DataError(f"window of {T} bars is longer than max_len={self.config.max_len}")
         h = self.drop(self.inp(x) + self.pos[:T])  # (B, T, D)
         for block in self.blocks:
             h = block(h)
@@ -164,37 +190,14 @@ class TransformerNet(nn.Module):
 
 
 # ============================================================================ forecasters
-@dataclass(frozen=True)
-class TransformerParams(SequenceParams):
-    """Training fields (:class:`SequenceParams`) plus the encoder's size."""
-
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    dropout: float = 0.1
-    ff_mult: int = 4
-    max_len: int = 512  # must cover lookback
-    positional: Literal["learned", "sinusoidal"] = "learned"
-    causal: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.n_heads >= 1 and self.d_model % self.n_heads == 0, self, "d_model",
-                f"a multiple of n_heads={self.n_heads}")
-        require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
-        require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
-        require(self.ff_mult >= 1, self, "ff_mult", "an int >= 1")
-        require(self.max_len >= self.lookback, self, "max_len",
-                f">= lookback={self.lookback}")
-
-
-@dataclass(frozen=True)
-class MultiTaskTransformerParams(TransformerParams, MultiTaskFields):
-    """:class:`TransformerParams` plus the multi-task fields (target, vol_loss, vol_weight)."""
-
-    def __post_init__(self) -> None:
-        TransformerParams.__post_init__(self)
-        MultiTaskFields.__post_init__(self)
+_NET = Part(TransformerConfig, "net", exclude=("n_features", "n_outputs", "multitask"))
+TransformerParams = compose_params(
+    "TransformerParams", module=__name__, net=_NET, extra=(SequenceFields,), check=check_window,
+    doc="Params of the transformer forecaster: window, encoder, training.")
+MultiTaskTransformerParams = compose_params(
+    "MultiTaskTransformerParams", module=__name__, net=_NET,
+    extra=(SequenceFields, MultiTaskFields), check=check_window,
+    doc=":data:`TransformerParams` plus the multi-task fields (target, vol_loss, vol_weight).")
 
 
 def _suggest_transformer(trial: optuna.Trial) -> dict[str, Any]:
@@ -217,7 +220,7 @@ class TransformerForecaster(TorchForecaster):
     """Pre-LN transformer encoder over each row's lookback window; last-token forecast."""
 
     Config = TransformerParams
-    Net, NetConfig = TransformerNet, TransformerConfig
+    Net = TransformerNet
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -228,21 +231,13 @@ class TransformerForecaster(TorchForecaster):
         return dict(_TINY)
 
 
-class MultiTaskTransformerForecaster(TorchForecaster):
+class MultiTaskTransformerForecaster(TransformerForecaster):
     """Transformer with a return head and a positive volatility head (see the LSTM twin)."""
 
     Config = MultiTaskTransformerParams
-    Net, NetConfig = TransformerNet, TransformerConfig
     multitask = True
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        multi_output=True, checkpointable=True)
+    capabilities: ClassVar[Capabilities] = MULTITASK_CAPS
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return {**_suggest_transformer(trial),
-                "vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return dict(_TINY)
+        return {**_suggest_transformer(trial), **suggest_multitask(trial)}

@@ -21,6 +21,7 @@ from string import Template
 
 import pandas as pd
 
+from alphaforge import artifacts as files
 from alphaforge.report import analysis as an
 from alphaforge.report import plots
 from alphaforge.report.load import RunData, as_float, get_path, load_run
@@ -126,7 +127,7 @@ def write_report(run_dir: str | os.PathLike[str],
         DataError: As for :func:`render`; nothing is written then.
     """
     text = render(run_dir)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    path = Path(out) if out is not None else Path(run_dir) / files.REPORT
     atomic_write_text(path, text)
     logger.info("report: wrote %s (%.0f KiB)", path, len(text.encode("utf-8")) / 1024)
     return path
@@ -202,7 +203,7 @@ def _summary(ctx: _Ctx) -> Section:
     ]
     body = [facts_table(facts)]
     if not folds:
-        body.append("<h3>Walk-forward folds</h3>" + _absent("folds.json"))
+        body.append("<h3>Walk-forward folds</h3>" + _absent(files.FOLDS))
     elif len(folds) <= MAX_OPEN_FOLDS:
         body.append("<h3>Walk-forward folds</h3>" + folds_table(folds))
     else:  # a long table would push the metrics far down: folded away
@@ -274,7 +275,7 @@ def _ensembles(ctx: _Ctx) -> Section | None:
 def _equity(ctx: _Ctx) -> Section:
     bt = ctx.data.backtest
     if bt is None:
-        return Section("equity", "Equity curves", _absent("backtest.parquet"))
+        return Section("equity", "Equity curves", _absent(files.BACKTEST))
     present = set(bt["model"])
     models = [m for m in ctx.ranked if m in present][:MAX_EQUITY_MODELS]
     curves, dds = {}, {}

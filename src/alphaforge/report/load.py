@@ -21,18 +21,19 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from alphaforge import artifacts as files
 from alphaforge.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.yaml", "metrics.json", "predictions.parquet")
+REQUIRED_FILES = files.REQUIRED
 # optional parquet file -> attribute of RunData and the columns the report needs from it
 OPTIONAL_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "backtest.parquet": ("backtest", ("model", "variant", "timestamp", "gross", "net")),
-    "feature_importance.parquet": ("importance", ("model", "fold", "feature", "importance")),
-    "history.parquet": ("history", ("model", "fold", "epoch", "train_loss", "valid_loss")),
-    "gates.parquet": ("gates", ("model", "fold", "feature", "gate")),
-    "tuning.parquet": ("tuning", ("study", "trial", "value", "state")),
+    files.BACKTEST: ("backtest", ("model", "variant", "timestamp", "gross", "net")),
+    files.FEATURE_IMPORTANCE: ("importance", ("model", "fold", "feature", "importance")),
+    files.HISTORY: ("history", ("model", "fold", "epoch", "train_loss", "valid_loss")),
+    files.GATES: ("gates", ("model", "fold", "feature", "gate")),
+    files.TUNING: ("tuning", ("study", "trial", "value", "state")),
 }
 PREDICTION_COLUMNS = ("timestamp", "symbol", "model", "fold", "split", "y_true", "y_pred")
 LOG_TAIL_LINES = 40
@@ -134,16 +135,16 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         if not (root / name).is_file():
             raise DataError(f"required file {name} is missing from the run directory",
                             path=str(root / name))
-    config_text = _read_text(root / "config.yaml")
+    config_text = _read_text(root / files.CONFIG)
     try:
         parsed = yaml.safe_load(config_text)
     except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML: {exc}", path=str(root / "config.yaml")) from None
-    metrics = _read_json(root / "metrics.json")
+        raise DataError(f"not valid YAML: {exc}", path=str(root / files.CONFIG)) from None
+    metrics = _read_json(root / files.METRICS)
     if not isinstance(metrics, dict):
         raise DataError(f"expected a JSON object, got {type(metrics).__name__}",
-                        path=str(root / "metrics.json"))
-    preds = _read_table(root / "predictions.parquet", PREDICTION_COLUMNS)
+                        path=str(root / files.METRICS))
+    preds = _read_table(root / files.PREDICTIONS, PREDICTION_COLUMNS)
     preds["model"] = preds["model"].astype(str)
     preds["symbol"] = preds["symbol"].astype(str)
     preds["split"] = preds["split"].astype(str)
@@ -156,15 +157,15 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     if optional.get("backtest") is not None:
         optional["backtest"]["model"] = optional["backtest"]["model"].astype(str)
     folds = None
-    if (root / "folds.json").is_file():
-        raw = _read_json(root / "folds.json")
+    if (root / files.FOLDS).is_file():
+        raw = _read_json(root / files.FOLDS)
         if not isinstance(raw, list):
             raise DataError(f"expected a JSON list of folds, got {type(raw).__name__}",
-                            path=str(root / "folds.json"))
+                            path=str(root / files.FOLDS))
         folds = [f for f in raw if isinstance(f, dict)]
     log_tail = None
-    if (root / "run.log").is_file():
-        lines = _read_text(root / "run.log").splitlines()
+    if (root / files.RUN_LOG).is_file():
+        lines = _read_text(root / files.RUN_LOG).splitlines()
         log_tail = "\n".join(lines[-LOG_TAIL_LINES:])
     logger.debug("report: loaded %s (%d prediction rows, optional: %s)", root, len(preds),
                  ", ".join(sorted(optional)) or "none")
