@@ -16,8 +16,8 @@
   goes through ``fit_torch``; EMA updates and restarts run inside ``forward`` in training mode.
 - :class:`QuantileTokenizer`: K equal-frequency bins of the patch's summed standardised return;
   a token decodes to the mean training patch of its bin. Same interface, no training.
-- Token statistics on :class:`TokenStreams` (one document per symbol, concatenated): codebook
-  usage, perplexity, unigram and bigram baselines, transition matrix, n-grams, outlier tokens.
+- Token documents and files live in :mod:`~alphaforge.models.token_streams`, baselines and
+  token statistics in :mod:`~alphaforge.models.token_analysis`.
 
 Shapes: n patches, P bars per patch, C channels, K codes, D code dimension, V vocabulary (= K).
 """
@@ -42,21 +42,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.errors import ConfigError, DataError, NotFittedError
-from alphaforge.utils.io import atomic_write, atomic_write_bytes, atomic_write_text
+from alphaforge.models.base import require
+from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
+from alphaforge.utils.device import resolve_device, seeded
+from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "FIELDS", "QuantileTokenizer", "ReturnTokenizer", "TokenStreams", "TokenizerConfig",
-    "VQVAE", "VQVAETokenizer", "analyze_tokens", "bar_fields", "bigram_baseline",
-    "code_perplexity", "codebook_usage", "kmeans", "load_tokenizer", "outlier_tokens",
-    "panel_patches", "read_tokens", "token_entropy", "token_frequencies", "tokenize_panel",
-    "top_ngrams", "transition_matrix", "unigram_baseline", "write_tokens",
+    "FIELDS", "TOKENIZERS", "QuantileTokenizer", "ReturnTokenizer", "TokenizerConfig", "VQVAE",
+    "VQVAETokenizer", "bar_fields", "code_perplexity", "codebook_usage", "first_valid",
+    "kmeans", "load_tokenizer", "panel_patches", "sortable_time", "symbol_major",
+    "tokenize_panel",
 ]
 
 FIELDS = ("ret", "range", "volume")
 META_FILE, WEIGHTS_FILE = "tokenizer.json", "tokenizer.pt"
-TOKENS_META_KEY = b"alphaforge.tokens"
 _FORMAT = "alphaforge.tokenizer"
 
 
@@ -96,16 +97,25 @@ def bar_fields(panel: pd.DataFrame, fields: Sequence[str] = ("ret",)) -> pd.Data
     return pd.DataFrame(out, index=panel.index).astype(np.float64)
 
 
-def _symbol_major(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Index]:
-    """Row order sorting by (symbol, timestamp); symbol codes and timestamps in that order."""
+def symbol_major(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Row order sorting a ``(timestamp, symbol)`` frame by (symbol, timestamp).
+
+    Returns:
+        ``(order, codes, stamps)``: ``(R,)`` positions, then the symbol codes (sorted names)
+        and the timestamps of the rows in that order.
+    """
     codes, _ = pd.factorize(frame.index.get_level_values("symbol"), sort=True)
     ts = frame.index.get_level_values("timestamp")
-    order = np.lexsort((_sortable(ts), codes))
+    order = np.lexsort((sortable_time(ts), codes))
     return order, codes[order], ts[order]
 
 
-def _sortable(ts: pd.Index) -> np.ndarray:
-    """Timestamps as an array ``np.lexsort`` can order (int64 nanoseconds for datetimes)."""
+def sortable_time(ts: pd.Index) -> np.ndarray:
+    """Timestamps as an array ``np.lexsort`` can order (int64 nanoseconds for datetimes).
+
+    Returns:
+        ``(R,)`` array ordering like ``ts``.
+    """
     return np.asarray(ts.asi8) if isinstance(ts, pd.DatetimeIndex) else np.asarray(ts)
 
 
@@ -143,7 +153,7 @@ def panel_patches(
         ``(patches, where)``: ``(n, P, C)`` float64 and a frame with ``timestamp`` (the patch's
         last bar) and ``symbol`` per patch, sorted by symbol then time.
     """
-    order, sym, ts = _symbol_major(frame)
+    order, sym, ts = symbol_major(frame)
     values = frame.to_numpy(np.float64)[order]  # (R, C) symbol-major
     start = first_valid(values, sym)
     R = len(values)
@@ -359,17 +369,18 @@ class TokenizerConfig:
     encode_batch_size: int = 2048  # fixed chunk: a patch's token never depends on its neighbours
 
     def __post_init__(self) -> None:
-        checks = {"codebook_size": self.codebook_size >= 2, "patch": self.patch >= 1,
-                  "clip": self.clip > 0, "code_dim": self.code_dim >= 1,
-                  "hidden": self.hidden >= 1, "beta": self.beta >= 0,
-                  "decay": 0 < self.decay < 1, "dead_fraction": self.dead_fraction >= 0,
-                  "restart_every": self.restart_every >= 1, "kmeans_iters": self.kmeans_iters >= 0,
-                  "kmeans_points": self.kmeans_points >= 1, "max_epochs": self.max_epochs >= 1,
-                  "min_steps": self.min_steps >= 0,
-                  "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-                  "encode_batch_size": self.encode_batch_size >= 1}
-        for name in (n for n, ok in checks.items() if not ok):
-            raise ConfigError(f"TokenizerConfig.{name}: invalid value {getattr(self, name)!r}")
+        require(self.codebook_size >= 2, self, "codebook_size", "an int >= 2")
+        require(self.patch >= 1, self, "patch", "an int >= 1")
+        require(self.clip > 0, self, "clip", "> 0")
+        for name in ("code_dim", "hidden", "restart_every", "kmeans_points", "max_epochs",
+                     "batch_size", "encode_batch_size"):
+            require(getattr(self, name) >= 1, self, name, "an int >= 1")
+        require(self.beta >= 0, self, "beta", ">= 0")
+        require(0 < self.decay < 1, self, "decay", "in (0, 1)")
+        require(self.dead_fraction >= 0, self, "dead_fraction", ">= 0")
+        require(self.kmeans_iters >= 0, self, "kmeans_iters", "an int >= 0")
+        require(self.min_steps >= 0, self, "min_steps", "an int >= 0")
+        require(self.lr > 0, self, "lr", "> 0")
 
 
 class ReturnTokenizer:
@@ -519,15 +530,11 @@ class VQVAETokenizer(ReturnTokenizer):
                            restart_every=c.restart_every)
 
     def _fit_codes(self, x: np.ndarray) -> None:
-        from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
-        from alphaforge.utils.device import resolve_device
-
         c = self.config
         device = resolve_device(c.device)
         z = torch.from_numpy(self.standardise(x).reshape(len(x), -1)).float()  # (n, P*C)
         seed = int(self.random_state)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):  # CPU init, then moved: the same weights on every device
             net = VQVAE(self._net_config(z.shape[1])).to(device)
         g = torch.Generator().manual_seed(seed)
         sample = z[torch.randperm(len(z), generator=g)[: c.kmeans_points]].to(device)
@@ -579,8 +586,6 @@ class VQVAETokenizer(ReturnTokenizer):
                 "history": self.history_.to_dict(orient="list")}
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
-        from alphaforge.utils.device import resolve_device
-
         weights = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         net = VQVAE(VQVAEConfig(**state["net_config"]))
         net.load_state_dict(weights)
@@ -648,304 +653,3 @@ def load_tokenizer(path: str | os.PathLike[str]) -> ReturnTokenizer:
     tok.table_ = np.asarray(meta["table"], dtype=np.float64)
     tok._load_state(path, meta["state"])
     return tok
-
-
-# ============================================================================ token streams
-@dataclass(frozen=True, eq=False)
-class TokenStreams:
-    """Token documents (one per symbol) concatenated into one array.
-
-    Attributes:
-        tokens: ``(n,)`` int64 tokens, document after document, each in time order.
-        offsets: ``(D + 1,)`` int64: document ``d`` is ``tokens[offsets[d]:offsets[d + 1]]``.
-        symbols: ``(D,)`` symbol of each document.
-        timestamps: ``(n,)`` time of each token (its patch's last bar), or ``None``.
-        target_from: ``(D,)`` first position in each document that counts as a prediction
-            target (evaluation windows), or ``None``: every position.
-    """
-
-    tokens: npt.NDArray[np.int64]
-    offsets: npt.NDArray[np.int64]
-    symbols: tuple[str, ...]
-    timestamps: pd.Index | None = None
-    target_from: npt.NDArray[np.int64] | None = None
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> TokenStreams:
-        """From a long frame with ``symbol``, ``timestamp`` and ``token`` columns (any order).
-
-        Raises:
-            DataError: missing columns or negative tokens.
-        """
-        missing = {"symbol", "timestamp", "token"} - set(frame.columns)
-        if missing:
-            raise DataError(f"token frame lacks columns {sorted(missing)}; has "
-                            f"{list(frame.columns)}")
-        f = frame.sort_values(["symbol", "timestamp"], kind="stable")
-        tokens = f["token"].to_numpy(np.int64)
-        if len(tokens) and tokens.min() < 0:
-            raise DataError(f"tokens must be >= 0, got min {tokens.min()}")
-        sym = f["symbol"].astype(str).to_numpy()
-        starts = np.flatnonzero(np.r_[True, sym[1:] != sym[:-1]]) if len(sym) else np.zeros(0)
-        offsets = np.r_[starts, len(sym)].astype(np.int64)
-        return cls(tokens, offsets, tuple(sym[starts]), pd.Index(f["timestamp"]))
-
-    @property
-    def lengths(self) -> npt.NDArray[np.int64]:
-        """``(D,)`` tokens per document."""
-        return np.diff(self.offsets)
-
-    def doc_ids(self) -> npt.NDArray[np.int64]:
-        """``(n,)`` document index of every token."""
-        return np.repeat(np.arange(len(self.symbols)), self.lengths)
-
-    def positions(self) -> npt.NDArray[np.int64]:
-        """``(n,)`` position of every token inside its document."""
-        return np.arange(len(self.tokens)) - np.repeat(self.offsets[:-1], self.lengths)
-
-    def target_mask(self) -> npt.NDArray[np.bool_]:
-        """``(n,)`` True where a token counts as a target (position >= ``target_from``)."""
-        if self.target_from is None:
-            return np.ones(len(self.tokens), dtype=bool)
-        return self.positions() >= np.repeat(self.target_from, self.lengths)
-
-    def previous(self) -> npt.NDArray[np.int64]:
-        """``(n,)`` the token before each one in its document, -1 at a document's start."""
-        prev = np.r_[-1, self.tokens[:-1]]
-        prev[self.offsets[:-1][self.lengths > 0]] = -1
-        return prev
-
-    def to_frame(self) -> pd.DataFrame:
-        """Long frame ``timestamp, symbol, token`` (timestamp NaT when unknown)."""
-        ts = self.timestamps if self.timestamps is not None else pd.DatetimeIndex(
-            [pd.NaT] * len(self.tokens))
-        return pd.DataFrame({"timestamp": ts,
-                             "symbol": np.repeat(np.asarray(self.symbols, dtype=object),
-                                                 self.lengths),
-                             "token": self.tokens})
-
-    def split(self, train_end: Any) -> tuple[TokenStreams, TokenStreams]:
-        """Split by time: training tokens at or before ``train_end``; validation targets after.
-
-        Returns:
-            ``(train, valid)``: ``train`` keeps each document's tokens up to ``train_end``;
-            ``valid`` keeps whole documents (earlier tokens are context) with ``target_from`` at
-            the first token after ``train_end``; documents without such a token are dropped.
-
-        Raises:
-            DataError: no timestamps, or an empty side.
-        """
-        if self.timestamps is None:
-            raise DataError("cannot split tokens by time: they carry no timestamps")
-        keep_train = np.asarray(self.timestamps <= train_end)
-        n_before = np.add.reduceat(keep_train.astype(np.int64), self.offsets[:-1]) \
-            if len(self.tokens) else np.zeros(0, dtype=np.int64)
-        n_before = np.where(self.lengths > 0, n_before, 0)
-        train = _subset(self, keep_train, np.arange(len(self.symbols)))
-        has_valid = n_before < self.lengths
-        valid_docs = np.flatnonzero(has_valid)
-        keep_valid = np.repeat(has_valid, self.lengths)
-        valid = _subset(self, keep_valid, valid_docs)
-        valid = dataclasses.replace(valid, target_from=n_before[valid_docs])
-        if len(train.tokens) == 0 or len(valid.tokens) == 0:
-            raise DataError(f"time split at {train_end}: {len(train.tokens)} training and "
-                            f"{int((~keep_train).sum())} validation tokens; need both > 0")
-        return train, valid
-
-
-def _subset(s: TokenStreams, keep: np.ndarray, docs: np.ndarray) -> TokenStreams:
-    """Tokens where ``keep``; documents ``docs`` (those left empty are dropped)."""
-    lengths = np.add.reduceat(keep.astype(np.int64), s.offsets[:-1])[docs] if len(keep) else \
-        np.zeros(len(docs), dtype=np.int64)
-    lengths = np.where(s.lengths[docs] > 0, lengths, 0)
-    nonempty = lengths > 0
-    return TokenStreams(s.tokens[keep], np.r_[0, np.cumsum(lengths[nonempty])].astype(np.int64),
-                        tuple(np.asarray(s.symbols, dtype=object)[docs][nonempty]),
-                        None if s.timestamps is None else s.timestamps[keep])
-
-
-def write_tokens(path: str | os.PathLike[str], frame: pd.DataFrame,
-                 meta: dict[str, Any] | None = None) -> Path:
-    """Write a token frame (``timestamp, symbol, token``) to Parquet atomically, with ``meta``
-    (JSON) in the file's key-value metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    merged = {**(table.schema.metadata or {}), TOKENS_META_KEY: json.dumps(meta or {}).encode()}
-    with atomic_write(path, "wb") as fh:
-        pq.write_table(table.replace_schema_metadata(merged), fh)
-    return Path(path)
-
-
-def read_tokens(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a file written by :func:`write_tokens`: ``(frame, meta)``.
-
-    Raises:
-        DataError: missing or unreadable file, or missing columns.
-    """
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read tokens: {exc}", path=str(path)) from None
-    meta = json.loads((table.schema.metadata or {}).get(TOKENS_META_KEY, b"{}"))
-    frame = table.to_pandas()
-    missing = {"symbol", "timestamp", "token"} - set(frame.columns)
-    if missing:
-        raise DataError(f"token file lacks columns {sorted(missing)}", path=str(path))
-    return frame, meta
-
-
-# ============================================================================ baselines
-def _score(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Cross-entropy (nats), perplexity, top-1 and top-5 accuracy of ``(m, V)`` probabilities."""
-    m = len(targets)
-    p_true = probs[np.arange(m), targets]
-    ce = float(-np.mean(np.log(np.maximum(p_true, 1e-12))))
-    # rank of the target = number of tokens with a strictly higher probability
-    rank = (probs > p_true[:, None]).sum(1)
-    return {"cross_entropy": ce, "perplexity": float(np.exp(ce)),
-            "accuracy": float(np.mean(rank == 0)), "top5_accuracy": float(np.mean(rank < 5)),
-            "n_tokens": int(m)}
-
-
-def unigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
-                     alpha: float = 1.0) -> dict[str, float]:
-    """Score the training token frequencies (add-``alpha`` smoothed) on the valid targets.
-
-    Returns:
-        ``cross_entropy`` (nats/token), ``perplexity``, ``accuracy``, ``top5_accuracy``,
-        ``n_tokens``.
-    """
-    p = np.bincount(train.tokens, minlength=vocab_size)[:vocab_size] + alpha
-    targets = valid.tokens[valid.target_mask()]
-    return _score(np.broadcast_to(p / p.sum(), (len(targets), vocab_size)), targets)
-
-
-def bigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
-                    alpha: float = 1.0) -> dict[str, float]:
-    """Score a first-order Markov chain (transition matrix from training, add-``alpha``) on the
-    valid targets; a document's first token falls back to the unigram frequencies.
-
-    Returns:
-        As :func:`unigram_baseline`.
-    """
-    V = vocab_size
-    uni = np.bincount(train.tokens, minlength=V)[:V] + alpha
-    trans = transition_matrix(train, V, normalize=False).to_numpy(np.float64) + alpha
-    table = np.vstack([trans / trans.sum(1, keepdims=True), uni / uni.sum()])  # row V: no prev
-    mask = valid.target_mask()
-    prev = valid.previous()[mask]
-    return _score(table[np.where(prev < 0, V, prev)], valid.tokens[mask])
-
-
-# ============================================================================ analysis
-def token_frequencies(streams: TokenStreams, vocab_size: int,
-                      tokenizer: ReturnTokenizer | None = None) -> pd.DataFrame:
-    """Count and share of every token; with a tokenizer also its decoded return (sum over the
-    patch, return units). Columns ``token, count, share[, decoded_return]``."""
-    counts = np.bincount(streams.tokens, minlength=vocab_size)[:vocab_size]
-    out = pd.DataFrame({"token": np.arange(vocab_size), "count": counts,
-                        "share": counts / max(1, counts.sum())})
-    if tokenizer is not None:
-        out["decoded_return"] = tokenizer.decode_returns(np.arange(vocab_size)).sum(1)
-    return out
-
-
-def transition_matrix(streams: TokenStreams, vocab_size: int,
-                      normalize: bool = True) -> pd.DataFrame:
-    """``(V, V)`` counts (or row-normalised probabilities) of token ``j`` following ``i``,
-    within documents only. Rows never seen stay 0 when normalised."""
-    V = vocab_size
-    prev = streams.previous()
-    ok = prev >= 0
-    counts = np.bincount(prev[ok] * V + streams.tokens[ok], minlength=V * V)[: V * V]
-    m = counts.reshape(V, V).astype(np.float64)
-    if normalize:
-        m = m / np.maximum(m.sum(1, keepdims=True), 1)
-    return pd.DataFrame(m, index=pd.Index(range(V), name="from"),
-                        columns=pd.Index(range(V), name="to"))
-
-
-def token_entropy(streams: TokenStreams, vocab_size: int) -> pd.DataFrame:
-    """Entropy summary (bits): unigram entropy and perplexity, conditional entropy of a token
-    given the previous one, codebook usage. Columns ``metric, value``."""
-    counts = np.bincount(streams.tokens, minlength=vocab_size)[:vocab_size].astype(np.float64)
-    p = counts / max(1, counts.sum())
-    h1 = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
-    joint = transition_matrix(streams, vocab_size, normalize=False).to_numpy()
-    pj = joint / max(1.0, joint.sum())
-    pr = pj.sum(1, keepdims=True)
-    nz = pj > 0
-    h_cond = float(-(pj[nz] * np.log2((pj / np.maximum(pr, 1e-300))[nz])).sum())
-    rows = {"unigram_entropy_bits": h1, "unigram_perplexity": 2**h1,
-            "conditional_entropy_bits": h_cond, "conditional_perplexity": 2**h_cond,
-            "max_entropy_bits": float(np.log2(vocab_size)),
-            "codebook_usage": codebook_usage(streams.tokens, vocab_size),
-            "n_tokens": float(len(streams.tokens))}
-    return pd.DataFrame({"metric": list(rows), "value": list(rows.values())})
-
-
-def top_ngrams(streams: TokenStreams, n: int, top: int = 20) -> pd.DataFrame:
-    """Most frequent n-grams inside documents. Columns ``ngram`` ("a b c"), ``count``, ``share``.
-
-    Raises:
-        ConfigError: ``n < 1``.
-    """
-    if n < 1:
-        raise ConfigError(f"n-gram length must be >= 1, got {n}")
-    t, doc = streams.tokens, streams.doc_ids()
-    m = len(t) - n + 1
-    starts = np.flatnonzero(doc[:m] == doc[n - 1:]) if m > 0 else np.zeros(0, dtype=np.int64)
-    if len(starts) == 0:
-        return pd.DataFrame({"ngram": [], "count": [], "share": []})
-    grams = t[starts[:, None] + np.arange(n)]  # (m, n)
-    uniq, counts = np.unique(grams, axis=0, return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:top]
-    return pd.DataFrame({"ngram": [" ".join(map(str, g)) for g in uniq[order]],
-                         "count": counts[order], "share": counts[order] / len(starts)})
-
-
-def analyze_tokens(streams: TokenStreams, vocab_size: int,
-                   tokenizer: ReturnTokenizer | None = None, *, top: int = 20
-                   ) -> dict[str, pd.DataFrame]:
-    """Every token table at once: ``frequencies``, ``transitions``, ``entropy``, ``ngrams_2``,
-    ``ngrams_3`` and ``outliers`` (see the functions of the same names)."""
-    return {"frequencies": token_frequencies(streams, vocab_size, tokenizer),
-            "transitions": transition_matrix(streams, vocab_size),
-            "entropy": token_entropy(streams, vocab_size),
-            "ngrams_2": top_ngrams(streams, 2, top), "ngrams_3": top_ngrams(streams, 3, top),
-            "outliers": outlier_tokens(streams, vocab_size, tokenizer)}
-
-
-def outlier_tokens(streams: TokenStreams, vocab_size: int,
-                   tokenizer: ReturnTokenizer | None = None, *, z: float = 3.0,
-                   rare: float = 0.1) -> pd.DataFrame:
-    """Tokens that are rare (share below ``rare / V``) or, with a tokenizer, decode to an extreme
-    return (more than ``z`` frequency-weighted standard deviations from the mean).
-
-    Returns:
-        Columns ``token, count, share, reason`` (plus ``decoded_return, z`` with a tokenizer),
-        most extreme first.
-    """
-    freq = token_frequencies(streams, vocab_size, tokenizer)
-    is_rare = freq["share"] < rare / vocab_size
-    flagged = is_rare.copy()
-    if tokenizer is not None:
-        w = freq["share"].to_numpy()
-        r = freq["decoded_return"].to_numpy()
-        mu = float((w * r).sum())
-        sd = float(np.sqrt((w * (r - mu) ** 2).sum())) or 1.0
-        freq["z"] = (r - mu) / sd
-        flagged |= freq["z"].abs() > z
-    reason = np.where(is_rare, "rare", "")
-    if tokenizer is not None:
-        extreme = (freq["z"].abs() > z).to_numpy()
-        reason = np.where(extreme & is_rare, "rare, extreme", np.where(extreme, "extreme",
-                                                                         reason))
-    freq["reason"] = reason
-    out = freq[flagged.to_numpy()]
-    key = out["z"].abs() if tokenizer is not None else -out["share"]
-    return out.loc[key.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
