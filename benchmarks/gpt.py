@@ -35,22 +35,20 @@ from alphaforge.data import load_panel
 from alphaforge.features import build_features
 from alphaforge.labels import forward_return
 from alphaforge.metrics import mae, rank_ic
-from alphaforge.models.gpt import (
-    GPT,
-    GPTConfig,
+from alphaforge.models.gpt import GPT, GPTConfig
+from alphaforge.models.gpt_forecaster import (
     TokenGPTForecaster,
     TokenWindows,
     evaluate_tokens,
     train_gpt,
 )
+from alphaforge.models.token_analysis import bigram_baseline, unigram_baseline
+from alphaforge.models.token_streams import TokenStreams
 from alphaforge.models.tokenizer import (
     QuantileTokenizer,
-    TokenStreams,
     VQVAETokenizer,
     bar_fields,
-    bigram_baseline,
     panel_patches,
-    unigram_baseline,
 )
 from alphaforge.models.training import TrainConfig, fit_torch
 from alphaforge.registry import get_model

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from alphaforge.cli.gpt import app
-from alphaforge.models.tokenizer import read_tokens
+from alphaforge.models.token_streams import read_tokens
 
 runner = CliRunner()
 DATA = "synthetic:n_symbols=3,n_bars=300,seed=1"

@@ -63,7 +63,7 @@ MODELS: dict[str, ModelEntry] = {
         "transformer with return and volatility heads (MSE + QLIKE)"),
     "ranker": ModelEntry("alphaforge.models.ranker:RankingTransformerForecaster", "neural", None,
                          "gated transformer ranking assets per date (multi-lag/horizon heads)"),
-    "gpt": ModelEntry("alphaforge.models.gpt:TokenGPTForecaster", "neural", None,
+    "gpt": ModelEntry("alphaforge.models.gpt_forecaster:TokenGPTForecaster", "neural", None,
                       "GPT over VQ-VAE return tokens; forecasts from sampled continuations"),
     "kronos": ModelEntry("alphaforge.models.foundation.kronos:KronosAdapter", "foundation",
                          "kronos", "Kronos candle-token foundation model, zero-shot samples"),

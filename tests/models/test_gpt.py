@@ -11,11 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from alphaforge.errors import ConfigError
-from alphaforge.models.gpt import (
-    GPT,
-    GPTConfig,
-    KVCache,
+from alphaforge.errors import ConfigError, DataError
+from alphaforge.models.gpt import GPT, GPTConfig, KVCache
+from alphaforge.models.gpt_forecaster import (
     TokenGPTForecaster,
     TokenWindows,
     evaluate_tokens,
@@ -23,7 +21,8 @@ from alphaforge.models.gpt import (
     save_gpt,
     train_gpt,
 )
-from alphaforge.models.tokenizer import TokenStreams, bigram_baseline, unigram_baseline
+from alphaforge.models.token_analysis import bigram_baseline, unigram_baseline
+from alphaforge.models.token_streams import TokenStreams
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.testing import tiny_problem
 
@@ -69,6 +68,11 @@ def test_generation_slides_past_sequence_len() -> None:
     a = net.generate(idx, 10, 1.0, None, torch.Generator().manual_seed(0))
     b = net.generate_recompute(idx, 10, 1.0, None, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == (3, 10)
+    with pytest.raises(DataError, match="sequence_len 12"):
+        net(_prompts(T=13))  # a forward pass never slides: too long a context is an error
+    cache = KVCache(net.config.n_layer, 4)
+    with pytest.raises(DataError, match="KV cache of 4 positions"):
+        net(_prompts(T=6), cache=cache)
 
 
 def test_cached_chunks_give_the_full_forward_logits() -> None:
@@ -90,8 +94,10 @@ def test_grouped_query_attention_shapes(n_kv_head) -> None:
     assert attn.c_k.weight.shape == (n_kv_head * 8, 32) and attn.c_q.weight.shape == (32, 32)
     loss = net(idx, torch.randint(0, V, (5, 12)))
     assert loss.ndim == 0 and torch.isfinite(loss)
-    with pytest.raises(AssertionError):
+    with pytest.raises(ConfigError, match=r"n_kv_head must be a divisor of n_head=8"):
         GPTConfig(n_head=8, n_kv_head=3)
+    with pytest.raises(ConfigError, match="even head dim"):
+        GPTConfig(n_embd=24, n_head=8, n_kv_head=8)  # head dim 3: rotary needs an even one
 
 
 def test_tied_embeddings_and_causality() -> None:
@@ -223,3 +229,38 @@ def test_forecaster_needs_its_return_column() -> None:
         model.fit(X, y)
     with pytest.raises(ConfigError, match="sequence_len"):
         TokenGPTForecaster.from_params({"lookback": 128, "sequence_len": 128})
+
+
+def test_forecaster_params_come_from_gpt_config() -> None:
+    params = TokenGPTForecaster.Config()
+    net = GPTConfig()
+    shared = [f.name for f in dataclasses.fields(GPTConfig)
+              if f.name not in ("vocab_size", "n_symbols")]
+    assert {k: getattr(params, k) for k in shared} == {k: getattr(net, k) for k in shared}
+    assert params.codebook_size == net.vocab_size  # the GPT's vocabulary is the codebook
+    built = params.net_config(vocab_size=32, n_symbols=3)
+    assert built == dataclasses.replace(net, vocab_size=32, n_symbols=3)
+    tok = params.build("tokenizer", device="cpu")
+    assert (tok.hidden, tok.code_dim, tok.max_epochs, tok.min_steps) == (
+        params.vq_hidden, params.vq_code_dim, params.vq_epochs, params.vq_min_steps)
+
+
+def test_forecaster_rejects_unknown_and_invalid_params() -> None:
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) 'n_layers'; valid: .*n_layer"):
+        TokenGPTForecaster.from_params({"n_layers": 2})  # the GPT's field is n_layer
+    with pytest.raises(ConfigError, match="n_kv_head"):
+        TokenGPTForecaster.from_params({"n_head": 4, "n_kv_head": 3})
+    with pytest.raises(ConfigError, match="vq_hidden"):  # the tokenizer's hidden, renamed
+        TokenGPTForecaster.from_params({"vq_hidden": 0})
+
+
+def test_forecaster_trains_every_epoch_with_patience_zero() -> None:
+    X, y = tiny_problem(n_symbols=3, n_bars=120, seed=2)
+    stamps = X.index.get_level_values("timestamp")
+    train = stamps <= stamps.unique()[80]
+    # min_delta that no epoch beats: any patience >= 1 would stop after the second epoch
+    params = {**TokenGPTForecaster.test_params(), "tokenizer": "quantile", "max_epochs": 3,
+              "patience": 0, "min_delta": 1e9}
+    model = TokenGPTForecaster.from_params(params).fit(
+        X[train], y[train], valid=(X[~train], y[~train]))
+    assert len(model.history_) == 3

@@ -14,9 +14,9 @@ import torch
 from alphaforge.data import synthetic_panel
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.features import build_features
-from alphaforge.labels import make_label
+from alphaforge.labels import LabelSpec, make_label
 from alphaforge.metrics import rank_ic
-from alphaforge.models import training
+from alphaforge.models import torch_base
 from alphaforge.models.ranker import (
     RankerNet,
     RankerNetConfig,
@@ -50,13 +50,13 @@ def _split(X: pd.DataFrame, train: float, valid: float, gap: int = 1):
 def _capture_sources(monkeypatch) -> dict:
     """Record the train / valid sources the forecaster hands to fit_torch."""
     seen: dict = {}
-    original = training.fit_torch
+    original = torch_base.fit_torch
 
     def spy(net, train, loss_fn, config, **kwargs):
         seen.update(train=train, valid=kwargs.get("valid"), loss_fn=loss_fn, net=net)
         return original(net, train, loss_fn, config, **kwargs)
 
-    monkeypatch.setattr(training, "fit_torch", spy)
+    monkeypatch.setattr(torch_base, "fit_torch", spy)
     return seen
 
 
@@ -256,10 +256,9 @@ def test_config_errors_and_label_kind(return_panel) -> None:
     with pytest.raises(ConfigError, match="horizons"):
         RankingTransformerForecaster.from_params({"horizons": 0})
     X, y = return_panel
-    vol = y.abs()
-    vol.attrs["label_kind"] = "volatility"
     with pytest.raises(DataError, match="volatility"):
-        RankingTransformerForecaster.from_params(TINY).fit(X, vol)
+        RankingTransformerForecaster.from_params(TINY).fit(X, y.abs(),
+                                                           label=LabelSpec("realized_vol", 1))
     params = RankingTransformerForecaster.search_space(
         optuna.trial.FixedTrial({"d_model": 64, "lr": 1e-4, "lookback": 32,
                                                "batch_size": 8, "weight_decay": 1e-4,

@@ -13,7 +13,7 @@ import torch
 from alphaforge.data import synthetic_panel
 from alphaforge.errors import ConfigError
 from alphaforge.features import build_features
-from alphaforge.labels import make_label
+from alphaforge.labels import LabelSpec, make_label
 from alphaforge.metrics import qlike, rank_ic
 from alphaforge.models.baselines import GarchForecaster
 from alphaforge.models.rnn import (
@@ -156,23 +156,52 @@ def test_multitask_predicts_returns_and_volatility(return_panel) -> None:
     vol = model.predict_volatility(X)
     assert vol.name == "vol_pred" and vol.index.equals(X.index) and (vol > 0).all()
     assert not np.allclose(model.predict(X).to_numpy(), vol.to_numpy())
-    with pytest.raises(TypeError, match="no volatility head"):
+    with pytest.raises(ConfigError, match="no volatility head"):
         LSTMForecaster.from_params(LSTMForecaster.test_params()).fit(X, y).predict_volatility(X)
 
 
 def test_multitask_on_a_volatility_label_predicts_the_vol_head(vol_panel) -> None:
     X, y = vol_panel
-    y = y.copy()
-    y.attrs["label_kind"] = "volatility"
+    vol = LabelSpec("realized_vol", 1)
     model = MultiTaskTransformerForecaster.from_params(
-        MultiTaskTransformerForecaster.test_params()).fit(X, y)
+        MultiTaskTransformerForecaster.test_params()).fit(X, y, label=vol)
     assert model.target_ == "volatility"
     pred = model.predict(X)
     pd.testing.assert_series_equal(pred, model.predict_volatility(X).rename("y_pred"))
     assert (pred > 0).all()
     forced = MultiTaskTransformerForecaster.from_params(
-        {**MultiTaskTransformerForecaster.test_params(), "target": "return"}).fit(X, y)
+        {**MultiTaskTransformerForecaster.test_params(), "target": "return"}).fit(X, y, label=vol)
     assert forced.target_ == "return"
+
+
+@pytest.mark.parametrize("cls", [LSTMForecaster, CNNLSTMForecaster, TransformerForecaster,
+                                 MultiTaskLSTMForecaster])
+def test_unknown_param_names_the_valid_keys(cls: type[TorchForecaster]) -> None:
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) 'hiden', 'lookbak'; valid: "
+                                          r"lookback, .*max_epochs, .*patience"):
+        cls.from_params({"hiden": 8, "lookbak": 8})
+
+
+@pytest.mark.parametrize("cls", [LSTMForecaster, TransformerForecaster])
+def test_patience_zero_trains_every_epoch(cls: type[TorchForecaster], return_panel) -> None:
+    X, y = return_panel
+    train, valid, _ = _split(X, 0.6, 0.2)
+    # a min_delta no epoch beats: patience 1 stops after the second epoch, patience 0 never
+    params = {**cls.test_params(), "max_epochs": 3, "min_delta": 1e9}
+    fit = {"valid": (X[valid], y[valid])}
+    stopped = cls.from_params({**params, "patience": 1}).fit(X[train], y[train], **fit)
+    full = cls.from_params({**params, "patience": 0}).fit(X[train], y[train], **fit)
+    assert (len(stopped.history_), len(full.history_)) == (2, 3)
+
+
+def test_params_build_the_net_and_training_configs() -> None:
+    params = CNNLSTMForecaster.from_params({"hidden": 12, "conv_kernel": 5, "lr": 3e-3}).config
+    net = params.net_config(n_features=7, cell="lstm", variant="cnn")
+    assert (net.n_features, net.hidden, net.conv_kernel, net.variant) == (7, 12, 5, "cnn")
+    assert params.train_config().lr == 3e-3
+    train = params.train_config()
+    assert all(getattr(train, f.name) == getattr(params, f.name)
+               for f in dataclasses.fields(train))
 
 
 def test_config_errors_name_the_field() -> None:
@@ -227,14 +256,15 @@ def test_multitask_vol_head_matches_garch_on_garch_data() -> None:
     panel = synthetic_panel(n_symbols=20, n_bars=1500, seed=0, strength=0.0)
     X = build_features(panel, names=["logret_1", "rv_5", "rv_20", "rv_60", "rv_120"],
                        cross_section=False)
-    y = make_label(panel, "realized_vol", h)  # attrs: label_kind = "volatility"
+    label = LabelSpec("realized_vol", h)
+    y = make_label(panel, label.kind, label.horizon)
     train, valid, test = _split(X, 0.6, 0.15, gap=h)
     test &= y.notna().to_numpy()
     garch = GarchForecaster({"column": "logret_1", "horizon": h}).fit(X[train], y[train])
     model = MultiTaskLSTMForecaster.from_params(
         {"lookback": 32, "hidden": 16, "n_layers": 1, "dropout": 0.0, "max_epochs": 8,
          "batch_size": 256, "lr": 3e-3, "device": "cpu"}, random_state=0,
-    ).fit(X[train], y[train], valid=(X[valid], y[valid]))
+    ).fit(X[train], y[train], valid=(X[valid], y[valid]), label=label)
     assert model.target_ == "volatility"
     ours = qlike(y[test], model.predict(X)[test])
     baseline = qlike(y[test], garch.predict(X)[test])

@@ -1,9 +1,7 @@
-"""Return tokenizers and token statistics: usage, round trips, train-only normalisation,
-save/load, quantile bins, streams, baselines and analysis tables against naive loops."""
+"""Return tokenizers: usage, round trips, train-only normalisation, save/load, quantile bins,
+multi-field patches, k-means and code statistics."""
 
 from __future__ import annotations
-
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -14,23 +12,15 @@ from alphaforge.data import synthetic_panel
 from alphaforge.errors import ConfigError, DataError, NotFittedError
 from alphaforge.models.tokenizer import (
     QuantileTokenizer,
-    TokenStreams,
+    TokenizerConfig,
     VQVAETokenizer,
-    analyze_tokens,
     bar_fields,
-    bigram_baseline,
     code_perplexity,
     codebook_usage,
     kmeans,
     load_tokenizer,
-    outlier_tokens,
     panel_patches,
-    read_tokens,
     tokenize_panel,
-    top_ngrams,
-    transition_matrix,
-    unigram_baseline,
-    write_tokens,
 )
 
 
@@ -137,36 +127,6 @@ def test_code_statistics() -> None:
     assert code_perplexity([2, 2, 2], 16) == pytest.approx(1)
 
 
-# ---------------------------------------------------------------------------- streams
-def _streams(docs: list[list[int]]) -> TokenStreams:
-    frames = [pd.DataFrame({"symbol": f"S{i}", "token": d,
-                            "timestamp": pd.date_range("2021-01-01", periods=len(d))})
-              for i, d in enumerate(docs)]
-    return TokenStreams.from_frame(pd.concat(frames).sample(frac=1.0, random_state=0))
-
-
-def test_streams_split_by_time() -> None:
-    s = _streams([[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11]])
-    assert s.symbols == ("S0", "S1", "S2") and s.tokens.tolist() == list(range(1, 12))
-    train, valid = s.split(pd.Timestamp("2021-01-03"))
-    assert train.tokens.tolist() == [1, 2, 3, 6, 7, 8, 9, 10]
-    assert valid.symbols == ("S0", "S2") and valid.target_from.tolist() == [3, 3]
-    assert valid.tokens[valid.target_mask()].tolist() == [4, 5, 11]
-    assert valid.previous().tolist() == [-1, 1, 2, 3, 4, -1, 8, 9, 10]
-    with pytest.raises(DataError, match="need both > 0"):
-        s.split(pd.Timestamp("2030-01-01"))
-
-
-def test_token_file_round_trip(tmp_path) -> None:
-    s = _streams([[1, 2, 3], [4, 5]])
-    path = write_tokens(tmp_path / "t.parquet", s.to_frame(), {"vocab_size": 8})
-    frame, meta = read_tokens(path)
-    assert meta == {"vocab_size": 8}
-    assert TokenStreams.from_frame(frame).tokens.tolist() == [1, 2, 3, 4, 5]
-    with pytest.raises(DataError, match="cannot read tokens"):
-        read_tokens(tmp_path / "nope.parquet")
-
-
 def test_tokenize_panel_fits_on_early_timestamps_only() -> None:
     panel = synthetic_panel(n_symbols=3, n_bars=200, seed=2)
     tok = QuantileTokenizer(codebook_size=8)
@@ -177,51 +137,8 @@ def test_tokenize_panel_fits_on_early_timestamps_only() -> None:
     assert len(tokens) == 3 * 199 and meta["report_train"]["usage"] == 1.0
 
 
-# ---------------------------------------------------------------------------- baselines
-def test_bigram_baseline_is_exact_on_a_cycle_and_beats_unigram() -> None:
-    cycle = [0, 1, 2, 3] * 50
-    train, valid = _streams([cycle, cycle]).split(pd.Timestamp("2021-01-01") +
-                                                  pd.Timedelta(days=149))
-    bi, uni = bigram_baseline(train, valid, 4, alpha=1e-6), unigram_baseline(train, valid, 4)
-    assert bi["accuracy"] == 1.0 and bi["cross_entropy"] < 1e-4
-    assert uni["cross_entropy"] == pytest.approx(np.log(4), rel=1e-3)
-    assert uni["top5_accuracy"] == 1.0 and bi["n_tokens"] == uni["n_tokens"] == 100
-
-
-# ---------------------------------------------------------------------------- analysis
-def test_analysis_tables_match_naive_loops() -> None:
-    rng = np.random.default_rng(0)
-    docs = [rng.integers(0, 6, size=n).tolist() for n in (40, 1, 25)]
-    s = _streams(docs)
-    naive_t, naive_3 = np.zeros((6, 6)), Counter()
-    for d in docs:
-        for a, b in zip(d[:-1], d[1:], strict=True):
-            naive_t[a, b] += 1
-        for i in range(len(d) - 2):
-            naive_3[" ".join(map(str, d[i:i + 3]))] += 1
-    assert np.array_equal(transition_matrix(s, 6, normalize=False).to_numpy(), naive_t)
-    probs = transition_matrix(s, 6).to_numpy()
-    assert np.allclose(probs.sum(1)[naive_t.sum(1) > 0], 1.0)
-    grams = top_ngrams(s, 3, top=1000)
-    assert dict(zip(grams["ngram"], grams["count"], strict=True)) == dict(naive_3)
-    assert grams["count"].is_monotonic_decreasing
-
-
-def test_analyze_tokens_and_outliers(returns) -> None:
-    train, _ = returns
-    tok = QuantileTokenizer(codebook_size=16).fit(train)
-    where = pd.DataFrame({"symbol": "A", "timestamp": pd.date_range("2020", periods=len(train)),
-                          "token": tok.encode(train)})
-    s = TokenStreams.from_frame(where)
-    tables = analyze_tokens(s, 16, tok, top=5)
-    assert set(tables) == {"frequencies", "transitions", "entropy", "ngrams_2", "ngrams_3",
-                           "outliers"}
-    freq = tables["frequencies"]
-    assert freq["count"].sum() == len(train) and "decoded_return" in freq
-    entropy = dict(zip(tables["entropy"]["metric"], tables["entropy"]["value"], strict=True))
-    assert entropy["unigram_entropy_bits"] == pytest.approx(4.0, abs=0.01)  # equal bins
-    out = tables["outliers"]
-    assert set(out["reason"]) <= {"extreme", "rare", "rare, extreme"}
-    assert (out["z"].abs() > 3).all()  # equal bins: none rare, only the extreme tails
-    rare = outlier_tokens(_streams([[0] * 50 + [1]]), 4)
-    assert rare["token"].tolist() == [2, 3, 1]  # never seen first, then the rarest seen
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"TokenizerConfig\.codebook_size must be an int >= 2"):
+        TokenizerConfig(codebook_size=1)
+    with pytest.raises(ConfigError, match="decay"):
+        TokenizerConfig(decay=1.0)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from alphaforge.errors import DataError
 from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
 from alphaforge.testing import tiny_problem
 
@@ -128,5 +129,5 @@ def test_window_source_batches(ragged: pd.DataFrame) -> None:
     torch.testing.assert_close(batch["x"], layout.windows(torch.tensor([10, 13, 39]), 5))
     assert batch["y"].shape == (3, 2) and batch["y"][2, 1] == 59
     assert batch["weight"].shape == (3,)
-    with pytest.raises(ValueError, match="y has 2 rows"):
+    with pytest.raises(DataError, match="y has 2 rows"):
         WindowSource(layout, 5, rows=rows, y=y[:2])

@@ -1,8 +1,11 @@
 """``alphaforge gpt ...``: tokenize returns, train the market GPT, sample, evaluate, analyze.
 
-Each command parses its options and calls :mod:`alphaforge.models.tokenizer` /
-:mod:`alphaforge.models.gpt`; an :class:`~alphaforge.errors.AlphaforgeError` prints one red line
-and exits with status 2 (:func:`alphaforge.cli.ui.guard`).
+Each command parses its options and calls :mod:`alphaforge.models.tokenizer`,
+:mod:`alphaforge.models.gpt` and :mod:`alphaforge.models.gpt_forecaster`; an
+:class:`~alphaforge.errors.AlphaforgeError` prints one red line and exits with status 2
+(:func:`alphaforge.cli.ui.guard`). Option defaults are read from the configs that declare them:
+``TokenizerConfig`` (tokenize), ``GPTConfig`` (network) and the GPT forecaster's params
+(training and sampling), so the command line and ``model: gpt`` agree.
 
 Files: ``tokenize`` writes ``tokens.parquet`` (``timestamp, symbol, token``; split and tokenizer
 location in the Parquet metadata) and the fitted tokenizer next to it (``tokens.tokenizer/``);
@@ -27,29 +30,28 @@ from rich.table import Table
 from alphaforge.cli import ui
 from alphaforge.data import load_panel
 from alphaforge.errors import ConfigError
-from alphaforge.models.gpt import (
-    GPT,
-    GPTConfig,
+from alphaforge.models.gpt import GPT, GPTConfig, prefix_tokens
+from alphaforge.models.gpt_forecaster import (
+    TokenGPTParams,
     evaluate_tokens,
     load_gpt,
-    prefix_tokens,
     save_gpt,
     train_gpt,
 )
+from alphaforge.models.token_analysis import analyze_tokens, bigram_baseline, unigram_baseline
+from alphaforge.models.token_streams import TokenStreams, read_tokens, write_tokens
 from alphaforge.models.tokenizer import (
     TOKENIZERS,
     TokenizerConfig,
-    TokenStreams,
-    analyze_tokens,
-    bigram_baseline,
     load_tokenizer,
-    read_tokens,
     tokenize_panel,
-    unigram_baseline,
-    write_tokens,
 )
 from alphaforge.models.training import TrainConfig
+from alphaforge.utils.device import seeded
 from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
+
+# the one declaration of each default: tokenizer, network, training and sampling
+_TOK, _NET, _FIT = TokenizerConfig(), GPTConfig(), TokenGPTParams()
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Tokenized market GPT: tokenize returns, train, generate, evaluate, "
@@ -90,18 +92,19 @@ def _vocab(meta: dict[str, Any], tok: Any, streams: Any) -> int:
 def tokenize_cmd(
     data: Annotated[str, typer.Option(help="CSV/Parquet file, builtin:NAME or synthetic:...")],
     out_file: Annotated[Path, typer.Option("--out", help="token file to write (.parquet)")],
-    codebook: Annotated[int, typer.Option(help="vocabulary size K (codes)")] = 128,
-    patch: Annotated[int, typer.Option(help="bars per token")] = 1,
+    codebook: Annotated[int, typer.Option(help="vocabulary size K (codes)")] = _TOK.codebook_size,
+    patch: Annotated[int, typer.Option(help="bars per token")] = _TOK.patch,
     fields: Annotated[str, typer.Option(
         help="comma-separated channels: ret[,range,volume]")] = "ret",
     method: Annotated[str, typer.Option(help="vqvae | quantile")] = "vqvae",
     train_frac: Annotated[float, typer.Option(
         help="share of timestamps the tokenizer is fitted on")] = 0.8,
-    epochs: Annotated[int, typer.Option(help="VQ-VAE training epochs")] = 20,
+    epochs: Annotated[int, typer.Option(help="VQ-VAE training epochs")] = _TOK.max_epochs,
     tokenizer_dir: Annotated[Optional[Path], typer.Option(
         "--tokenizer", help="where to save the tokenizer (default OUT.tokenizer/)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps (VQ-VAE training)")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="auto | cpu | cuda | mps (VQ-VAE training)")] = _TOK.device,
 ) -> None:
     """Fit a return tokenizer on the early part of a panel and tokenize all of it."""
     names = tuple(f.strip() for f in fields.split(",") if f.strip())
@@ -133,27 +136,31 @@ def train_cmd(
     valid_from: Annotated[Optional[str], typer.Option(
         help="first validation time is after this timestamp (default: the tokenizer's training "
         "end)")] = None,
-    seq_len: Annotated[int, typer.Option(help="training window, tokens (prefix included)")] = 128,
-    n_layer: Annotated[int, typer.Option(help="transformer blocks")] = 4,
-    n_head: Annotated[int, typer.Option(help="query heads")] = 4,
+    seq_len: Annotated[int, typer.Option(
+        help="training window, tokens (prefix included)")] = _NET.sequence_len,
+    n_layer: Annotated[int, typer.Option(help="transformer blocks")] = _NET.n_layer,
+    n_head: Annotated[int, typer.Option(help="query heads")] = _NET.n_head,
     n_kv_head: Annotated[int, typer.Option(
-        help="key/value heads (divides n_head; < n_head is GQA)")] = 4,
-    n_embd: Annotated[int, typer.Option(help="embedding width")] = 128,
-    tie: Annotated[bool, typer.Option(help="tie input and output embeddings")] = False,
+        help="key/value heads (divides n_head; < n_head is GQA)")] = _NET.n_kv_head,
+    n_embd: Annotated[int, typer.Option(help="embedding width")] = _NET.n_embd,
+    tie: Annotated[bool, typer.Option(
+        help="tie input and output embeddings")] = _NET.tie_embeddings,
     symbol_tokens: Annotated[bool, typer.Option(
-        help="prefix each window with a per-symbol token")] = False,
-    dropout: Annotated[float, typer.Option(help="residual dropout")] = 0.0,
-    epochs: Annotated[int, typer.Option(help="passes over the training windows")] = 10,
-    batch_size: Annotated[int, typer.Option(help="windows per step")] = 64,
-    lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.1,
+        help="prefix each window with a per-symbol token")] = _FIT.symbol_tokens,
+    dropout: Annotated[float, typer.Option(help="residual dropout")] = _NET.dropout,
+    epochs: Annotated[int, typer.Option(
+        help="passes over the training windows")] = _FIT.max_epochs,
+    batch_size: Annotated[int, typer.Option(help="windows per step")] = _FIT.batch_size,
+    lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = _FIT.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = _FIT.weight_decay,
     stride: Annotated[int, typer.Option(
-        help="training window stride, tokens (0: seq_len / 2)")] = 0,
+        help="training window stride, tokens (0: seq_len / 2)")] = _FIT.stride,
     patience: Annotated[int, typer.Option(
-        help="epochs without validation improvement before stopping (0: never)")] = 3,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+        help="epochs without validation improvement before stopping (0: never)")] = _FIT.patience,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = _FIT.device,
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = _FIT.precision,
+    compile_: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model")] = _FIT.compile,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Train the GPT on a token file (time split: training, then validation for early stopping)."""
@@ -161,18 +168,15 @@ def train_cmd(
         streams, meta, tok = _load_tokens(tokens, tokenizer)
         train, valid = _split(streams, meta, valid_from)
         vocab = _vocab(meta, tok, streams)
-        if n_head % max(1, n_kv_head) or n_embd % n_head or (n_embd // n_head) % 2:
-            raise ConfigError(f"need n_head % n_kv_head == 0 and an even head dim n_embd / n_head"
-                              f"; got n_embd {n_embd}, n_head {n_head}, n_kv_head {n_kv_head}")
         symbols = sorted(train.symbols) if symbol_tokens else []
         config = GPTConfig(sequence_len=seq_len, vocab_size=vocab, n_layer=n_layer,
                            n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd,
-                           n_symbols=len(symbols), tie_embeddings=tie, dropout=dropout)
+                           n_symbols=len(symbols), tie_embeddings=tie,
+                           dropout=dropout)  # ConfigError naming the field on bad sizes
         train_config = TrainConfig(max_epochs=epochs, batch_size=batch_size, lr=lr,
                                    weight_decay=weight_decay, patience=patience, device=device,
                                    precision=precision, compile=compile_)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # weight init; the caller's RNG is restored on exit
+        with seeded(seed):  # weight init; the caller's RNG is restored on exit
             model = GPT(config)
         with ui.spinner(f"training {model.num_params():,} parameters"):
             history = train_gpt(model, train, valid, train_config, symbols=symbols,
@@ -192,8 +196,10 @@ def generate_cmd(
     seed_tokens: Annotated[str, typer.Option(
         help='prompt tokens, e.g. "80 81 83" (may be empty)')] = "",
     num: Annotated[int, typer.Option(help="tokens to generate")] = 50,
-    temperature: Annotated[float, typer.Option(help="softmax temperature (0: greedy)")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="sample among the k most likely tokens (0: all)")] = 0,
+    temperature: Annotated[float, typer.Option(
+        help="softmax temperature (0: greedy)")] = _FIT.temperature,
+    top_k: Annotated[int, typer.Option(
+        help="sample among the k most likely tokens (0: all)")] = _FIT.top_k,
     samples: Annotated[int, typer.Option(help="continuations to draw")] = 1,
     symbol: Annotated[Optional[str], typer.Option(
         help="symbol prefix token (models trained with --symbol-tokens)")] = None,

@@ -222,7 +222,8 @@ def _docstring(doc: str, parts: Sequence[Part], overrides: Mapping[str, Any]) ->
     for part in parts:
         keys = part.params_keys()
         shown = ", ".join(k if k == v else f"{v} (its {k})" for k, v in keys.items())
-        lines.append(f"- ``{part.cls.__name__}`` ({part.role}): {shown or '(none)'}")
+        role = "" if part.role == part.cls.__name__ else f" ({part.role})"
+        lines.append(f"- ``{part.cls.__name__}``{role}: {shown or '(none)'}")
     if overrides:
         changed = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         lines += ["", f"Defaults that differ from the parts': {changed}."]

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphaforge.errors import DataError
+from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
 from alphaforge.models.params import ComposedParams
 from alphaforge.models.training import fit_torch
@@ -294,11 +294,12 @@ class TorchForecaster(BaseForecaster):
             volatility label itself.
 
         Raises:
-            TypeError: the model has no volatility head.
+            ConfigError: the model has no volatility head.
             NotFittedError: before ``fit``.
         """
         if not self.multitask:
-            raise TypeError(f"{type(self).__name__} has no volatility head; use a multitask model")
+            raise ConfigError(f"{type(self).__name__} has no volatility head; use a multitask "
+                              f"model (multitask_lstm, multitask_transformer)")
         X = self._checked_X(X)
         vol = self._outputs(X)[:, 1] * self.target_scale_
         return pd.Series(vol, index=X.index, name="vol_pred")

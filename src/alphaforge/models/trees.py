@@ -68,6 +68,35 @@ def _suggest_gbdt(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+_TINY_GBDT = {"n_estimators": 20, "learning_rate": 0.1, "n_jobs": 1}  # test_params of both
+
+
+class _GBDTForecaster(BaseForecaster):
+    """Shared by LightGBM and XGBoost: the booster in its native file, best round in meta.json.
+
+    Subclasses set ``model_file`` and write/read the booster (``_save_booster``,
+    ``_load_booster``); ``fit`` sets ``booster_``, ``best_iteration_`` and ``best_score_``.
+    """
+
+    capabilities: ClassVar[Capabilities] = TREE_CAPS
+    model_file: ClassVar[str]
+
+    def _save_state(self, path: Path) -> dict[str, Any]:
+        self._save_booster(str(path / self.model_file))
+        return {"best_iteration": self.best_iteration_, "best_score": self.best_score_}
+
+    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
+        self.booster_ = self._load_booster(str(path / self.model_file))
+        self.best_iteration_ = int(state["best_iteration"])
+        self.best_score_ = state["best_score"]
+
+    def _save_booster(self, file: str) -> None:
+        raise NotImplementedError
+
+    def _load_booster(self, file: str) -> Any:
+        raise NotImplementedError
+
+
 # ---------------------------------------------------------------------------- LightGBM
 @dataclass(frozen=True)
 class LightGBMConfig:
@@ -92,7 +121,7 @@ class LightGBMConfig:
         require(self.min_child_samples >= 1, self, "min_child_samples", "an int >= 1")
 
 
-class LightGBMForecaster(BaseForecaster):
+class LightGBMForecaster(_GBDTForecaster):
     """LightGBM regressor on the feature panel (see the module header).
 
     Learned state: ``booster_`` (``lightgbm.Booster``), ``best_iteration_`` (rounds used by
@@ -101,7 +130,7 @@ class LightGBMForecaster(BaseForecaster):
     """
 
     Config = LightGBMConfig
-    capabilities: ClassVar[Capabilities] = TREE_CAPS
+    model_file = "model.txt"
 
     def _params(self) -> dict[str, Any]:
         c = self.config_
@@ -155,14 +184,11 @@ class LightGBMForecaster(BaseForecaster):
     def _feature_importances(self) -> npt.NDArray[np.float64]:
         return self.booster_.feature_importance("gain", iteration=self.best_iteration_)
 
-    def _save_state(self, path: Path) -> dict[str, Any]:
-        self.booster_.save_model(str(path / "model.txt"), num_iteration=self.best_iteration_)
-        return {"best_iteration": self.best_iteration_, "best_score": self.best_score_}
+    def _save_booster(self, file: str) -> None:
+        self.booster_.save_model(file, num_iteration=self.best_iteration_)  # best rounds only
 
-    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
-        self.booster_ = lgb.Booster(model_file=str(path / "model.txt"))
-        self.best_iteration_ = int(state["best_iteration"])
-        self.best_score_ = state["best_score"]
+    def _load_booster(self, file: str) -> lgb.Booster:
+        return lgb.Booster(model_file=file)
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -174,8 +200,7 @@ class LightGBMForecaster(BaseForecaster):
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"n_estimators": 20, "learning_rate": 0.1, "num_leaves": 7,
-                "min_child_samples": 10, "n_jobs": 1}
+        return {**_TINY_GBDT, "num_leaves": 7, "min_child_samples": 10}
 
 
 # ---------------------------------------------------------------------------- XGBoost
@@ -217,7 +242,7 @@ class _XGBReport(xgb.callback.TrainingCallback):
         return False  # never stop here; early stopping is xgboost's own callback
 
 
-class XGBoostForecaster(BaseForecaster):
+class XGBoostForecaster(_GBDTForecaster):
     """XGBoost ``hist`` regressor on the feature panel (see the module header).
 
     Learned state: ``booster_`` (``xgboost.Booster`` cut to the best round), ``best_iteration_``
@@ -225,7 +250,7 @@ class XGBoostForecaster(BaseForecaster):
     """
 
     Config = XGBoostConfig
-    capabilities: ClassVar[Capabilities] = TREE_CAPS
+    model_file = "model.json"
 
     def _params(self) -> dict[str, Any]:
         c = self.config_
@@ -271,17 +296,14 @@ class XGBoostForecaster(BaseForecaster):
         gain = self.booster_.get_score(importance_type="total_gain")  # {"f3": ...}, unused absent
         return np.array([gain.get(f"f{i}", 0.0) for i in range(self.n_features_in_)])
 
-    def _save_state(self, path: Path) -> dict[str, Any]:
-        self.booster_.save_model(str(path / "model.json"))
-        return {"best_iteration": self.best_iteration_, "best_score": self.best_score_}
+    def _save_booster(self, file: str) -> None:
+        self.booster_.save_model(file)  # already cut to the best rounds in fit
 
-    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
+    def _load_booster(self, file: str) -> xgb.Booster:
         booster = xgb.Booster()
-        booster.load_model(str(path / "model.json"))
+        booster.load_model(file)
         booster.set_param({"nthread": max(self.config_.n_jobs, 0)})
-        self.booster_ = booster
-        self.best_iteration_ = int(state["best_iteration"])
-        self.best_score_ = state["best_score"]
+        return booster
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -293,8 +315,7 @@ class XGBoostForecaster(BaseForecaster):
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"n_estimators": 20, "learning_rate": 0.1, "max_depth": 3,
-                "min_child_weight": 10.0, "n_jobs": 1}
+        return {**_TINY_GBDT, "max_depth": 3, "min_child_weight": 10.0}
 
 
 # ---------------------------------------------------------------------------- random forest

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 
-from alphaforge.errors import DataError
+from alphaforge.errors import ConfigError, DataError
 
 __all__ = ["CrossSectionSource", "SequenceLayout", "Standardizer", "WindowSource"]
 
@@ -197,7 +197,31 @@ class SequenceLayout:
 
 
 # ---------------------------------------------------------------------------- batch source
-class WindowSource:
+class _LayoutSamples:
+    """What the batch sources over a :class:`SequenceLayout` share: lookback and device."""
+
+    def __init__(self, layout: SequenceLayout, lookback: int) -> None:
+        if lookback < 1:
+            raise ConfigError(f"lookback must be an int >= 1, got {lookback}")
+        self.layout, self.lookback = layout, int(lookback)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the layout lives: batch indices and batches are on it too."""
+        return self.layout.device
+
+    def _per_sample(self, values: npt.ArrayLike | torch.Tensor | None, name: str,
+                    n: int) -> torch.Tensor | None:
+        """``values`` as float32 on the device, checked to have ``n`` rows (``None`` kept)."""
+        if values is None:
+            return None
+        t = torch.as_tensor(values, dtype=torch.float32).to(self.device)
+        if t.shape[0] != n:
+            raise DataError(f"{name} has {t.shape[0]} rows, expected {n}")
+        return t
+
+
+class WindowSource(_LayoutSamples):
     """Windowed samples for ``fit_torch`` (its ``BatchSource`` protocol) or for inference.
 
     Args:
@@ -210,6 +234,10 @@ class WindowSource:
 
     ``batch(idx)`` returns ``{"x": (B, T, C)}`` plus ``"y"`` and ``"weight"`` when given; ``idx``
     indexes samples (``0 .. n - 1``) and lives on :attr:`device`.
+
+    Raises:
+        ConfigError: ``lookback < 1``.
+        DataError: ``y`` or ``weights`` not aligned with ``rows``.
     """
 
     def __init__(
@@ -221,25 +249,16 @@ class WindowSource:
         y: npt.ArrayLike | torch.Tensor | None = None,
         weights: npt.ArrayLike | torch.Tensor | None = None,
     ) -> None:
-        if lookback < 1:
-            raise ValueError(f"lookback must be >= 1, got {lookback}")
+        super().__init__(layout, lookback)
         dev = layout.device
-        self.layout, self.lookback = layout, int(lookback)
         self.rows = (torch.arange(len(layout), device=dev) if rows is None
                      else torch.as_tensor(rows, dtype=torch.int64).to(dev))
-        self.y = None if y is None else torch.as_tensor(y, dtype=torch.float32).to(dev)
-        self.weights = (None if weights is None
-                        else torch.as_tensor(weights, dtype=torch.float32).to(dev))
-        for name, t in (("y", self.y), ("weights", self.weights)):
-            if t is not None and t.shape[0] != self.rows.shape[0]:
-                raise ValueError(f"{name} has {t.shape[0]} rows, expected {self.rows.shape[0]}")
+        n = int(self.rows.shape[0])
+        self.y = self._per_sample(y, "y", n)
+        self.weights = self._per_sample(weights, "weights", n)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
-
-    @property
-    def device(self) -> torch.device:
-        return self.layout.device
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {"x": self.layout.windows(self.rows[idx], self.lookback)}  # (B, T, C)
@@ -250,7 +269,7 @@ class WindowSource:
         return out
 
 
-class CrossSectionSource:
+class CrossSectionSource(_LayoutSamples):
     """Samples grouped by timestamp for cross-sectional (ranking) losses: one sample = one date.
 
     Args:
@@ -271,6 +290,10 @@ class CrossSectionSource:
     ``batch(idx)`` (``idx`` indexes dates, ``0 .. D - 1``) returns ``{"x": (B, N, T, C), "mask":
     (B, N) bool}`` plus ``"y": (B, N, ...)`` when given; padded entries hold the windows of
     sample 0 and NaN targets, and are False in ``mask``. Windows look only backward.
+
+    Raises:
+        ConfigError: ``lookback < 1``.
+        DataError: ``dates`` or ``y`` not aligned with ``rows``.
     """
 
     def __init__(
@@ -282,32 +305,24 @@ class CrossSectionSource:
         dates: npt.ArrayLike,
         y: npt.ArrayLike | torch.Tensor | None = None,
     ) -> None:
-        if lookback < 1:
-            raise ValueError(f"lookback must be >= 1, got {lookback}")
+        super().__init__(layout, lookback)
         rows_np = np.asarray(rows, dtype=np.int64)
         codes, uniques = pd.factorize(np.asarray(dates), sort=True)
         if len(codes) != len(rows_np):
-            raise ValueError(f"dates has {len(codes)} rows, expected {len(rows_np)}")
+            raise DataError(f"dates has {len(codes)} rows, expected {len(rows_np)}")
         order = np.argsort(codes, kind="stable")  # samples grouped by date, stable within
         counts = np.bincount(codes, minlength=len(uniques))  # (D,)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # (D,) offset of each date
         slot = np.arange(len(order)) - first[codes[order]]  # place within its date
         members = np.full((len(uniques), int(counts.max(initial=0))), -1, dtype=np.int64)
         members[codes[order], slot] = order  # (D, N), -1 = no symbol in that slot
-        dev = layout.device
-        self.layout, self.lookback, self.dates = layout, int(lookback), uniques
-        self.rows = torch.from_numpy(rows_np).to(dev)
-        self.members = torch.from_numpy(members).to(dev)
-        self.y = None if y is None else torch.as_tensor(y, dtype=torch.float32).to(dev)
-        if self.y is not None and self.y.shape[0] != len(rows_np):
-            raise ValueError(f"y has {self.y.shape[0]} rows, expected {len(rows_np)}")
+        self.dates = uniques
+        self.rows = torch.from_numpy(rows_np).to(self.device)
+        self.members = torch.from_numpy(members).to(self.device)
+        self.y = self._per_sample(y, "y", len(rows_np))
 
     def __len__(self) -> int:
         return int(self.members.shape[0])
-
-    @property
-    def device(self) -> torch.device:
-        return self.layout.device
 
     @property
     def n_assets(self) -> int:

@@ -12,6 +12,7 @@ import torch
 from scipy import stats
 
 from alphaforge.errors import ConfigError, DataError
+from alphaforge.labels import LabelSpec
 from alphaforge.models.foundation.base import (
     calendar,
     find_weights_dir,
@@ -128,11 +129,9 @@ def test_targets_from_paths() -> None:
         assert model._to_target(paths)[0, 0] == pytest.approx(want)
 
 
-def test_label_attrs_set_horizon_and_target(panel) -> None:
+def test_label_spec_sets_horizon_and_target(panel) -> None:
     X, y = panel
-    y = y.copy()
-    y.attrs = {"kind": "forward_log_return", "horizon": 3}
-    model = _tiny().fit(X, y)
+    model = _tiny().fit(X, y, label=LabelSpec("forward_log_return", 3))
     assert (model.horizon_, model.target_) == (3, "log_return")
     assert model.sample(np.ones((2, 10)), num_samples=5).shape == (2, 5, 3)
 

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
+from alphaforge.metrics import get_metric
 
 __all__ = ["AGGREGATIONS", "aggregate", "check_aggregation", "score_sample_bank"]
 
@@ -166,12 +167,7 @@ def score_sample_bank(
         DataError: Shapes do not match, or a choice asks for more samples than the bank holds.
         ConfigError: Unknown metric or aggregation.
     """
-    if isinstance(metric, str):
-        from alphaforge.metrics import get_metric
-
-        fn = get_metric(metric).fn
-    else:
-        fn = metric
+    fn = get_metric(metric).fn if isinstance(metric, str) else metric
     bank = np.asarray(samples, dtype=np.float64)
     if bank.ndim != 2 or bank.shape[0] != len(y):
         raise DataError(f"samples must be (rows, S) with rows == len(y) = {len(y)}, "

@@ -1,9 +1,10 @@
 """Shared base of the zero-shot foundation-model adapters (Kronos, Toto, Chronos-Bolt).
 
 - Zero-shot: ``fit`` learns nothing. It records the feature names, resolves the label's horizon
-  and kind (``y.attrs``), loads the network (local weights, or a seeded random init of a named
-  architecture for tests) and keeps the last ``max_context`` bars of each symbol's context
-  columns as history, so a later ``predict`` on a short window (a tuning fold) still has context.
+  and kind (the ``LabelSpec`` passed to ``fit``), loads the network (local weights, or a seeded
+  random init of a named architecture for tests) and keeps the last ``max_context`` bars of
+  each symbol's context columns as history, so a later ``predict`` on a short window (a tuning
+  fold) still has context.
 - Context convention: the series a model reads is a *price path*. By default it is rebuilt from
   a one-bar return column (``return_column="ret_1"``, simple or log returns; NaN counts as a flat
   bar) by cumulating returns; with ``price_column`` set, that column's levels are used. Every
@@ -49,6 +50,7 @@ from torch import nn
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, _resolve_seed, require
 from alphaforge.models.foundation.aggregate import aggregate, check_aggregation
+from alphaforge.utils.device import autocast, resolve_device, resolve_precision, seeded
 from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class FoundationParams:
     weights: str | None = None  # local weights directory or HF cache folder; None: random init
     arch: str = "tiny"  # architecture of the random init (weights=None only); tests use "tiny"
     horizon: int = 0  # H bars ahead; 0: the horizon of the LabelSpec passed to fit
-    target: Literal["auto", "return", "log_return", "volatility"] = "auto"  # auto: from y.attrs
+    target: Literal["auto", "return", "log_return", "volatility"] = "auto"  # auto: from the label
     num_samples: int = 100  # S sampled futures per row
     aggregation: str = "median"  # see alphaforge.models.foundation.aggregate.AGGREGATIONS
     max_context: int = 512  # T: bars of context per row (also the normalisation window)
@@ -373,12 +375,19 @@ class FoundationAdapter(BaseForecaster):
     # (alphaforge.models.foundation.aggregate.score_sample_bank), and the bank's size
     bank_params: ClassVar[tuple[str, ...]] = ("num_samples", "aggregation")
     bank_size: ClassVar[int | None] = None  # None: the trial's own num_samples
+    test_samples: ClassVar[int] = 8  # num_samples of test_params (1024 rows per batch)
     _keep_unlabelled_rows = True  # unlabelled rows are still context for later rows
 
     def __init__(self, config: Any = None, *, random_state: int | None = 0,
                  module: nn.Module | None = None) -> None:
         super().__init__(config, random_state=random_state)
         self.module = module
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        """A tiny random-init network on CPU, ``test_samples`` samples per row."""
+        return {"arch": "tiny", "max_context": 32, "num_samples": cls.test_samples,
+                "samples_per_batch": 1024 * cls.test_samples, "device": "cpu"}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -410,9 +419,7 @@ class FoundationAdapter(BaseForecaster):
             params: Other config overrides.
             random_state: Seeds the initial weights and the sampling streams.
         """
-        seed = _resolve_seed(random_state)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(_resolve_seed(random_state)):  # CPU init: the same weights on any device
             module = cls._build_module(dict(module_config))
         return cls(cls._make_config(params), random_state=random_state, module=module)
 
@@ -494,8 +501,6 @@ class FoundationAdapter(BaseForecaster):
         """The network on its device (built or loaded once per fit, or on first ``sample``)."""
         if getattr(self, "module_", None) is not None:
             return self.module_
-        from alphaforge.utils.device import resolve_device
-
         c = self._cfg()
         if self.module is not None:
             module, config = self.module, self._module_config_of(self.module)
@@ -507,8 +512,7 @@ class FoundationAdapter(BaseForecaster):
                 logger.warning("%s: no weights given, using a random %r network: its forecasts "
                                "are noise (set weights to a local checkpoint)",
                                type(self).__name__, c.arch)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_resolve_seed(self.random_state))
+            with seeded(_resolve_seed(self.random_state)):
                 module = self._build_module(config)
         device = resolve_device(c.device)
         self.module_ = module.to(device).eval()
@@ -585,8 +589,6 @@ class FoundationAdapter(BaseForecaster):
         first row, dropped afterwards), so a row's result does not depend on how many rows are
         predicted with it. Rows without a valid bar of their own get NaN.
         """
-        from alphaforge.utils.device import autocast, resolve_precision
-
         c = self._cfg()
         module = self._ensure_module()
         device = next(module.parameters()).device
@@ -674,8 +676,6 @@ class FoundationAdapter(BaseForecaster):
                 "history": self.history_ is not None}
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
-        from alphaforge.utils.device import resolve_device
-
         self.horizon_ = int(state["horizon"])
         self.target_ = str(state["target"])
         self.module_config_ = json.loads((path / MODULE_CONFIG_FILE).read_text("utf-8"))

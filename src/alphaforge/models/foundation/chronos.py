@@ -103,13 +103,9 @@ class ChronosAdapter(FoundationAdapter):
 
     Config = ChronosParams
     bank_params = ("aggregation",)  # interpolated levels are not a prefix-stable sample set
+    test_samples = len(_LEVELS)  # one sample per predicted quantile level
     capabilities: ClassVar[Capabilities] = Capabilities(
         family="foundation", needs_sequence=True, label_kinds=("return",))
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"arch": "tiny", "max_context": 32, "num_samples": 9, "samples_per_batch": 9216,
-                "device": "cpu"}
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:

@@ -625,11 +625,6 @@ class KronosAdapter(FoundationAdapter):
     bank_size = 320  # the largest num_samples of search_space
 
     @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"arch": "tiny", "max_context": 32, "num_samples": 8, "samples_per_batch": 8192,
-                "device": "cpu"}
-
-    @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
         return {
             "temperature": trial.suggest_float("temperature", 0.05, 0.40),

@@ -117,11 +117,7 @@ class TotoAdapter(FoundationAdapter):
 
     Config = TotoParams
     bank_size = 4096  # the largest num_samples of search_space
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"arch": "tiny", "max_context": 32, "num_samples": 16, "samples_per_batch": 16384,
-                "device": "cpu"}
+    test_samples = 16
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
