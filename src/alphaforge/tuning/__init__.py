@@ -73,7 +73,39 @@ _API = {
     "data_hash": "windows", "prepare": "windows",
 }
 
-__all__ = sorted(_API)
+__all__ = [
+    "Direction",
+    "OWNER_ATTR",
+    "PRUNE_EVERY",
+    "StorageSpec",
+    "StudyStatus",
+    "SymbolData",
+    "SymbolResult",
+    "TuneConfig",
+    "TuneJob",
+    "TuneSummary",
+    "Window",
+    "cut_windows",
+    "data_hash",
+    "fit_score",
+    "fit_score_bank",
+    "improvement",
+    "load_tune_config",
+    "make_tune_config",
+    "open_storage",
+    "prepare",
+    "promote",
+    "repair_journal",
+    "resolve_models",
+    "resolve_storage",
+    "run_worker",
+    "study_name",
+    "study_status",
+    "sweep",
+    "sweep_stale",
+    "tune",
+    "tune_history",
+]
 
 
 def __getattr__(name: str) -> Any:

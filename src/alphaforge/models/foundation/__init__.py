@@ -7,10 +7,15 @@
   (``alphaforge[chronos]``).
 
 The Toto and Chronos modules import their packages at import time; they are reached through the
-registry (``get_model("toto")``), which turns a missing package into an install hint.
+registry (``get_model("toto")``), which turns a missing package into an install hint. The adapter
+base (torch) is imported on first use, so the sample aggregations (numpy only) serve tuning
+without loading torch.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from alphaforge.models.foundation.aggregate import (
     AGGREGATIONS,
@@ -18,7 +23,19 @@ from alphaforge.models.foundation.aggregate import (
     check_aggregation,
     score_sample_bank,
 )
-from alphaforge.models.foundation.base import FoundationAdapter, FoundationParams
+
+if TYPE_CHECKING:
+    from alphaforge.models.foundation.base import FoundationAdapter, FoundationParams
 
 __all__ = ["AGGREGATIONS", "FoundationAdapter", "FoundationParams", "aggregate",
            "check_aggregation", "score_sample_bank"]
+
+_LAZY = {"FoundationAdapter", "FoundationParams"}  # torch-based: imported on first use
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("alphaforge.models.foundation.base"), name)
+    globals()[name] = value
+    return value
