@@ -76,19 +76,30 @@ def random_streams(n_docs: int, length: int, vocab: int, seed: int = 0) -> Token
 
 
 # ---------------------------------------------------------------------------- speed
-def bench_training(config: GPTConfig, args: argparse.Namespace, device: torch.device,
-                   compile_: bool) -> dict[str, float]:
+def bench_training(
+    config: GPTConfig, args: argparse.Namespace, device: torch.device, compile_: bool
+) -> dict[str, float]:
     torch.manual_seed(0)
     model = GPT(config)
     streams = random_streams(64, 4 * config.sequence_len, config.vocab_size)
-    src = TokenWindows(streams, config.sequence_len, [config.bos] * 64,
-                       stride=config.sequence_len // 4, device=device)
-    train = TrainConfig(max_epochs=100, batch_size=args.batch_size, lr=1e-3, device=str(device),
-                        compile=compile_, patience=0)
+    src = TokenWindows(
+        streams,
+        config.sequence_len,
+        [config.bos] * 64,
+        stride=config.sequence_len // 4,
+        device=device,
+    )
+    train = TrainConfig(
+        max_epochs=100,
+        batch_size=args.batch_size,
+        lr=1e-3,
+        device=str(device),
+        compile=compile_,
+        patience=0,
+    )
     loss_fn = lambda net, b: net(b["x"], b["y"])  # noqa: E731
     fit_torch(model, src, loss_fn, train, max_steps=args.warmup)  # compile, allocator warm-up
-    elapsed, _ = timed(lambda: fit_torch(model, src, loss_fn, train, max_steps=args.steps),
-                       device)
+    elapsed, _ = timed(lambda: fit_torch(model, src, loss_fn, train, max_steps=args.steps), device)
     per_step = elapsed / args.steps
     tokens_s = args.batch_size * config.sequence_len / per_step
     row = {"params": model.num_params(), "tokens_s": tokens_s, "step_ms": 1e3 * per_step}
@@ -117,30 +128,51 @@ def bench_decoding(config: GPTConfig, device: torch.device) -> dict[str, Any]:
         prompts = torch.randint(0, config.vocab_size, (500, 65), device=device)
         prompts[:, 0] = config.bos
         t_sample, _ = timed(lambda: model.generate(prompts, 32, 1.0, num_samples=8), device)
-    return {"batch": B, "prompt": prompt, "new": new, "kv_cache_s": t_cache,
-            "recompute_s": t_full, "speedup": t_full / t_cache,
-            "identical": bool(torch.equal(a, b)),
-            "diff_tokens": int((a != b).sum()), "sample_500x8x32_s": t_sample}
+    return {
+        "batch": B,
+        "prompt": prompt,
+        "new": new,
+        "kv_cache_s": t_cache,
+        "recompute_s": t_full,
+        "speedup": t_full / t_cache,
+        "identical": bool(torch.equal(a, b)),
+        "diff_tokens": int((a != b).sum()),
+        "sample_500x8x32_s": t_sample,
+    }
 
 
 def run_speed(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
-    config = GPTConfig(sequence_len=args.seq_len, vocab_size=128, n_layer=args.layers,
-                       n_head=args.heads, n_kv_head=args.kv_heads, n_embd=args.d_model)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"GPT d {args.d_model}, {args.layers} layers, {args.heads}/{args.kv_heads} heads, "
-          f"T {args.seq_len}, batch {args.batch_size}")
+    config = GPTConfig(
+        sequence_len=args.seq_len,
+        vocab_size=128,
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_kv_head=args.kv_heads,
+        n_embd=args.d_model,
+    )
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
+        f"GPT d {args.d_model}, {args.layers} layers, {args.heads}/{args.kv_heads} heads, "
+        f"T {args.seq_len}, batch {args.batch_size}"
+    )
     for compile_ in [False] + ([True] if args.compile and device.type == "cuda" else []):
         row = bench_training(config, args, device, compile_)
         mfu = f", MFU {100 * row['mfu']:.1f}%" if "mfu" in row else ", MFU n/a (CPU)"
-        print(f"train{' (compiled)' if compile_ else ''}: {row['params']:,} params, "
-              f"{row['tokens_s']:,.0f} tokens/s, {row['step_ms']:.1f} ms/step{mfu}")
+        print(
+            f"train{' (compiled)' if compile_ else ''}: {row['params']:,} params, "
+            f"{row['tokens_s']:,.0f} tokens/s, {row['step_ms']:.1f} ms/step{mfu}"
+        )
     d = bench_decoding(config, device)
-    print(f"decode {d['batch']} x ({d['prompt']} prompt + {d['new']} new): KV cache "
-          f"{d['kv_cache_s']:.3f}s, recompute {d['recompute_s']:.3f}s, speedup "
-          f"{d['speedup']:.1f}x, identical tokens: {d['identical']} ({d['diff_tokens']} differ)")
-    print(f"batched sampling 500 symbols x 8 paths x 32 tokens (64-token prompts): "
-          f"{d['sample_500x8x32_s']:.3f}s")
+    print(
+        f"decode {d['batch']} x ({d['prompt']} prompt + {d['new']} new): KV cache "
+        f"{d['kv_cache_s']:.3f}s, recompute {d['recompute_s']:.3f}s, speedup "
+        f"{d['speedup']:.1f}x, identical tokens: {d['identical']} ({d['diff_tokens']} differ)"
+    )
+    print(
+        f"batched sampling 500 symbols x 8 paths x 32 tokens (64-token prompts): "
+        f"{d['sample_500x8x32_s']:.3f}s"
+    )
 
 
 # ---------------------------------------------------------------------------- quality
@@ -151,8 +183,10 @@ def run_eval(args: argparse.Namespace) -> None:
         panel = load_panel(name)
         stamps = panel.index.get_level_values("timestamp").unique().sort_values()
         train_end, valid_end = stamps[int(0.6 * len(stamps))], stamps[int(0.8 * len(stamps))]
-        print(f"\n== {name}: {len(panel)} bars, {panel.index.get_level_values(1).nunique()} "
-              f"symbols; train <= {train_end}, valid <= {valid_end}, test after")
+        print(
+            f"\n== {name}: {len(panel)} bars, {panel.index.get_level_values(1).nunique()} "
+            f"symbols; train <= {train_end}, valid <= {valid_end}, test after"
+        )
         patches, where = panel_patches(bar_fields(panel), 1)
         ts = where["timestamp"]
         tr, te = np.asarray(ts <= train_end), np.asarray(ts > valid_end)
@@ -160,33 +194,63 @@ def run_eval(args: argparse.Namespace) -> None:
         for kind in (VQVAETokenizer, QuantileTokenizer):
             tok = kind(random_state=0, codebook_size=args.codebook, device="cpu").fit(patches[tr])
             a, b = tok.report(patches[tr]), tok.report(patches[te])
-            print(f"  tokenizer {kind.kind:8s}: usage {a['usage']:.3f} (test {b['usage']:.3f}), "
-                  f"perplexity {a['perplexity']:.1f}, MAE {a['mae']:.2e} / test {b['mae']:.2e} "
-                  f"(return std {b['return_std']:.2e})")
+            print(
+                f"  tokenizer {kind.kind:8s}: usage {a['usage']:.3f} (test {b['usage']:.3f}), "
+                f"perplexity {a['perplexity']:.1f}, MAE {a['mae']:.2e} / test {b['mae']:.2e} "
+                f"(return std {b['return_std']:.2e})"
+            )
             toks[kind.kind] = tok
         streams = TokenStreams.from_frame(where.assign(token=toks["vqvae"].encode(patches)))
         keep = np.asarray(streams.timestamps <= valid_end)
         upto_valid = TokenStreams.from_frame(streams.to_frame()[keep])
         train, valid = upto_valid.split(train_end)
         torch.manual_seed(0)
-        gpt = GPT(GPTConfig(sequence_len=64, vocab_size=args.codebook, n_layer=2, n_head=4,
-                            n_kv_head=2, n_embd=64))
-        train_gpt(gpt, train, valid, TrainConfig(max_epochs=args.epochs, batch_size=32,
-                                                 lr=2e-3, weight_decay=0.1, patience=3,
-                                                 device=str(device)), stride=8)
-        rows = {"gpt": evaluate_tokens(gpt.eval(), valid),
-                "unigram": unigram_baseline(train, valid, args.codebook),
-                "bigram": bigram_baseline(train, valid, args.codebook)}
+        gpt = GPT(
+            GPTConfig(
+                sequence_len=64,
+                vocab_size=args.codebook,
+                n_layer=2,
+                n_head=4,
+                n_kv_head=2,
+                n_embd=64,
+            )
+        )
+        train_gpt(
+            gpt,
+            train,
+            valid,
+            TrainConfig(
+                max_epochs=args.epochs,
+                batch_size=32,
+                lr=2e-3,
+                weight_decay=0.1,
+                patience=3,
+                device=str(device),
+            ),
+            stride=8,
+        )
+        rows = {
+            "gpt": evaluate_tokens(gpt.eval(), valid),
+            "unigram": unigram_baseline(train, valid, args.codebook),
+            "bigram": bigram_baseline(train, valid, args.codebook),
+        }
         for k, r in rows.items():
-            print(f"  {k:8s} valid perplexity {r['perplexity']:7.2f}  top-1 {r['accuracy']:.4f}  "
-                  f"top-5 {r['top5_accuracy']:.4f}  ({r['n_tokens']} tokens"
-                  f"{f', {gpt.num_params():,} params' if k == 'gpt' else ''})")
+            print(
+                f"  {k:8s} valid perplexity {r['perplexity']:7.2f}  top-1 {r['accuracy']:.4f}  "
+                f"top-5 {r['top5_accuracy']:.4f}  ({r['n_tokens']} tokens"
+                f"{f', {gpt.num_params():,} params' if k == 'gpt' else ''})"
+            )
         forecast(panel, train_end, valid_end, args, device)
         print(f"  ({time.perf_counter() - t0:.0f}s)")
 
 
-def forecast(panel: pd.DataFrame, train_end: Any, valid_end: Any, args: argparse.Namespace,
-             device: torch.device) -> None:
+def forecast(
+    panel: pd.DataFrame,
+    train_end: Any,
+    valid_end: Any,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> None:
     """LightGBM vs the GPT forecaster on the same test rows (h = 1)."""
     X = build_features(panel)
     y = forward_return(panel, 1)
@@ -196,13 +260,29 @@ def forecast(panel: pd.DataFrame, train_end: Any, valid_end: Any, args: argparse
     lgb = get_model("lightgbm").from_params({"n_jobs": 1}, random_state=0)
     lgb.fit(X[tr], y[tr], valid=(X[va], y[va]))
     gpt = TokenGPTForecaster.from_params(
-        {"codebook_size": args.codebook, "lookback": 32, "sequence_len": 64, "n_layer": 2,
-         "n_head": 4, "n_kv_head": 2, "n_embd": 64, "max_epochs": args.epochs, "lr": 2e-3,
-         "batch_size": 32, "stride": 8, "n_samples": args.samples, "device": str(device)},
-        random_state=0).fit(X[tr], y[tr], valid=(X[va], y[va]))
+        {
+            "codebook_size": args.codebook,
+            "lookback": 32,
+            "sequence_len": 64,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_kv_head": 2,
+            "n_embd": 64,
+            "max_epochs": args.epochs,
+            "lr": 2e-3,
+            "batch_size": 32,
+            "stride": 8,
+            "n_samples": args.samples,
+            "device": str(device),
+        },
+        random_state=0,
+    ).fit(X[tr], y[tr], valid=(X[va], y[va]))
     n_symbols = panel.index.get_level_values("symbol").nunique()
-    preds = {"lightgbm": lgb.predict(X[tr | va | te])[te[tr | va | te]],
-             "gpt": gpt.predict(X)[te], "zero": pd.Series(0.0, index=y[te].index)}
+    preds = {
+        "lightgbm": lgb.predict(X[tr | va | te])[te[tr | va | te]],
+        "gpt": gpt.predict(X)[te],
+        "zero": pd.Series(0.0, index=y[te].index),
+    }
     for k, p in preds.items():
         if n_symbols > 1:
             ric, what = rank_ic(y[te], p), "rank IC"

@@ -50,16 +50,21 @@ FEATURE_NAMES = "ret_1,ret_5,ret_20,rv_20,rsi_14,volume_z_20,mom_12_1,sma_dist_2
 
 
 # ---------------------------------------------------------------------------- speed
-def random_panel(n_symbols: int, n_bars: int, n_features: int, seed: int = 0
-                 ) -> tuple[pd.DataFrame, pd.Series]:
+def random_panel(
+    n_symbols: int, n_bars: int, n_features: int, seed: int = 0
+) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)
     index = pd.MultiIndex.from_product(
         [pd.bdate_range("2015-01-02", periods=n_bars), [f"S{i:04d}" for i in range(n_symbols)]],
-        names=["timestamp", "symbol"])
+        names=["timestamp", "symbol"],
+    )
     values = rng.standard_normal((n_bars, n_symbols, n_features))
     values[:20] = np.nan  # warm-up
-    X = pd.DataFrame(values.reshape(-1, n_features), index=index,
-                     columns=[f"f{k:02d}" for k in range(n_features)])
+    X = pd.DataFrame(
+        values.reshape(-1, n_features),
+        index=index,
+        columns=[f"f{k:02d}" for k in range(n_features)],
+    )
     return X, pd.Series(rng.standard_normal(len(X)) * 0.01, index=index, name="y")
 
 
@@ -71,8 +76,9 @@ def peak_mib(device: torch.device) -> float:
 
 def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
     cuda = device.type == "cuda"
-    seq_lens = [int(s) for s in (args.seq_lens or ("128,192,256" if cuda else "16,32,64"))
-                .split(",")]
+    seq_lens = [
+        int(s) for s in (args.seq_lens or ("128,192,256" if cuda else "16,32,64")).split(",")
+    ]
     d_model = args.d_model or (192 if cuda else 64)
     n_layers = args.layers or (4 if cuda else 2)
     n_heads = max(1, d_model // 32)
@@ -80,20 +86,33 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
     if cuda and not args.no_compile:
         runs.append(("bf16", True))
     X, y = random_panel(args.symbols, args.bars, args.features)
-    print(f"device {device} ({torch.get_num_threads()} CPU threads); panel {args.symbols} "
-          f"symbols x {args.bars} bars x {args.features} features; d_model {d_model}, "
-          f"{n_layers} layers, {n_heads} heads; {args.lags} lags x {args.horizons} horizons; "
-          f"{args.batch_size} dates per step")
-    header = (f"{'seq_len':>7} {'precision':>9} {'compile':>7} {'params':>9} {'epoch_s':>8} "
-              f"{'samples/s':>10} {'prep_s':>7} {'peak_MiB':>9}")
+    print(
+        f"device {device} ({torch.get_num_threads()} CPU threads); panel {args.symbols} "
+        f"symbols x {args.bars} bars x {args.features} features; d_model {d_model}, "
+        f"{n_layers} layers, {n_heads} heads; {args.lags} lags x {args.horizons} horizons; "
+        f"{args.batch_size} dates per step"
+    )
+    header = (
+        f"{'seq_len':>7} {'precision':>9} {'compile':>7} {'params':>9} {'epoch_s':>8} "
+        f"{'samples/s':>10} {'prep_s':>7} {'peak_MiB':>9}"
+    )
     print(header)
     for seq_len in seq_lens:
         for precision, compile_ in runs:
-            config = {"lookback": seq_len, "max_len": max(512, seq_len), "d_model": d_model,
-                      "n_heads": n_heads, "n_layers": n_layers, "n_lags": args.lags,
-                      "horizons": args.horizons, "max_epochs": args.epochs,
-                      "batch_size": args.batch_size, "device": str(device),
-                      "precision": precision, "compile": compile_}
+            config = {
+                "lookback": seq_len,
+                "max_len": max(512, seq_len),
+                "d_model": d_model,
+                "n_heads": n_heads,
+                "n_layers": n_layers,
+                "n_lags": args.lags,
+                "horizons": args.horizons,
+                "max_epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "device": str(device),
+                "precision": precision,
+                "compile": compile_,
+            }
             if cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -106,9 +125,11 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
             epoch_s = statistics.median(epochs)
             n_samples = int(y.notna().sum())  # windows with a target, roughly
             params = sum(p.numel() for p in model.net_.parameters())
-            print(f"{seq_len:>7} {precision:>9} {compile_!s:>7} {params:>9,} {epoch_s:>8.2f} "
-                  f"{n_samples / epoch_s:>10,.0f} {total - float(epochs.sum()):>7.2f} "
-                  f"{peak_mib(device):>9,.0f}")
+            print(
+                f"{seq_len:>7} {precision:>9} {compile_!s:>7} {params:>9,} {epoch_s:>8.2f} "
+                f"{n_samples / epoch_s:>10,.0f} {total - float(epochs.sum()):>7.2f} "
+                f"{peak_mib(device):>9,.0f}"
+            )
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -130,17 +151,33 @@ def evaluate(args: argparse.Namespace, device: torch.device) -> None:
     y = make_label(panel, "forward_return", 1)
     L, H = args.lags, args.horizons
     realised = horizon_targets(y, L, H)  # (R, L, H): evaluation may read the future
-    folds = WalkForward(train=args.train, valid=args.valid, test=args.test, horizon=1,
-                        n_folds=args.folds).split(X)
-    print(f"panel {panel.index.get_level_values('symbol').nunique()} symbols x "
-          f"{panel.index.get_level_values('timestamp').nunique()} bars, {X.shape[1]} features, "
-          f"{len(folds)} folds; device {device}")
-    ranker_params = {"lookback": args.lookback, "d_model": args.d_model or 64,
-                     "n_heads": max(1, (args.d_model or 64) // 32), "n_layers": args.layers or 2,
-                     "n_lags": L, "horizons": H, "max_epochs": args.epochs, "lr": args.lr,
-                     "batch_size": args.batch_size, "patience": 3, "device": str(device)}
-    lgb_params = {"n_estimators": 300, "num_leaves": 15, "min_child_samples": 200,
-                  "learning_rate": 0.03}
+    folds = WalkForward(
+        train=args.train, valid=args.valid, test=args.test, horizon=1, n_folds=args.folds
+    ).split(X)
+    print(
+        f"panel {panel.index.get_level_values('symbol').nunique()} symbols x "
+        f"{panel.index.get_level_values('timestamp').nunique()} bars, {X.shape[1]} features, "
+        f"{len(folds)} folds; device {device}"
+    )
+    ranker_params = {
+        "lookback": args.lookback,
+        "d_model": args.d_model or 64,
+        "n_heads": max(1, (args.d_model or 64) // 32),
+        "n_layers": args.layers or 2,
+        "n_lags": L,
+        "horizons": H,
+        "max_epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "patience": 3,
+        "device": str(device),
+    }
+    lgb_params = {
+        "n_estimators": 300,
+        "num_leaves": 15,
+        "min_child_samples": 200,
+        "learning_rate": 0.03,
+    }
     ranker_parts, lgb_parts = [], []
     for fold in folds:
         tr, va, te = (fold.rows(X, part) for part in ("train", "valid", "test"))
@@ -154,45 +191,66 @@ def evaluate(args: argparse.Namespace, device: torch.device) -> None:
         history = X[X.index.get_level_values("timestamp") <= fold.test[-1]]  # windows' past
         heads = model.predict_all(history)
         ranker_parts.append(heads[fold.rows(heads, "test")])
-        print(f"fold {fold.index}: lightgbm {mid - start:.1f}s, ranker "
-              f"{time.perf_counter() - mid:.1f}s ({len(model.history_)} epochs), gate sparsity "
-              f"{model.gate_sparsity():.2f}")
+        print(
+            f"fold {fold.index}: lightgbm {mid - start:.1f}s, ranker "
+            f"{time.perf_counter() - mid:.1f}s ({len(model.history_)} epochs), gate sparsity "
+            f"{model.gate_sparsity():.2f}"
+        )
     ranker_pred, lgb_pred = pd.concat(ranker_parts), pd.concat(lgb_parts)
     rows = X.index.get_indexer(ranker_pred.index)
-    print(f"\n{'head':>10} {'ranker_rank_ic':>15} {'ranker_ic':>10} {'ranker_icir':>12} "
-          f"{'lgb_rank_ic':>12} {'lgb_ic':>8} {'lgb_icir':>9}")
+    print(
+        f"\n{'head':>10} {'ranker_rank_ic':>15} {'ranker_ic':>10} {'ranker_icir':>12} "
+        f"{'lgb_rank_ic':>12} {'lgb_ic':>8} {'lgb_icir':>9}"
+    )
     for lag in range(1, L + 1):
         for h in range(1, H + 1):
             name = f"lag{lag}_h{h}"
             target = pd.Series(realised[rows, lag - 1, h - 1], index=ranker_pred.index)
             r, g = ranker_pred[name], lgb_pred.reindex(ranker_pred.index)
-            print(f"{name:>10} {rank_ic(target, r):>15.4f} {ic(target, r):>10.4f} "
-                  f"{icir(target, r):>12.4f} {rank_ic(target, g):>12.4f} {ic(target, g):>8.4f} "
-                  f"{icir(target, g):>9.4f}")
+            print(
+                f"{name:>10} {rank_ic(target, r):>15.4f} {ic(target, r):>10.4f} "
+                f"{icir(target, r):>12.4f} {rank_ic(target, g):>12.4f} {ic(target, g):>8.4f} "
+                f"{icir(target, g):>9.4f}"
+            )
     y_test = y.reindex(ranker_pred.index)
     print(f"\n{'one-bar label':>14} {'top5_hit':>9} {'top10_hit':>10} {'q5_spread':>10}")
-    for name, pred in (("ranker", ranker_pred["lag1_h1"]),
-                       ("lightgbm", lgb_pred.reindex(ranker_pred.index))):
+    for name, pred in (
+        ("ranker", ranker_pred["lag1_h1"]),
+        ("lightgbm", lgb_pred.reindex(ranker_pred.index)),
+    ):
         hits = [top_k_hit_rate(y_test, pred, k) for k in (5, 10)]
-        print(f"{name:>14} {hits[0]:>9.4f} {hits[1]:>10.4f} "
-              f"{quantile_spread(y_test, pred, 5):>10.5f}")
+        print(
+            f"{name:>14} {hits[0]:>9.4f} {hits[1]:>10.4f} {quantile_spread(y_test, pred, 5):>10.5f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="panel file: evaluation mode")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--symbols", type=int, default=None,
-                        help="speed: panel symbols (default 100 CUDA / 50 CPU); data: first N")
-    parser.add_argument("--bars", type=int, default=None,
-                        help="speed: bars per symbol (default 300 / 150); data: last N bars")
+    parser.add_argument(
+        "--symbols",
+        type=int,
+        default=None,
+        help="speed: panel symbols (default 100 CUDA / 50 CPU); data: first N",
+    )
+    parser.add_argument(
+        "--bars",
+        type=int,
+        default=None,
+        help="speed: bars per symbol (default 300 / 150); data: last N bars",
+    )
     parser.add_argument("--features", type=int, default=95, help="speed: feature count")
     parser.add_argument("--seq-lens", default=None, help="speed: comma-separated lookbacks")
     parser.add_argument("--d-model", type=int, default=None)
     parser.add_argument("--layers", type=int, default=None)
     parser.add_argument("--lags", type=int, default=4)
-    parser.add_argument("--horizons", type=int, default=None,
-                        help="horizons per lag (default 20 speed / 5 evaluation)")
+    parser.add_argument(
+        "--horizons",
+        type=int,
+        default=None,
+        help="horizons per lag (default 20 speed / 5 evaluation)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default 2 speed / 10 eval")
     parser.add_argument("--batch-size", type=int, default=8, help="dates per optimizer step")
     parser.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")

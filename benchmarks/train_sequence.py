@@ -67,11 +67,15 @@ def random_panel(n_symbols: int, n_bars: int, seed: int = 0) -> tuple[pd.DataFra
     rng = np.random.default_rng(seed)
     index = pd.MultiIndex.from_product(
         [pd.bdate_range("2015-01-02", periods=n_bars), [f"S{i:04d}" for i in range(n_symbols)]],
-        names=["timestamp", "symbol"])
+        names=["timestamp", "symbol"],
+    )
     values = rng.standard_normal((n_bars, n_symbols, N_FEATURES)).astype(np.float64)
     values[:20] = np.nan  # warm-up
-    X = pd.DataFrame(values.reshape(-1, N_FEATURES), index=index,
-                     columns=[f"f{k:02d}" for k in range(N_FEATURES)])
+    X = pd.DataFrame(
+        values.reshape(-1, N_FEATURES),
+        index=index,
+        columns=[f"f{k:02d}" for k in range(N_FEATURES)],
+    )
     return X, pd.Series(rng.standard_normal(len(X)) * 0.01, index=index, name="y")
 
 
@@ -85,13 +89,22 @@ def numpy_windows(X: pd.DataFrame, scaler: Standardizer, lookback: int) -> np.nd
     return np.ascontiguousarray(view.transpose(0, 1, 3, 2)).reshape(-1, lookback, z.shape[2])
 
 
-def reference_fit(net: nn.Module, windows: np.ndarray, y: np.ndarray, *, epochs: int,
-                  batch_size: int, lr: float, device: torch.device,
-                  dtype: torch.dtype | None) -> list[float]:
+def reference_fit(
+    net: nn.Module,
+    windows: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> list[float]:
     """A textbook PyTorch loop over a DataLoader; returns the seconds of each epoch."""
     data = torch.utils.data.TensorDataset(torch.from_numpy(windows), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=True, pin_memory=device.type == "cuda"
+    )
     net.to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     times = []
@@ -133,22 +146,41 @@ def peak_mib(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else float("nan")
 
 
-def bench_case(name: str, cls: type[TorchForecaster], params: dict[str, Any], data: dict[str, Any],
-               args: argparse.Namespace, device: torch.device, precision: str,
-               compile_: bool) -> dict[str, Any]:
+def bench_case(
+    name: str,
+    cls: type[TorchForecaster],
+    params: dict[str, Any],
+    data: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+    precision: str,
+    compile_: bool,
+) -> dict[str, Any]:
     X, y, X_inf = data["X"], data["y"], data["X_inf"]
-    config = {"lookback": LOOKBACK, "n_layers": 2, "dropout": 0.1, "max_epochs": args.epochs,
-              "batch_size": args.batch_size, "lr": 1e-3, "device": str(device),
-              "precision": precision, "compile": compile_, **params}
+    config = {
+        "lookback": LOOKBACK,
+        "n_layers": 2,
+        "dropout": 0.1,
+        "max_epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": 1e-3,
+        "device": str(device),
+        "precision": precision,
+        "compile": compile_,
+        **params,
+    }
     peak_reset(device)
     fit_s, model = timed(lambda: cls.from_params(config, random_state=0).fit(X, y), device)
     epoch_s = statistics.median(model.history_["epoch_time_s"])
     ours_peak = peak_mib(device)
     layout = SequenceLayout.build(X, model.standardizer_, device="cpu")
     row: dict[str, Any] = {
-        "case": name, "precision": precision, "compile": compile_,
+        "case": name,
+        "precision": precision,
+        "compile": compile_,
         "params": sum(p.numel() for p in model.net_.parameters()),
-        "ours_epoch_s": epoch_s, "ours_samples_s": len(X) / epoch_s,
+        "ours_epoch_s": epoch_s,
+        "ours_samples_s": len(X) / epoch_s,
         "ours_prep_s": fit_s - float(model.history_["epoch_time_s"].sum()),
         "ours_data_mib": (layout.values.nbytes + 2 * layout.pos.nbytes) / MIB,
         "ours_gpu_peak_mib": ours_peak,
@@ -168,12 +200,25 @@ def bench_case(name: str, cls: type[TorchForecaster], params: dict[str, Any], da
         torch.manual_seed(0)
         net = cls.Net(model.net_config_)
         peak_reset(device)
-        times = reference_fit(net, windows, target, epochs=args.epochs,
-                              batch_size=args.batch_size, lr=1e-3, device=device, dtype=dtype)
+        times = reference_fit(
+            net,
+            windows,
+            target,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=1e-3,
+            device=device,
+            dtype=dtype,
+        )
         ref_s = statistics.median(times)
-        row.update(ref_epoch_s=ref_s, ref_samples_s=len(X) / ref_s, ref_prep_s=prep_s,
-                   ref_data_mib=windows.nbytes / MIB, ref_gpu_peak_mib=peak_mib(device),
-                   speedup=ref_s / epoch_s)
+        row.update(
+            ref_epoch_s=ref_s,
+            ref_samples_s=len(X) / ref_s,
+            ref_prep_s=prep_s,
+            ref_data_mib=windows.nbytes / MIB,
+            ref_gpu_peak_mib=peak_mib(device),
+            speedup=ref_s / epoch_s,
+        )
     return row
 
 
@@ -200,10 +245,12 @@ def main() -> None:
         runs += [("bf16", False)] + ([("bf16", True)] if args.compile else [])
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device {device} ({card}, {torch.get_num_threads()} threads), torch "
-          f"{torch.__version__}; train panel {args.symbols} x {args.bars} = {len(X)} rows, "
-          f"F {N_FEATURES}, T {LOOKBACK}, batch {args.batch_size}, {args.epochs} epochs; "
-          f"inference 500 x {args.infer_bars}")
+    print(
+        f"device {device} ({card}, {torch.get_num_threads()} threads), torch "
+        f"{torch.__version__}; train panel {args.symbols} x {args.bars} = {len(X)} rows, "
+        f"F {N_FEATURES}, T {LOOKBACK}, batch {args.batch_size}, {args.epochs} epochs; "
+        f"inference 500 x {args.infer_bars}"
+    )
     rows = []
     for name, cls, params in CASES:
         if wanted and not any(name.startswith(w) for w in wanted):
@@ -211,11 +258,16 @@ def main() -> None:
         for precision, compile_ in runs:
             row = bench_case(name, cls, params, data, args, device, precision, compile_)
             rows.append(row)
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in row.items()), flush=True)
+            print(
+                " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                ),
+                flush=True,
+            )
     table = pd.DataFrame(rows).set_index(["case", "precision", "compile"])
-    with pd.option_context("display.width", 250, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4g}".format
+    ):
         print(table)
     print(f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

@@ -30,19 +30,30 @@ from alphaforge.features import feature_names
 from alphaforge.tuning import open_storage, tune
 
 
-def measure(workers: int, trials: int, data: str, features: list[str], val: int
-            ) -> tuple[float, float, int, int, float]:
+def measure(
+    workers: int, trials: int, data: str, features: list[str], val: int
+) -> tuple[float, float, int, int, float]:
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        summary = tune(data=data, model="lightgbm", symbols=["S000"], trials=trials,
-                       workers=workers, root=root, features=features, val=val, test=val,
-                       folds=3, stop=val)
+        summary = tune(
+            data=data,
+            model="lightgbm",
+            symbols=["S000"],
+            trials=trials,
+            workers=workers,
+            root=root,
+            features=features,
+            val=val,
+            test=val,
+            folds=3,
+            stop=val,
+        )
         wall = time.perf_counter() - t0
-        study = optuna.load_study(study_name="S000:lightgbm",
-                                  storage=open_storage(summary.storage))
+        study = optuna.load_study(study_name="S000:lightgbm", storage=open_storage(summary.storage))
         done = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        span = (max(t.datetime_complete for t in done)
-                - min(t.datetime_start for t in done)).total_seconds()
+        span = (
+            max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)
+        ).total_seconds()
         fit = sum(t.user_attrs.get("fit_s", 0.0) for t in done)
         pruned = sum(t.state == TrialState.PRUNED for t in done)
         return len(done) / span * 3600, 1 - fit / (span * workers), len(done), pruned, wall
@@ -60,14 +71,17 @@ def main() -> None:
     features = base[:k]  # the first base features whose columns (with cross-sectional ones) <= 95
     # tune S000 of 2 symbols (the generator needs 2) over about --rows labelled bars
     data = f"synthetic:n_symbols=2,n_bars={args.rows},seed=0,start=1700-01-04"  # business days
-    print(f"LightGBM tuning: ~{args.rows} rows x {len(feature_names(features))} features, "
-          f"3 folds of "
-          f"{args.val} bars, {args.trials} trials per run, {os.cpu_count()} cores")
+    print(
+        f"LightGBM tuning: ~{args.rows} rows x {len(feature_names(features))} features, "
+        f"3 folds of "
+        f"{args.val} bars, {args.trials} trials per run, {os.cpu_count()} cores"
+    )
     for workers in (1, 2):
-        rate, overhead, n, pruned, wall = measure(workers, args.trials, data, features,
-                                                  args.val)
-        print(f"workers={workers}: {n} trials ({pruned} pruned) in {wall:.0f} s, "
-              f"{rate:6.0f} trials/hour, Optuna overhead {overhead:6.1%}")
+        rate, overhead, n, pruned, wall = measure(workers, args.trials, data, features, args.val)
+        print(
+            f"workers={workers}: {n} trials ({pruned} pruned) in {wall:.0f} s, "
+            f"{rate:6.0f} trials/hour, Optuna overhead {overhead:6.1%}"
+        )
 
 
 if __name__ == "__main__":

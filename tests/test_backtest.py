@@ -37,8 +37,9 @@ def ragged(seed: int, *, n_ts: int = 60, n_sym: int = 9):
 def iid_panel(seed: int, n_ts: int = 2520, n_sym: int = 20):
     rng = np.random.default_rng(seed)
     ts = pd.bdate_range("2010-01-01", periods=n_ts)
-    idx = pd.MultiIndex.from_product([ts, [f"S{i:02d}" for i in range(n_sym)]],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [ts, [f"S{i:02d}" for i in range(n_sym)]], names=["timestamp", "symbol"]
+    )
     return pd.Series(rng.normal(0, 0.02, len(idx)), idx, name="return")
 
 
@@ -70,9 +71,10 @@ def naive_weights(strategy, row: dict, syms: list, held: set):
             new = set(top)
         else:
             out = [s for s in held if s not in top]
-            out = sorted(out, key=lambda s: ranked.index(s) if s in valid
-                         else len(syms) + syms.index(s))  # no prediction ranks worst
-            out = out[-strategy.n_drop:]
+            out = sorted(
+                out, key=lambda s: ranked.index(s) if s in valid else len(syms) + syms.index(s)
+            )  # no prediction ranks worst
+            out = out[-strategy.n_drop :]
             new = held - set(out)
             for s in ranked:
                 if len(new) >= strategy.k:
@@ -95,33 +97,51 @@ def naive_backtest(pred, ret, strategy, *, costs_bps=0.0, min_cost=0.0, delay=1,
     syms = sorted(set(pred.index.get_level_values("symbol")))
     p = {k: v for k, v in pred.items()}
     r = {k: v for k, v in ret.items()}
-    rows = [i for i, t in enumerate(grid)
-            if any(not math.isnan(p.get((t, s), math.nan)) for s in syms)]
+    rows = [
+        i for i, t in enumerate(grid) if any(not math.isnan(p.get((t, s), math.nan)) for s in syms)
+    ]
     first, last = rows[0], rows[-1]
     decided, held, cur = {}, set(), None
     for i in range(first, last + 1):
         if (i - first) % every == 0:
-            cur, held = naive_weights(strategy, {s: p.get((grid[i], s), math.nan) for s in syms},
-                                      syms, held)
+            cur, held = naive_weights(
+                strategy, {s: p.get((grid[i], s), math.nan) for s in syms}, syms, held
+            )
         decided[i] = cur
     out, prev = [], {s: 0.0 for s in syms}
     for j in range(first + delay, min(last + delay, len(grid) - 1) + 1):
         w = decided[j - delay]
-        gross = sum(w[s] * (0.0 if math.isnan(r.get((grid[j], s), math.nan)) else r[(grid[j], s)])
-                    for s in syms)
+        gross = sum(
+            w[s] * (0.0 if math.isnan(r.get((grid[j], s), math.nan)) else r[(grid[j], s)])
+            for s in syms
+        )
         trades = [abs(w[s] - prev[s]) for s in syms]
         cost = sum(max(d * costs_bps / 1e4, min_cost) for d in trades if d > 1e-12)
-        out.append((grid[j], gross, gross - cost, cost, sum(trades),
-                    sum(v > 0 for v in w.values()), sum(v < 0 for v in w.values())))
+        out.append(
+            (
+                grid[j],
+                gross,
+                gross - cost,
+                cost,
+                sum(trades),
+                sum(v > 0 for v in w.values()),
+                sum(v < 0 for v in w.values()),
+            )
+        )
         prev = w
-    return pd.DataFrame(out, columns=["timestamp", "gross", "net", "cost", "turnover", "n_long",
-                                      "n_short"]).set_index("timestamp")
+    return pd.DataFrame(
+        out, columns=["timestamp", "gross", "net", "cost", "turnover", "n_long", "n_short"]
+    ).set_index("timestamp")
 
 
 STRATEGIES = [
-    B.LongShort(), B.LongShort(quantile=0.34, weighting="score", gross=2.0),
-    B.TopK(k=3), B.TopK(k=3, n_drop=1), B.TopK(k=4, n_drop=2),
-    B.SignThreshold(threshold=0.3), B.SignThreshold(long_only=True),
+    B.LongShort(),
+    B.LongShort(quantile=0.34, weighting="score", gross=2.0),
+    B.TopK(k=3),
+    B.TopK(k=3, n_drop=1),
+    B.TopK(k=4, n_drop=2),
+    B.SignThreshold(threshold=0.3),
+    B.SignThreshold(long_only=True),
 ]
 
 
@@ -129,10 +149,12 @@ STRATEGIES = [
 @pytest.mark.parametrize("delay,every,bps,min_cost", [(1, 1, 10.0, 0.0), (2, 3, 5.0, 2e-4)])
 def test_matches_naive_loop(strategy, delay, every, bps, min_cost):
     pred, ret = ragged(1)
-    got = B.backtest(pred, ret, strategy, costs_bps=bps, min_cost=min_cost, delay=delay,
-                     rebalance_every=every)
-    want = naive_backtest(pred, ret, strategy, costs_bps=bps, min_cost=min_cost, delay=delay,
-                          every=every)
+    got = B.backtest(
+        pred, ret, strategy, costs_bps=bps, min_cost=min_cost, delay=delay, rebalance_every=every
+    )
+    want = naive_backtest(
+        pred, ret, strategy, costs_bps=bps, min_cost=min_cost, delay=delay, every=every
+    )
     pd.testing.assert_frame_equal(got.returns, want, check_dtype=False, atol=1e-12, rtol=0)
     assert list(got.positions.columns) == [f"S{i}" for i in range(1, 9)]  # S0: no prediction
 
@@ -192,8 +214,12 @@ def test_top_k_without_drop_holds_the_current_top_k():
 
 
 def test_long_short_legs_and_ties_do_not_depend_on_symbol_order():
-    s = np.array([[1.0, 1.0, 1.0, 0.0, np.nan, -1.0],  # tie at the long edge
-                  [np.nan] * 5 + [2.0]])  # one valid prediction -> flat
+    s = np.array(
+        [
+            [1.0, 1.0, 1.0, 0.0, np.nan, -1.0],  # tie at the long edge
+            [np.nan] * 5 + [2.0],
+        ]
+    )  # one valid prediction -> flat
     w = B.LongShort(quantile=0.25).weights(s)
     assert w[0].sum() == pytest.approx(0.0) and np.abs(w[0]).sum() == pytest.approx(1.0)
     assert np.allclose(w[0, :3], 0.5 / 3) and w[0, 5] == pytest.approx(-0.5)
@@ -221,8 +247,9 @@ def test_delay_shifts_positions_by_whole_bars():
     grid = sorted(set(ret.index.get_level_values("timestamp")))
     shift = {grid[i]: grid[i + 2] for i in range(len(grid) - 2)}
     common = [t for t in one.index if shift.get(t) in three.index]
-    np.testing.assert_array_equal(one.loc[common].to_numpy(),
-                                  three.loc[[shift[t] for t in common]].to_numpy())
+    np.testing.assert_array_equal(
+        one.loc[common].to_numpy(), three.loc[[shift[t] for t in common]].to_numpy()
+    )
     # with delay 1 the decision at the last prediction is held over the next bar, then it ends
     last_pred = pred.dropna().index.get_level_values("timestamp").max()
     assert one.index[-1] == grid[grid.index(last_pred) + 1]
@@ -246,14 +273,22 @@ def test_summary_keys_finite_and_drawdown():
     growth = (1 + net).prod()
     assert res.summary["net"]["ann_return"] == pytest.approx(growth ** (252 / len(net)) - 1)
     assert res.summary["net"]["cost_drag"] == pytest.approx(
-        res.summary["gross"]["ann_return"] - res.summary["net"]["ann_return"])
+        res.summary["gross"]["ann_return"] - res.summary["net"]["ann_return"]
+    )
     assert res.equity().iloc[-1] == pytest.approx(100.0 * growth)
     assert (res.drawdown() <= 0).all()
 
 
-@pytest.mark.parametrize("freq,expected", [
-    ("B", 252.0), ("D", 365.0), ("15min", 365 * 24 * 4), ("W", 52.18), ("MS", 12.0),
-])
+@pytest.mark.parametrize(
+    "freq,expected",
+    [
+        ("B", 252.0),
+        ("D", 365.0),
+        ("15min", 365 * 24 * 4),
+        ("W", 52.18),
+        ("MS", 12.0),
+    ],
+)
 def test_infer_periods_per_year(freq, expected):
     ts = pd.date_range("2023-01-02", periods=2000, freq=freq)  # 15 min x 2000: spans weekends
     assert B.infer_periods_per_year(ts) == pytest.approx(expected, rel=1e-3)
@@ -261,16 +296,27 @@ def test_infer_periods_per_year(freq, expected):
 
 def test_infer_periods_per_year_session_bars():
     days = pd.bdate_range("2023-01-02", periods=20)
-    ts = pd.DatetimeIndex([d + pd.Timedelta(hours=9.5) + pd.Timedelta(minutes=30 * i)
-                           for d in days for i in range(13)])
+    ts = pd.DatetimeIndex(
+        [
+            d + pd.Timedelta(hours=9.5) + pd.Timedelta(minutes=30 * i)
+            for d in days
+            for i in range(13)
+        ]
+    )
     assert B.infer_periods_per_year(ts) == 252 * 13
 
 
 def test_bar_returns_uses_each_symbols_own_previous_bar():
     idx = pd.MultiIndex.from_tuples(
-        [(pd.Timestamp("2024-01-03"), "A"), (pd.Timestamp("2024-01-01"), "A"),
-         (pd.Timestamp("2024-01-02"), "B"), (pd.Timestamp("2024-01-03"), "B"),
-         (pd.Timestamp("2024-01-05"), "A")], names=["timestamp", "symbol"])
+        [
+            (pd.Timestamp("2024-01-03"), "A"),
+            (pd.Timestamp("2024-01-01"), "A"),
+            (pd.Timestamp("2024-01-02"), "B"),
+            (pd.Timestamp("2024-01-03"), "B"),
+            (pd.Timestamp("2024-01-05"), "A"),
+        ],
+        names=["timestamp", "symbol"],
+    )
     panel = pd.DataFrame({"close": [11.0, 10.0, 50.0, 40.0, 22.0]}, index=idx)
     r = B.bar_returns(panel)
     assert r.index.is_monotonic_increasing and r.name == "return"
@@ -321,8 +367,13 @@ def test_config_errors():
 def test_from_spec_round_trip():
     strategy, kw = B.from_spec({"strategy": "top_k", "k": 3, "n_drop": 1, "rebalance_every": 2})
     assert strategy == B.TopK(k=3, n_drop=1)
-    assert kw == {"costs_bps": 5.0, "min_cost": 0.0, "delay": 1, "rebalance_every": 2,
-                  "periods_per_year": None}
+    assert kw == {
+        "costs_bps": 5.0,
+        "min_cost": 0.0,
+        "delay": 1,
+        "rebalance_every": 2,
+        "periods_per_year": None,
+    }
     pred, ret = ragged(11)
     res = B.backtest(pred, ret, strategy, **kw)
     assert res.summary["net"]["cost_drag"] > 0

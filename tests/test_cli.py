@@ -57,8 +57,16 @@ def test_validate_each_malformed_file_gives_one_specific_error(name, tmp_path):
 def test_validate_repair_writes_report(tmp_path):
     name = next(n for n, s in EXPECTED.items() if s.get("repair"))
     report = tmp_path / "repairs.csv"
-    res = _invoke("data", "validate", BAD / name, "--repair", "--report", report,
-                  "--min-bars", EXPECTED[name]["kwargs"].get("min_bars", 100))
+    res = _invoke(
+        "data",
+        "validate",
+        BAD / name,
+        "--repair",
+        "--report",
+        report,
+        "--min-bars",
+        EXPECTED[name]["kwargs"].get("min_bars", 100),
+    )
     assert res.exit_code == 0, res.output
     rows = pd.read_csv(report)
     assert list(rows["row"]) == EXPECTED[name]["repair"]
@@ -88,8 +96,9 @@ def test_run_report_and_backtest_commands(tmp_path):
     assert (run_dir / "report.html").is_file()
     (run_dir / "report.html").unlink()
     assert _invoke("report", run_dir).exit_code == 0 and (run_dir / "report.html").is_file()
-    res = _invoke("backtest", run_dir, "--strategy", "top_k", "--k", "3", "--costs-bps", "10",
-                  "--save")
+    res = _invoke(
+        "backtest", run_dir, "--strategy", "top_k", "--k", "3", "--costs-bps", "10", "--save"
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backtest_spec"]["strategy"] == "top_k" and metrics["backtest_spec"]["k"] == 3

@@ -22,8 +22,9 @@ def test_shipped_configs_load():
         load_config(path)
 
 
-@pytest.mark.parametrize("section,key", [(None, "modles"), ("split", "trian"), ("data", "sorce"),
-                                         ("label", "horizn")])
+@pytest.mark.parametrize(
+    "section,key", [(None, "modles"), ("split", "trian"), ("data", "sorce"), ("label", "horizn")]
+)
 def test_unknown_key_names_key_and_valid_keys(section, key):
     raw = _tiny()
     (raw if section is None else raw[section])[key] = 1

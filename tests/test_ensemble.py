@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from alphaforge.config import load_config
+from alphaforge.errors import ConfigError, DataError
+from alphaforge.metrics import evaluate
 from alphaforge.models.ensemble import (
     FusionForecaster,
     ResidualForecaster,
@@ -18,13 +20,16 @@ from alphaforge.models.ensemble import (
     parse_member,
     walk_forward_predict,
 )
-from alphaforge.errors import ConfigError, DataError
-from alphaforge.metrics import evaluate
 from alphaforge.registry import get_model
 from alphaforge.testing import check_forecaster, tiny_problem
 
-TINY_LGB = {"n_estimators": 30, "learning_rate": 0.1, "num_leaves": 7, "min_child_samples": 10,
-            "n_jobs": 1}
+TINY_LGB = {
+    "n_estimators": 30,
+    "learning_rate": 0.1,
+    "num_leaves": 7,
+    "min_child_samples": 10,
+    "n_jobs": 1,
+}
 
 
 # ----------------------------------------------------------------------------- out of fold
@@ -36,13 +41,15 @@ def test_walk_forward_predict_never_predicts_bars_seen_in_fit(monkeypatch):
     real_fit = LightGBMForecaster.fit
 
     def spy(self, X_, y_, *, valid=None, label=None):
-        fits.append((X_.index.get_level_values("timestamp"),
-                     valid[0].index.get_level_values("timestamp")))
+        fits.append(
+            (X_.index.get_level_values("timestamp"), valid[0].index.get_level_values("timestamp"))
+        )
         return real_fit(self, X_, y_, valid=valid, label=label)
 
     monkeypatch.setattr(LightGBMForecaster, "fit", spy)
-    oof = walk_forward_predict([{"name": "lightgbm", "params": TINY_LGB}], X, y, n_folds=3,
-                               purge=2, stop_frac=0.25)
+    oof = walk_forward_predict(
+        [{"name": "lightgbm", "params": TINY_LGB}], X, y, n_folds=3, purge=2, stop_frac=0.25
+    )
     assert sorted(oof["fold"].unique()) == [0, 1, 2] and len(fits) == 3
     stamps = np.unique(X.index.get_level_values("timestamp")[y.notna().to_numpy()])
     for k, (fit_ts, stop_ts) in enumerate(fits):
@@ -90,13 +97,27 @@ def test_fusion_learns_leak_free_weights_where_in_sample_fusion_is_fooled():
     junk = [f"junk_{i}" for i in range(4)]
     for c in junk:
         X[c] = rng.normal(size=len(X))
-    overfit = {"name": "random_forest", "label": "overfit", "features": junk,
-               "params": {"n_estimators": 30, "max_depth": None, "min_samples_leaf": 1,
-                          "max_features": 1.0, "max_samples": None, "n_jobs": 1}}
-    good = {"name": "last_value", "label": "good", "params": {"column": "signal",
-                                                              "fill_value": 0.0}}
-    fusion = FusionForecaster.from_params({"members": [good, overfit], "method": "ols",
-                                           "inner_folds": 3}).fit(X, y)
+    overfit = {
+        "name": "random_forest",
+        "label": "overfit",
+        "features": junk,
+        "params": {
+            "n_estimators": 30,
+            "max_depth": None,
+            "min_samples_leaf": 1,
+            "max_features": 1.0,
+            "max_samples": None,
+            "n_jobs": 1,
+        },
+    }
+    good = {
+        "name": "last_value",
+        "label": "good",
+        "params": {"column": "signal", "fill_value": 0.0},
+    }
+    fusion = FusionForecaster.from_params(
+        {"members": [good, overfit], "method": "ols", "inner_folds": 3}
+    ).fit(X, y)
     # contribution of a member = |weight| x the spread of its predictions
     oof = (fusion.weights_ * fusion.oof_[["good", "overfit"]].std()).abs()
     labelled = y.notna().to_numpy()
@@ -108,8 +129,9 @@ def test_fusion_learns_leak_free_weights_where_in_sample_fusion_is_fooled():
 
 
 # ----------------------------------------------------------------------------- residual
-def _two_part_panel(seed: int, n_symbols: int = 8, n_bars: int = 300
-                    ) -> tuple[pd.DataFrame, pd.Series]:
+def _two_part_panel(
+    seed: int, n_symbols: int = 8, n_bars: int = 300
+) -> tuple[pd.DataFrame, pd.Series]:
     """y = 0.4 x0 + 0.8 [x2 > 0.5][x3 < 0]   (current bar: a linear part and a threshold
     interaction, what trees fit) + 0.5 |x1 one bar earlier|   (nonlinear and sequential: no
     current-bar column carries it, a lookback window does) + noise."""
@@ -121,7 +143,8 @@ def _two_part_panel(seed: int, n_symbols: int = 8, n_bars: int = 300
     y = y + 0.3 * rng.normal(size=y.shape)
     idx = pd.MultiIndex.from_product(
         [pd.bdate_range("2020-01-01", periods=n_bars), [f"S{i:02d}" for i in range(n_symbols)]],
-        names=["timestamp", "symbol"])
+        names=["timestamp", "symbol"],
+    )
     X = pd.DataFrame({f"x{i}": x[i].ravel() for i in range(5)}, index=idx)
     return X, pd.Series(y.ravel(), index=idx, name="y")
 
@@ -132,14 +155,28 @@ def test_residual_stack_beats_both_members(seed):
     ts = X.index.get_level_values("timestamp")
     u = ts.unique()
     train, valid, test = ts < u[200], (ts > u[200]) & (ts < u[240]), ts > u[240]
-    lgb = {"name": "lightgbm", "params": {**TINY_LGB, "n_estimators": 300, "learning_rate": 0.05,
-                                          "min_child_samples": 20}}
-    lstm = {"name": "lstm", "params": {"lookback": 5, "hidden": 16, "max_epochs": 15,
-                                       "batch_size": 64, "patience": 3, "lr": 1e-2}}
-    models = {"lightgbm": get_model("lightgbm").from_params(lgb["params"]),
-              "lstm": get_model("lstm").from_params(lstm["params"]),
-              "residual": ResidualForecaster.from_params({"base": lgb, "residual": lstm,
-                                                          "inner_folds": 4})}
+    lgb = {
+        "name": "lightgbm",
+        "params": {**TINY_LGB, "n_estimators": 300, "learning_rate": 0.05, "min_child_samples": 20},
+    }
+    lstm = {
+        "name": "lstm",
+        "params": {
+            "lookback": 5,
+            "hidden": 16,
+            "max_epochs": 15,
+            "batch_size": 64,
+            "patience": 3,
+            "lr": 1e-2,
+        },
+    }
+    models = {
+        "lightgbm": get_model("lightgbm").from_params(lgb["params"]),
+        "lstm": get_model("lstm").from_params(lstm["params"]),
+        "residual": ResidualForecaster.from_params(
+            {"base": lgb, "residual": lstm, "inner_folds": 4}
+        ),
+    }
     scores = {}
     for name, model in models.items():
         model.fit(X[train], y[train], valid=(X[valid], y[valid]))
@@ -154,18 +191,25 @@ def test_residual_stack_beats_both_members(seed):
 
 
 def test_residual_with_sequence_member_passes_contract():
-    lstm = {"name": "lstm", "params": {"lookback": 4, "hidden": 4, "n_layers": 1,
-                                       "max_epochs": 2, "batch_size": 64}}
-    check_forecaster(lambda: ResidualForecaster.from_params(
-        {"base": {"name": "lightgbm", "params": TINY_LGB}, "residual": lstm, "inner_folds": 2},
-        random_state=0))
+    lstm = {
+        "name": "lstm",
+        "params": {"lookback": 4, "hidden": 4, "n_layers": 1, "max_epochs": 2, "batch_size": 64},
+    }
+    check_forecaster(
+        lambda: ResidualForecaster.from_params(
+            {"base": {"name": "lightgbm", "params": TINY_LGB}, "residual": lstm, "inner_folds": 2},
+            random_state=0,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- weighted
 def test_weighted_blend_and_rank_average():
     X, y = tiny_problem(n_symbols=6, n_bars=160)
-    members = [{"name": "last_value", "label": "a", "params": {"column": "signal"}},
-               {"name": "last_value", "label": "b", "params": {"column": "ret_1"}}]
+    members = [
+        {"name": "last_value", "label": "a", "params": {"column": "signal"}},
+        {"name": "last_value", "label": "b", "params": {"column": "ret_1"}},
+    ]
     blend = WeightedForecaster.from_params({"members": members, "weights": (1.0, 3.0)}).fit(X, y)
     assert np.allclose(blend.weights_, [0.25, 0.75])
     pred = blend.predict(X)
@@ -184,13 +228,18 @@ def test_weighted_blend_and_rank_average():
 def test_member_specs_are_checked():
     assert parse_member("xgboost").key == "xgboost"
     assert parse_member({"name": "lightgbm", "label": "lgb_fast"}).key == "lgb_fast"
-    for bad, msg in (("nope", "unknown model"), ({"name": "lightgbm", "parms": {}}, "unknown key"),
-                     ("fusion", "ensembles of ensembles"), (3, "model name or a mapping")):
+    for bad, msg in (
+        ("nope", "unknown model"),
+        ({"name": "lightgbm", "parms": {}}, "unknown key"),
+        ("fusion", "ensembles of ensembles"),
+        (3, "model name or a mapping"),
+    ):
         with pytest.raises(ConfigError, match=msg):
             parse_member(bad)
     with pytest.raises(ConfigError, match="repeat"):
         FusionForecaster.from_params({"members": ["lightgbm", "lightgbm"]}).fit(
-            *tiny_problem(n_bars=60))
+            *tiny_problem(n_bars=60)
+        )
 
 
 # ----------------------------------------------------------------------------- config and run
@@ -221,10 +270,14 @@ def test_config_ensembles_resolve_members(tmp_path):
     assert stack.params["base"]["params"]["n_estimators"] == 40  # the models entry's params
     assert stack.params["purge"] == 1  # the label horizon
     assert fixed.params["weights"] == [0.3, 0.4, 0.3]
-    bad = {"do not apply": ENSEMBLE_YAML.replace("inner_folds: 2}", "inner_folds: 2, "
-                                                 "method: ridge}", 1),
-           "unknown model": ENSEMBLE_YAML.replace("[lightgbm, xgboost, random_forest]",
-                                                  "[lightgbm, nope]")}
+    bad = {
+        "do not apply": ENSEMBLE_YAML.replace(
+            "inner_folds: 2}", "inner_folds: 2, method: ridge}", 1
+        ),
+        "unknown model": ENSEMBLE_YAML.replace(
+            "[lightgbm, xgboost, random_forest]", "[lightgbm, nope]"
+        ),
+    }
     for msg, text in bad.items():
         path.write_text(text)
         with pytest.raises(ConfigError, match=msg):
@@ -245,8 +298,7 @@ def test_run_with_ensembles_writes_components_weights_and_comparison(tmp_path):
     run = tmp_path / "run"
     preds = pd.read_parquet(run / "predictions.parquet")
     test = preds[preds["split"] == "test"]
-    rows = {m: set(zip(g["timestamp"], g["symbol"], strict=True))
-            for m, g in test.groupby("model")}
+    rows = {m: set(zip(g["timestamp"], g["symbol"], strict=True)) for m, g in test.groupby("model")}
     assert rows["stack"] == rows["blend"] == rows["fixed"] == rows["lightgbm"]  # same bars
     comp = pd.read_parquet(run / "ensemble_components.parquet")
     assert set(comp["split"]) == {"train", "valid", "test"} and set(comp["model"]) == {"stack"}
@@ -262,8 +314,10 @@ def test_run_with_ensembles_writes_components_weights_and_comparison(tmp_path):
     vs = metrics["fixed"]["vs_best_member"]
     assert vs["rank_ic"]["best_member"] in ("lightgbm", "xgboost", "random_forest")
     assert np.isclose(vs["rank_ic"]["diff"], vs["rank_ic"]["ensemble"] - vs["rank_ic"]["best"])
-    assert metrics["blend"]["ensemble"] == {"kind": "fusion",
-                                            "members": ["lightgbm", "xgboost", "random_forest"]}
+    assert metrics["blend"]["ensemble"] == {
+        "kind": "fusion",
+        "members": ["lightgbm", "xgboost", "random_forest"],
+    }
     assert (run / "models" / "stack" / "fold_0" / "base" / "meta.json").exists()
     html = (run / "report.html").read_text()
     assert 'id="ensembles"' in html and "fusion weights (mean over folds)" in html

@@ -13,16 +13,17 @@ def _panel(seed=0):
         days = pd.bdate_range("2021-01-04", periods=60)[start:]
         keep = np.sort(rng.choice(len(days), n, replace=False))  # gaps: missing bars
         close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-        for d, c in zip(days[keep], close):
+        for d, c in zip(days[keep], close, strict=True):
             rows.append((d, sym, c, c * 1.01, c * 0.99, c, 1000.0))
-    df = pd.DataFrame(rows, columns=["timestamp", "symbol", "open", "high", "low", "close",
-                                     "volume"])
+    df = pd.DataFrame(
+        rows, columns=["timestamp", "symbol", "open", "high", "low", "close", "volume"]
+    )
     return df.set_index(["timestamp", "symbol"]).sort_index()
 
 
 def _naive(panel, kind, h):
     out = {}
-    for sym, g in panel.groupby(level="symbol"):
+    for _sym, g in panel.groupby(level="symbol"):
         c = g["close"].to_numpy()
         for i, key in enumerate(g.index):
             if i + h >= len(c):
@@ -35,7 +36,7 @@ def _naive(panel, kind, h):
                 out[key] = float(c[i + h] > c[i])
             elif kind == "realized_vol":
                 r = np.diff(np.log(c))  # r[j] = log(c[j+1]/c[j])
-                out[key] = np.sqrt(np.sum(r[i:i + h] ** 2))
+                out[key] = np.sqrt(np.sum(r[i : i + h] ** 2))
     return pd.Series(out).reindex(panel.index)
 
 

@@ -42,8 +42,9 @@ def test_battery_catches_a_leaky_feature():
         check_no_lookahead(PANEL, leaky, cuts=GRID[50:52])
     # and a label used with a horizon shorter than it looks ahead
     with pytest.raises(LeakageError):
-        check_no_lookahead(PANEL, lambda p: make_label(p, "forward_return", 3), horizon=1,
-                           cuts=GRID[50:55])
+        check_no_lookahead(
+            PANEL, lambda p: make_label(p, "forward_return", 3), horizon=1, cuts=GRID[50:55]
+        )
 
 
 def test_perturbation_changes_every_later_bar_and_keeps_panel_valid():
@@ -58,5 +59,8 @@ def test_perturbation_changes_every_later_bar_and_keeps_panel_valid():
 
 def test_catalogue_size():
     assert 90 <= len(FEATURES) <= 110
-    assert np.isfinite(build_features(PANEL).to_numpy(dtype=float)[~np.isnan(
-        build_features(PANEL).to_numpy(dtype=float))]).all()
+    assert np.isfinite(
+        build_features(PANEL).to_numpy(dtype=float)[
+            ~np.isnan(build_features(PANEL).to_numpy(dtype=float))
+        ]
+    ).all()

@@ -59,9 +59,13 @@ def naive_corr(y_true, y_pred, fn, min_count=2):
 
 def naive_top_k(t, p, k):
     """Expected |top_k(p) ∩ top_k(t)| / k over every tie-breaking order (brute force)."""
+
     def sets(v):
-        return [frozenset(sorted(range(len(v)), key=lambda i: (-v[i], perm[i]))[:k])
-                for perm in itertools.permutations(range(len(v)))]
+        return [
+            frozenset(sorted(range(len(v)), key=lambda i: (-v[i], perm[i]))[:k])
+            for perm in itertools.permutations(range(len(v)))
+        ]
+
     sp, sy = sets(p), sets(t)
     return np.mean([len(a & b) for a in sp for b in sy]) / k
 
@@ -77,7 +81,7 @@ def test_pointwise_match_sklearn_and_loops(y_true, y_pred):
     assert M.mae(y_true, y_pred) == pytest.approx(mean_absolute_error(t, p), rel=1e-12)
     assert M.rmse(y_true, y_pred) == pytest.approx(math.sqrt(mean_squared_error(t, p)), rel=1e-12)
     assert M.pct_return_mae(y_true, y_pred) == pytest.approx(100 * mean_absolute_error(t, p))
-    moved = [(a, b) for a, b in zip(t, p) if a != 0]
+    moved = [(a, b) for a, b in zip(t, p, strict=True) if a != 0]
     hits = sum((a > 0 and b > 0) or (a < 0 and b < 0) for a, b in moved)
     assert M.direction_accuracy(y_true, y_pred) == pytest.approx(hits / len(moved))
 
@@ -87,15 +91,23 @@ def test_ic_and_rank_ic_match_scipy_per_timestamp(y_true, y_pred):
     for min_count in (2, 5):
         want = naive_corr(y_true, y_pred, stats.pearsonr, min_count)
         got = M.ic_series(y_true, y_pred, min_count=min_count)
-        pd.testing.assert_series_equal(got, want, check_names=False, check_index_type=False,
-                                       check_freq=False, rtol=1e-9)
+        pd.testing.assert_series_equal(
+            got, want, check_names=False, check_index_type=False, check_freq=False, rtol=1e-9
+        )
         want_rank = naive_corr(y_true, y_pred, stats.spearmanr, min_count)
         got_rank = M.rank_ic_series(y_true, y_pred, min_count=min_count)
-        pd.testing.assert_series_equal(got_rank, want_rank, check_names=False,
-                                       check_index_type=False, check_freq=False, rtol=1e-9)
+        pd.testing.assert_series_equal(
+            got_rank,
+            want_rank,
+            check_names=False,
+            check_index_type=False,
+            check_freq=False,
+            rtol=1e-9,
+        )
     assert got.isna().any() and got.notna().sum() > 20  # the panel exercises skipping
-    assert M.ic(y_true, y_pred) == pytest.approx(np.nanmean(naive_corr(y_true, y_pred,
-                                                                       stats.pearsonr)))
+    assert M.ic(y_true, y_pred) == pytest.approx(
+        np.nanmean(naive_corr(y_true, y_pred, stats.pearsonr))
+    )
     ics = naive_corr(y_true, y_pred, stats.spearmanr).dropna()
     assert M.rank_ic(y_true, y_pred) == pytest.approx(ics.mean())
     assert M.rank_icir(y_true, y_pred) == pytest.approx(ics.mean() / np.std(ics, ddof=1))
@@ -115,20 +127,29 @@ def test_top_k_hit_rate_matches_set_overlap(y_true, y_pred, k):
         want[ts] = len(top_p & top_t) / k
     got = M.top_k_hit_rate_series(y_true, y_pred, k)
     assert got.name == f"top{k}_hit_rate"
-    pd.testing.assert_series_equal(got, pd.Series(want, dtype=float), check_names=False,
-                                   check_index_type=False, check_freq=False)
+    pd.testing.assert_series_equal(
+        got,
+        pd.Series(want, dtype=float),
+        check_names=False,
+        check_index_type=False,
+        check_freq=False,
+    )
     assert M.top_k_hit_rate(y_true, y_pred, k) == pytest.approx(np.nanmean(list(want.values())))
 
 
-@pytest.mark.parametrize(("t", "p", "k"), [
-    ([5, 4, 3, 2, 1], [1, 1, 1, 0, 0], 2),    # three-way tie straddles the cut: 2/3 chance each
-    ([1, 1, 2, 2, 3], [3, 2, 2, 1, 0], 2),    # ties on both sides
-    ([1, 2, 2, 2, 0], [0, 1, 1, 1, 1], 1),
-    ([3, 1, 2, 0, 0], [1, 2, 2, 0, 5], 3),
-])
+@pytest.mark.parametrize(
+    ("t", "p", "k"),
+    [
+        ([5, 4, 3, 2, 1], [1, 1, 1, 0, 0], 2),  # three-way tie straddles the cut: 2/3 chance each
+        ([1, 1, 2, 2, 3], [3, 2, 2, 1, 0], 2),  # ties on both sides
+        ([1, 2, 2, 2, 0], [0, 1, 1, 1, 1], 1),
+        ([3, 1, 2, 0, 0], [1, 2, 2, 0, 5], 3),
+    ],
+)
 def test_top_k_hit_rate_ties_equal_expected_overlap(t, p, k):
-    idx = pd.MultiIndex.from_product([[pd.Timestamp("2021-01-01")], list("abcde")],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [[pd.Timestamp("2021-01-01")], list("abcde")], names=["timestamp", "symbol"]
+    )
     got = M.top_k_hit_rate(pd.Series(t, idx, dtype=float), pd.Series(p, idx, dtype=float), k)
     assert got == pytest.approx(naive_top_k(np.array(t, float), np.array(p, float), k))
 
@@ -142,14 +163,21 @@ def test_quantile_spread_matches_loop(y_true, y_pred, q):
         order = np.argsort(p)
         want[ts] = t[order[-m:]].mean() - t[order[:m]].mean() if m >= 1 else np.nan
     got = M.quantile_spread_series(y_true, y_pred, q)
-    pd.testing.assert_series_equal(got, pd.Series(want, dtype=float), check_names=False,
-                                   check_index_type=False, check_freq=False, rtol=1e-9)
+    pd.testing.assert_series_equal(
+        got,
+        pd.Series(want, dtype=float),
+        check_names=False,
+        check_index_type=False,
+        check_freq=False,
+        rtol=1e-9,
+    )
     assert M.quantile_spread(y_true, y_pred, q) == pytest.approx(np.nanmean(list(want.values())))
 
 
 def test_quantile_spread_splits_ties_and_skips_constant_forecasts():
-    idx = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=2), list("abcd")],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=2), list("abcd")], names=["timestamp", "symbol"]
+    )
     y = pd.Series([1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0], idx)
     p = pd.Series([0.0, 1.0, 1.0, 2.0, 7.0, 7.0, 7.0, 7.0], idx)
     # q=2: buckets of 2; symbols b, c tie at the edge, each half in the top and half in the bottom
@@ -177,8 +205,9 @@ def test_perfect_and_reversed_predictions():
 
 
 def test_single_symbol_panel_gives_nan_cross_sectional_metrics():
-    idx = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=30), ["AAPL"]],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=30), ["AAPL"]], names=["timestamp", "symbol"]
+    )
     rng = np.random.default_rng(0)
     y, p = pd.Series(rng.normal(size=30), idx), pd.Series(rng.normal(size=30), idx)
     out = M.evaluate(y, p)
@@ -191,8 +220,9 @@ def test_single_symbol_panel_gives_nan_cross_sectional_metrics():
 
 
 def test_timestamps_without_valid_pairs_stay_in_the_series_as_nan():
-    idx = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=3), list("abc")],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=3), list("abc")], names=["timestamp", "symbol"]
+    )
     y = pd.Series([1.0, 2.0, 3.0, np.nan, np.nan, np.nan, 1.0, 1.0, 1.0], idx)
     p = pd.Series([1.0, 3.0, 2.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0], idx)
     got = M.ic_series(y, p)
@@ -262,8 +292,9 @@ def test_bad_inputs_raise_data_error():
 
 
 def test_qlike_formula_guards_and_units():
-    idx = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=4), ["a"]],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=4), ["a"]], names=["timestamp", "symbol"]
+    )
     vol = pd.Series([0.1, 0.2, 0.3, np.nan], idx)
     fc = pd.Series([0.2, 0.2, 0.1, 0.5], idx)
     r = (vol.iloc[:3].to_numpy() / fc.iloc[:3].to_numpy()) ** 2
@@ -285,8 +316,9 @@ def test_qlike_formula_guards_and_units():
     scale=st.floats(1e-3, 1e3).filter(lambda s: abs(s - 1) > 1e-6),
 )
 def test_qlike_is_minimised_by_the_true_variance(var, scale):
-    idx = pd.MultiIndex.from_product([pd.date_range("2021-01-01", periods=len(var)), ["a"]],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-01", periods=len(var)), ["a"]], names=["timestamp", "symbol"]
+    )
     s2 = pd.Series(var, idx)
     # pointwise: the realised variance itself scores 0, anything else more
     assert M.qlike(s2, s2, kind="var") == 0.0
@@ -308,8 +340,9 @@ def test_ic_invariant_to_affine_and_rank_ic_to_monotone_maps(seed, a, b):
 
 
 def test_evaluate_can_mark_undefined_metrics_nan_instead_of_failing():
-    idx = pd.MultiIndex.from_product([pd.bdate_range("2021-01-01", periods=5), ["A", "B", "C"]],
-                                     names=["timestamp", "symbol"])
+    idx = pd.MultiIndex.from_product(
+        [pd.bdate_range("2021-01-01", periods=5), ["A", "B", "C"]], names=["timestamp", "symbol"]
+    )
     y = pd.Series(np.linspace(0.01, 0.03, 15), index=idx)
     bad = pd.Series(np.linspace(-0.01, 0.02, 15), index=idx)  # some vol forecasts <= 0
     with pytest.raises(DataError, match="floor"):

@@ -14,9 +14,17 @@ def test_lightgbm_recovers_planted_rank_ic(tmp_path):
         "label": {"kind": "forward_return", "horizon": 1},
         "split": {"train": 500, "valid": 60, "test": 160, "n_folds": 2},
         "features": {"names": ["ret_1", "ret_5", "rv_20", "rsi_14", "volume_z_20"]},
-        "models": [{"name": "lightgbm",
-                    "params": {"n_estimators": 150, "num_leaves": 7, "min_child_samples": 200,
-                               "learning_rate": 0.05}}],
+        "models": [
+            {
+                "name": "lightgbm",
+                "params": {
+                    "n_estimators": 150,
+                    "num_leaves": 7,
+                    "min_child_samples": 200,
+                    "learning_rate": 0.05,
+                },
+            }
+        ],
         "baselines": False,
     }
     result = run_experiment(cfg, out=tmp_path / "run")

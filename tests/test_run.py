@@ -22,8 +22,15 @@ def test_run_directory_contents(tiny_run):
     for name in ("config.yaml", "predictions.parquet", "metrics.json", "folds.json", "run.log"):
         assert (d / name).is_file(), name
     preds = pd.read_parquet(d / "predictions.parquet")
-    assert list(preds.columns) == ["timestamp", "symbol", "model", "fold", "split", "y_true",
-                                   "y_pred"]
+    assert list(preds.columns) == [
+        "timestamp",
+        "symbol",
+        "model",
+        "fold",
+        "split",
+        "y_true",
+        "y_pred",
+    ]
     assert set(preds["split"]) == {"valid", "test"}
     assert {"lightgbm", "xgboost", "zero", "trailing_mean", "last_value"} <= set(preds["model"])
     metrics = json.loads((d / "metrics.json").read_text())
@@ -62,9 +69,19 @@ def test_interrupted_run_resumes_from_checkpoints(tmp_path, monkeypatch):
     from alphaforge.models import trees
 
     cfg = yaml.safe_load(TINY.read_text())
-    cfg["models"] = [{"name": "lstm", "params": {"lookback": 8, "hidden": 8, "max_epochs": 2,
-                                                 "batch_size": 64, "device": "cpu"}},
-                     {"name": "lightgbm", "params": {"n_estimators": 20}}]
+    cfg["models"] = [
+        {
+            "name": "lstm",
+            "params": {
+                "lookback": 8,
+                "hidden": 8,
+                "max_epochs": 2,
+                "batch_size": 64,
+                "device": "cpu",
+            },
+        },
+        {"name": "lightgbm", "params": {"n_estimators": 20}},
+    ]
     cfg["baselines"] = False
     fresh = run_experiment(cfg, out=tmp_path / "fresh")
 

@@ -23,14 +23,16 @@ def _grid(n):
     expanding=st.booleans(),
     step=st.one_of(st.none(), st.integers(1, 30)),
 )
-def test_folds_never_overlap_and_keep_purge_and_embargo(n, train, valid, test, horizon, embargo,
-                                                         expanding, step):
+def test_folds_never_overlap_and_keep_purge_and_embargo(
+    n, train, valid, test, horizon, embargo, expanding, step
+):
     if horizon > test:
         with pytest.raises(ConfigError, match="horizon"):
             WalkForward(train, valid, test, horizon=horizon)
         return
-    wf = WalkForward(train, valid, test, step=step, horizon=horizon, embargo=embargo,
-                     expanding=expanding)
+    wf = WalkForward(
+        train, valid, test, step=step, horizon=horizon, embargo=embargo, expanding=expanding
+    )
     grid = _grid(n)
     if n < wf.min_bars():
         with pytest.raises(ConfigError, match="needs"):
@@ -58,7 +60,7 @@ def test_folds_never_overlap_and_keep_purge_and_embargo(n, train, valid, test, h
         assert te[0] > prev_test_start
         prev_test_start = te[0]
     starts = [pos[f.test[0]] for f in folds]
-    assert all(b - a == (step or test) for a, b in zip(starts, starts[1:]))
+    assert all(b - a == (step or test) for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_long_panel_timestamps_and_rows_mask():

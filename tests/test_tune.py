@@ -51,31 +51,41 @@ FIXED = {"lightgbm": {"n_estimators": 20, "n_jobs": 1}}
 
 
 def _tune(root: Path, **kw: object) -> TuneSummary:
-    args = {"data": DATA, "model": "lightgbm", "symbols": SYMS, "trials": 3, "root": root,
-            "fixed_params": FIXED}
+    args = {
+        "data": DATA,
+        "model": "lightgbm",
+        "symbols": SYMS,
+        "trials": 3,
+        "root": root,
+        "fixed_params": FIXED,
+    }
     return tune(**{**args, **kw})
 
 
 def _journal_study(root: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name,
-                             storage=open_storage(f"journal:{root}/optuna.journal"))
+    return optuna.load_study(
+        study_name=name, storage=open_storage(f"journal:{root}/optuna.journal")
+    )
 
 
 # ----------------------------------------------------------------------------- gate
-@pytest.mark.parametrize(("old", "new", "direction", "force", "expected"), [
-    (None, 1.0, "minimize", False, True),          # no previous best
-    (float("nan"), 1.0, "minimize", False, True),  # unreadable previous score
-    (1.0, 0.98, "minimize", False, True),          # 2% better
-    (1.0, 0.995, "minimize", False, False),        # 0.5%: under the 1% threshold
-    (1.0, 0.99, "minimize", False, False),         # exactly 1%: must be strictly more
-    (1.0, 1.05, "minimize", False, False),         # worse
-    (0.5, 0.52, "maximize", False, True),          # higher is better
-    (0.5, 0.45, "maximize", False, False),
-    (-0.10, -0.05, "maximize", False, True),       # negative old score: relative to |old|
-    (1.0, 1.05, "minimize", True, True),           # force
-    (1.0, float("nan"), "minimize", True, False),  # nothing finite to promote, even forced
-    (None, None, "minimize", False, False),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "direction", "force", "expected"),
+    [
+        (None, 1.0, "minimize", False, True),  # no previous best
+        (float("nan"), 1.0, "minimize", False, True),  # unreadable previous score
+        (1.0, 0.98, "minimize", False, True),  # 2% better
+        (1.0, 0.995, "minimize", False, False),  # 0.5%: under the 1% threshold
+        (1.0, 0.99, "minimize", False, False),  # exactly 1%: must be strictly more
+        (1.0, 1.05, "minimize", False, False),  # worse
+        (0.5, 0.52, "maximize", False, True),  # higher is better
+        (0.5, 0.45, "maximize", False, False),
+        (-0.10, -0.05, "maximize", False, True),  # negative old score: relative to |old|
+        (1.0, 1.05, "minimize", True, True),  # force
+        (1.0, float("nan"), "minimize", True, False),  # nothing finite to promote, even forced
+        (None, None, "minimize", False, False),
+    ],
+)
 def test_promote(old, new, direction, force, expected):
     ok, reason = promote(old, new, direction, 1.0, force)  # min_improvement 1%
     assert ok is expected
@@ -86,8 +96,10 @@ def test_promote_threshold_and_errors():
     assert promote(1.0, 0.95, "minimize", 10.0, False)[0] is False  # 5% < 10%
     assert promote(1.0, 0.95, "minimize", 0.0, False)[0] is True
     assert promote(1.0, 0.95, "minimize", 4.0, False) == (True, "improved +5.00% > 4.00%")
-    assert promote(0.0, -0.1, "maximize", 1.0, False) == (False, promote(0.0, -0.1, "maximize",
-                                                                         1.0, False)[1])
+    assert promote(0.0, -0.1, "maximize", 1.0, False) == (
+        False,
+        promote(0.0, -0.1, "maximize", 1.0, False)[1],
+    )
     with pytest.raises(ConfigError):
         promote(1.0, 0.9, "down", 1.0, False)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
@@ -116,16 +128,27 @@ def test_tune_writes_files_then_rerun_promotes_nothing(tmp_path):
     assert all(r.promoted and r.reason == "no previous best" for r in s1.results)
     for sym in SYMS:
         best = json.loads((tmp_path / "hyperparams" / "best" / f"{sym}.json").read_text())
-        opt = json.loads((tmp_path / "hyperparams" / "optimized" / "lightgbm" / f"{sym}.json")
-                         .read_text())
+        opt = json.loads(
+            (tmp_path / "hyperparams" / "optimized" / "lightgbm" / f"{sym}.json").read_text()
+        )
         assert best == opt
-        for key in ("params", "val_score", "test_score", "metric", "direction", "model",
-                    "data_hash", "timestamp", "alphaforge_version"):
+        for key in (
+            "params",
+            "val_score",
+            "test_score",
+            "metric",
+            "direction",
+            "model",
+            "data_hash",
+            "timestamp",
+            "alphaforge_version",
+        ):
             assert key in best
         assert best["metric"] == "pct_return_mae" and best["direction"] == "minimize"
         assert best["params"]["n_estimators"] == 20 and len(best["data_hash"]) == 64
-        study = optuna.load_study(study_name=f"{sym}:lightgbm",
-                                  storage=f"sqlite:///{tmp_path}/optuna.db")
+        study = optuna.load_study(
+            study_name=f"{sym}:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db"
+        )
         assert math.isclose(study.best_value, best["val_score"])
     summary = json.loads(s1.summary_path.read_text())
     assert summary["totals"]["promoted"] == 2 and s1.log_path.exists()
@@ -191,25 +214,44 @@ def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
     real_fit = LightGBMForecaster.fit
 
     def spy(self, X, y, *, valid=None, label=None):
-        seen.append((X.index.get_level_values("timestamp").max(),
-                     valid[0].index.get_level_values("timestamp")))
+        seen.append(
+            (
+                X.index.get_level_values("timestamp").max(),
+                valid[0].index.get_level_values("timestamp"),
+            )
+        )
         return real_fit(self, X, y, valid=valid, label=label)
 
     monkeypatch.setattr(LightGBMForecaster, "fit", spy)
-    d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
-                         val=30, test=20, folds=2, stop=15)["S000"]
+    d = prepare(
+        DATA,
+        ["S000"],
+        label="forward_return",
+        horizon=1,
+        features=None,
+        val=30,
+        test=20,
+        folds=2,
+        stop=15,
+    )["S000"]
     score = fit_score("lightgbm", FIXED["lightgbm"], d, "pct_return_mae", seed=0)
     assert math.isfinite(score) and len(seen) == 2
     ts = d.X.index.get_level_values("timestamp")
     for (fit_max, stop_ts), w in zip(seen, d.folds, strict=True):
-        scored = ts[w.score_start:w.score_end]
+        scored = ts[w.score_start : w.score_end]
         assert fit_max < stop_ts.min() and stop_ts.max() < scored.min()
         assert len(stop_ts) == 15
 
 
 def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
-    fixed = {"lightgbm": {"n_estimators": 300, "early_stopping_rounds": None, "n_jobs": 1,
-                          "min_child_samples": 10}}
+    fixed = {
+        "lightgbm": {
+            "n_estimators": 300,
+            "early_stopping_rounds": None,
+            "n_jobs": 1,
+            "min_child_samples": 10,
+        }
+    }
     s = _tune(tmp_path, symbols=["S000"], trials=14, fixed_params=fixed)
     study = optuna.load_study(study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/optuna.db")
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
@@ -219,8 +261,9 @@ def test_pruner_stops_hopeless_lightgbm_trials(tmp_path):
         assert all(step % PRUNE_EVERY == 0 for step in t.intermediate_values)
     assert s.results[0].n_trials == 14 - len(pruned)
     s2 = _tune(tmp_path / "off", symbols=["S000"], trials=8, fixed_params=fixed, prune=False)
-    off = optuna.load_study(study_name="S000:lightgbm",
-                            storage=f"sqlite:///{tmp_path}/off/optuna.db")
+    off = optuna.load_study(
+        study_name="S000:lightgbm", storage=f"sqlite:///{tmp_path}/off/optuna.db"
+    )
     assert all(t.state == TrialState.COMPLETE and not t.intermediate_values for t in off.trials)
     assert s2.results[0].n_trials == 8
 
@@ -272,8 +315,7 @@ def test_kill_worker_mid_study_then_resume(tmp_path, kills):
     import random
 
     spec = f"journal:{tmp_path}/optuna.journal"
-    config = make_tune_config(data=DATA, model=["lightgbm"], symbols=["S000"],
-                              fixed_params=FIXED)
+    config = make_tune_config(data=DATA, model=["lightgbm"], symbols=["S000"], fixed_params=FIXED)
     job = TuneJob(config, StorageSpec.parse(spec), "minimize")
     rng = random.Random(0)
     for k in range(kills):
@@ -319,8 +361,15 @@ def _tune_stalling_on_best_write(root: str, marker: str) -> None:
     from alphaforge.utils import io as io_mod
 
     io_mod.os = _StallingOS(marker)  # type: ignore[assignment]
-    tune(data=DATA, model="lightgbm", symbols=["S000"], trials=2, root=root, fixed_params=FIXED,
-         force=True)
+    tune(
+        data=DATA,
+        model="lightgbm",
+        symbols=["S000"],
+        trials=2,
+        root=root,
+        fixed_params=FIXED,
+        force=True,
+    )
 
 
 def test_kill_during_best_config_write(tmp_path):
@@ -329,8 +378,9 @@ def test_kill_during_best_config_write(tmp_path):
     best_path = tmp_path / "hyperparams" / "best" / "S000.json"
     before = best_path.read_bytes()
     marker = tmp_path / "writing"
-    proc = mp.get_context("spawn").Process(target=_tune_stalling_on_best_write,
-                                           args=(str(tmp_path), str(marker)))
+    proc = mp.get_context("spawn").Process(
+        target=_tune_stalling_on_best_write, args=(str(tmp_path), str(marker))
+    )
     proc.start()
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline and proc.is_alive():
@@ -350,8 +400,10 @@ def test_kill_during_best_config_write(tmp_path):
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
 
 
-@pytest.mark.skipif(not os.environ.get("ALPHAFORGE_TEST_PG_URL"),
-                    reason="ALPHAFORGE_TEST_PG_URL not set (scripts/start_postgres.sh prints one)")
+@pytest.mark.skipif(
+    not os.environ.get("ALPHAFORGE_TEST_PG_URL"),
+    reason="ALPHAFORGE_TEST_PG_URL not set (scripts/start_postgres.sh prints one)",
+)
 def test_postgres_two_workers(tmp_path):
     url = os.environ["ALPHAFORGE_TEST_PG_URL"]
     storage = open_storage(url)
@@ -384,8 +436,7 @@ def test_cli_tune_and_report(tmp_path, monkeypatch):
     assert "0 of 2 promoted" in res.output and "not above" in res.output
     res = runner.invoke(app, ["tune", "report", "--root", str(tmp_path)])
     assert res.exit_code == 0 and "tune history (2 runs)" in res.output
-    res = runner.invoke(app, ["tune", "--data", DATA, "--symbols", "../x", "--root",
-                              str(tmp_path)])
+    res = runner.invoke(app, ["tune", "--data", DATA, "--symbols", "../x", "--root", str(tmp_path)])
     assert res.exit_code == 2 and "unsafe symbol" in res.output
 
 
@@ -393,11 +444,14 @@ def test_cli_config_file(tmp_path):
     from alphaforge.cli import app
 
     cfg = tmp_path / "tune.yaml"
-    cfg.write_text(f"data: '{DATA}'\nsymbols: [S000]\ntrials: 5\nroot: /nonexistent\n"
-                   "fixed_params:\n  lightgbm: {n_estimators: 20, n_jobs: 1}\n")
+    cfg.write_text(
+        f"data: '{DATA}'\nsymbols: [S000]\ntrials: 5\nroot: /nonexistent\n"
+        "fixed_params:\n  lightgbm: {n_estimators: 20, n_jobs: 1}\n"
+    )
     runner = CliRunner()
-    res = runner.invoke(app, ["tune", "--config", str(cfg), "--root", str(tmp_path)],
-                        env={"TRIALS": "1"})  # env and flags override the file
+    res = runner.invoke(
+        app, ["tune", "--config", str(cfg), "--root", str(tmp_path)], env={"TRIALS": "1"}
+    )  # env and flags override the file
     assert res.exit_code == 0, res.output
     assert "1 of 1 promoted" in res.output
     rec = json.loads((tmp_path / "hyperparams" / "best" / "S000.json").read_text())
@@ -433,16 +487,32 @@ def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
     monkeypatch.setattr(tune_objective, "fit_score_bank", spy)
     fixed = {k: v for k, v in tiny.items() if k not in ("num_samples", "aggregation")}
     # fix everything the bank depends on, so every trial shares one bank
-    monkeypatch.setattr(cls, "search_space", classmethod(lambda c, trial: {
-        "num_samples": trial.suggest_int("num_samples", 2, 8),
-        "aggregation": trial.suggest_categorical("aggregation", ["mean", "median"])}))
+    monkeypatch.setattr(
+        cls,
+        "search_space",
+        classmethod(
+            lambda c, trial: {
+                "num_samples": trial.suggest_int("num_samples", 2, 8),
+                "aggregation": trial.suggest_categorical("aggregation", ["mean", "median"]),
+            }
+        ),
+    )
     monkeypatch.setattr(cls, "bank_size", 8)
-    s = tune(data=DATA, model="kronos", symbols=["S000"], trials=4, root=tmp_path,
-             fixed_params={"kronos": fixed}, val=10, test=10)
+    s = tune(
+        data=DATA,
+        model="kronos",
+        symbols=["S000"],
+        trials=4,
+        root=tmp_path,
+        fixed_params={"kronos": fixed},
+        val=10,
+        test=10,
+    )
     assert calls == [1, 0, 0, 0]
     r = s.results[0]
     assert r.n_trials == 4 and math.isfinite(r.new_score)
-    d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None,
-                         val=10, test=10)["S000"]
+    d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None, val=10, test=10)[
+        "S000"
+    ]
     direct = fit_score("kronos", {**r.params}, d, "pct_return_mae", seed=0)
     assert math.isclose(direct, r.new_score, rel_tol=1e-9)

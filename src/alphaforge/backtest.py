@@ -58,8 +58,18 @@ logger = logging.getLogger(__name__)
 
 TS, SYM = "timestamp", "symbol"
 _TRADED = 1e-12  # |dw| at or below this is float noise, not a trade (matters for min_cost only)
-SUMMARY_KEYS = ("ann_return", "ann_vol", "sharpe", "sortino", "max_drawdown", "calmar",
-                "hit_rate", "avg_turnover", "cost_drag", "n_bars")
+SUMMARY_KEYS = (
+    "ann_return",
+    "ann_vol",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "hit_rate",
+    "avg_turnover",
+    "cost_drag",
+    "n_bars",
+)
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -133,8 +143,9 @@ class LongShort(_Wide):
         if not 0 < self.quantile <= 0.5:
             raise ConfigError(f"LongShort.quantile must be in (0, 0.5], got {self.quantile}")
         if self.weighting not in ("equal", "score"):
-            raise ConfigError(f"LongShort.weighting must be 'equal' or 'score', "
-                              f"got {self.weighting!r}")
+            raise ConfigError(
+                f"LongShort.weighting must be 'equal' or 'score', got {self.weighting!r}"
+            )
         if not self.gross > 0:
             raise ConfigError(f"LongShort.gross must be > 0, got {self.gross}")
 
@@ -200,7 +211,7 @@ class TopK(_Wide):
         for i in range(R):  # O(N) numpy work per rebalance row
             out = np.flatnonzero(cur & ~top[i])  # held names that left the top k
             if out.size > self.n_drop:
-                out = out[np.argsort(rank[i, out], kind="stable")[-self.n_drop:]]  # worst n_drop
+                out = out[np.argsort(rank[i, out], kind="stable")[-self.n_drop :]]  # worst n_drop
             cur[out] = False
             row = order[i]
             sold = np.zeros(N, dtype=bool)
@@ -294,8 +305,9 @@ def _as_series(obj: Any, name: str) -> pd.Series:
             raise DataError(f"{name}: missing columns {sorted(missing)}; got {list(frame.columns)}")
         for col, hint in (("model", "one model"), ("split", "split == 'test'")):
             if col in frame.columns and frame[col].nunique() > 1:
-                raise DataError(f"{name}: {frame[col].nunique()} distinct {col!r} values; "
-                                f"filter {hint} first")
+                raise DataError(
+                    f"{name}: {frame[col].nunique()} distinct {col!r} values; filter {hint} first"
+                )
         obj = frame.set_index([TS, SYM])["y_pred"]
     if not isinstance(obj, pd.Series):
         raise DataError(f"{name} must be a pandas Series, got {type(obj).__name__}")
@@ -330,8 +342,11 @@ def _align(predictions: Any, returns: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     if off.all():
         raise DataError("predictions share no timestamp with returns")
     if off.any():
-        logger.warning("backtest: dropped %d prediction rows at timestamps not in returns "
-                       "(first %s)", int(off.sum()), pred.index[off][0][0])
+        logger.warning(
+            "backtest: dropped %d prediction rows at timestamps not in returns (first %s)",
+            int(off.sum()),
+            pred.index[off][0][0],
+        )
     signal = pred[~off].unstack(SYM).reindex(index=grid, columns=symbols)  # (T, N), NaN = none
     wide_ret = ret.unstack(SYM).reindex(index=grid, columns=symbols)  # (T, N), NaN earns 0
     return signal, wide_ret
@@ -352,8 +367,9 @@ def infer_periods_per_year(timestamps: pd.Index) -> float:
     """
     ts = timestamps.unique().sort_values() if isinstance(timestamps, pd.DatetimeIndex) else None
     if ts is None or len(ts) < 2:
-        raise ConfigError("cannot infer periods_per_year (need >= 2 datetime timestamps); "
-                          "pass periods_per_year")
+        raise ConfigError(
+            "cannot infer periods_per_year (need >= 2 datetime timestamps); pass periods_per_year"
+        )
     d = float(pd.Series(ts).diff().dropna().dt.total_seconds().median())
     weekend = float(np.mean(ts.day_of_week >= 5)) > 0.05
     if d > 4 * 86400:  # mean spacing here: months of 28-31 days average out to 1/12 year
@@ -405,11 +421,19 @@ class BacktestResult:
         return (eq / peak - 1).rename(f"drawdown_{kind}")
 
 
-def _check_args(delay: int, rebalance_every: int, costs_bps: float, min_cost: float,
-                periods_per_year: float | None, capital: float) -> None:
+def _check_args(
+    delay: int,
+    rebalance_every: int,
+    costs_bps: float,
+    min_cost: float,
+    periods_per_year: float | None,
+    capital: float,
+) -> None:
     if not isinstance(delay, (int, np.integer)) or delay < 1:
-        raise ConfigError(f"delay must be an integer >= 1 bar (1 = trade on the bar after the "
-                          f"signal; 0 would look ahead), got {delay!r}")
+        raise ConfigError(
+            f"delay must be an integer >= 1 bar (1 = trade on the bar after the "
+            f"signal; 0 would look ahead), got {delay!r}"
+        )
     if not isinstance(rebalance_every, (int, np.integer)) or rebalance_every < 1:
         raise ConfigError(f"rebalance_every must be an integer >= 1, got {rebalance_every!r}")
     for key, val in (("costs_bps", costs_bps), ("min_cost", min_cost)):
@@ -469,13 +493,17 @@ def backtest(
         raise DataError("predictions hold no finite value")
     first, last = int(rows[0]), int(rows[-1])
     if first + delay > T - 1:
-        raise DataError(f"no bar to trade: first prediction at {signal.index[first]} + delay "
-                        f"{delay} is past the last return bar {signal.index[-1]}")
+        raise DataError(
+            f"no bar to trade: first prediction at {signal.index[first]} + delay "
+            f"{delay} is past the last return bar {signal.index[-1]}"
+        )
     rebal = np.arange(first, last + 1, rebalance_every)  # (R,) rows where targets are re-decided
     target = np.asarray(strat.weights(s[rebal]), dtype=np.float64)  # (R, N)
     if target.shape != (rebal.size, N) or not np.isfinite(target).all():
-        raise ConfigError(f"strategy {strat!r} must return finite weights of shape "
-                          f"{(rebal.size, N)}, got shape {target.shape}")
+        raise ConfigError(
+            f"strategy {strat!r} must return finite weights of shape "
+            f"{(rebal.size, N)}, got shape {target.shape}"
+        )
     bars = np.arange(first + delay, min(last + delay, T - 1) + 1)  # (J,) result rows
     held = target[(bars - delay - first) // rebalance_every]  # (J, N) decision held over each bar
     trade = np.abs(np.diff(held, axis=0, prepend=np.zeros((1, N))))  # (J, N) |dw|, entry first
@@ -487,9 +515,17 @@ def backtest(
         cost = turnover * costs_bps / 1e4  # exact form: net = gross - turnover * bps / 1e4
     gross = (held * r[bars]).sum(axis=1)
     index = pd.Index(signal.index[bars], name=TS)
-    out = pd.DataFrame({"gross": gross, "net": gross - cost, "cost": cost, "turnover": turnover,
-                        "n_long": (held > 0).sum(axis=1), "n_short": (held < 0).sum(axis=1)},
-                       index=index)
+    out = pd.DataFrame(
+        {
+            "gross": gross,
+            "net": gross - cost,
+            "cost": cost,
+            "turnover": turnover,
+            "n_long": (held > 0).sum(axis=1),
+            "n_short": (held < 0).sum(axis=1),
+        },
+        index=index,
+    )
     ppy = float(periods_per_year) if periods_per_year else infer_periods_per_year(signal.index)
     active = np.abs(held).sum(axis=1) > 0  # (J,) bars with a position
     summary = {k: _stats(out[k].to_numpy(), turnover, active, ppy) for k in ("gross", "net")}
@@ -497,8 +533,14 @@ def backtest(
     for kind in summary:
         summary[kind]["cost_drag"] = drag
     positions = pd.DataFrame(held, index=index, columns=signal.columns)
-    logger.info("backtest %r: %d bars x %d symbols, net Sharpe %.2f, avg turnover %.3f/bar",
-                strat, len(bars), N, summary["net"]["sharpe"], summary["net"]["avg_turnover"])
+    logger.info(
+        "backtest %r: %d bars x %d symbols, net Sharpe %.2f, avg turnover %.3f/bar",
+        strat,
+        len(bars),
+        N,
+        summary["net"]["sharpe"],
+        summary["net"]["avg_turnover"],
+    )
     return BacktestResult(out, positions, summary, ppy, float(capital))
 
 
@@ -530,8 +572,9 @@ def _stats(r: np.ndarray, turnover: np.ndarray, active: np.ndarray, ppy: float) 
     }
 
 
-def lag_test(predictions: pd.DataFrame | pd.Series, returns: pd.Series,
-             strategy: Strategy | str, **kw: Any) -> dict[str, Any]:
+def lag_test(
+    predictions: pd.DataFrame | pd.Series, returns: pd.Series, strategy: Strategy | str, **kw: Any
+) -> dict[str, Any]:
     """Leakage check: the same backtest with ``delay`` and with ``delay + 1``.
 
     A genuine signal usually loses a little edge with one more bar of delay; a Sharpe that
@@ -557,8 +600,11 @@ def lag_test(predictions: pd.DataFrame | pd.Series, returns: pd.Series,
 # ----------------------------------------------------------------------------- config
 
 
-_STRATEGY_PARAMS = {"long_short": ("quantile", "weighting", "gross"), "top_k": ("k", "n_drop"),
-                    "sign": ("threshold", "long_only")}
+_STRATEGY_PARAMS = {
+    "long_short": ("quantile", "weighting", "gross"),
+    "top_k": ("k", "n_drop"),
+    "sign": ("threshold", "long_only"),
+}
 
 
 class BacktestSpec(BaseModel):
@@ -583,11 +629,17 @@ class BacktestSpec(BaseModel):
     @model_validator(mode="after")
     def _params_fit_strategy(self) -> BacktestSpec:
         own = _STRATEGY_PARAMS[self.strategy]
-        foreign = sorted(k for p in _STRATEGY_PARAMS.values() for k in p
-                         if k in self.model_fields_set and k not in own)
+        foreign = sorted(
+            k
+            for p in _STRATEGY_PARAMS.values()
+            for k in p
+            if k in self.model_fields_set and k not in own
+        )
         if foreign:
-            raise ValueError(f"{foreign} do not apply to strategy {self.strategy!r} "
-                             f"(its parameters: {list(own)})")
+            raise ValueError(
+                f"{foreign} do not apply to strategy {self.strategy!r} "
+                f"(its parameters: {list(own)})"
+            )
         if self.n_drop is not None and self.n_drop > self.k:
             raise ValueError(f"n_drop ({self.n_drop}) must be <= k ({self.k})")
         return self
@@ -617,6 +669,8 @@ def from_spec(spec: BacktestSpec | Mapping[str, Any]) -> tuple[Strategy, dict[st
                     parts.append(f"{loc}: {msg}" if loc else msg)
             raise ConfigError(f"backtest: {'; '.join(parts)}") from None
     params = {name: getattr(spec, name) for name in _STRATEGY_PARAMS[spec.strategy]}
-    kwargs = {name: getattr(spec, name) for name in
-              ("costs_bps", "min_cost", "delay", "rebalance_every", "periods_per_year")}
+    kwargs = {
+        name: getattr(spec, name)
+        for name in ("costs_bps", "min_cost", "delay", "rebalance_every", "periods_per_year")
+    }
     return get_strategy(spec.strategy, **params), kwargs

@@ -34,7 +34,9 @@ class DataConfig(_Section):
     symbols: list[str] | None = Field(None, description="keep only these symbols (default: all)")
     start: str | None = Field(None, description="first timestamp to keep (inclusive)")
     end: str | None = Field(None, description="last timestamp to keep (inclusive)")
-    repair: bool = Field(False, description="drop defective rows (listed in run.log) instead of failing")
+    repair: bool = Field(
+        False, description="drop defective rows (listed in run.log) instead of failing"
+    )
 
 
 class FeaturesConfig(_Section):
@@ -42,7 +44,9 @@ class FeaturesConfig(_Section):
 
     names: list[str] | None = Field(None, description="catalogue names (default: all)")
     cross_section: bool = Field(True, description="add per-timestamp ranks and z-scores")
-    cs_features: list[str] | None = Field(None, description="features to rank (default set if None)")
+    cs_features: list[str] | None = Field(
+        None, description="features to rank (default set if None)"
+    )
     pca_components: int = Field(0, ge=0, description="PCA factors fitted per fold on train rows")
 
 
@@ -101,17 +105,24 @@ class EnsembleConfig(_Section):
     name: str = Field(description="display name of the ensemble")
     kind: Literal["residual", "fusion", "weighted"]
     base: Any = Field(None, description="residual: the base member (default lightgbm)")
-    residual: Any = Field(None, description="residual: the member fitted on the base's "
-                          "out-of-fold residuals (default transformer)")
-    members: Any = Field(None, description="fusion / weighted: list of members; weighted also "
-                         "takes a mapping member -> weight")
+    residual: Any = Field(
+        None,
+        description="residual: the member fitted on the base's "
+        "out-of-fold residuals (default transformer)",
+    )
+    members: Any = Field(
+        None,
+        description="fusion / weighted: list of members; weighted also "
+        "takes a mapping member -> weight",
+    )
     method: Literal["ols", "ridge", "nnls"] | None = Field(None, description="fusion method")
     alpha: float | None = Field(None, description="fusion ridge penalty")
     intercept: bool | None = None
     sum_to_one: bool | None = Field(None, description="nnls: weights sum to one")
     rank_average: bool | None = Field(None, description="weighted: blend cross-sectional ranks")
-    inner_folds: int | None = Field(None, description="inner walk-forward folds for "
-                                    "out-of-fold predictions")
+    inner_folds: int | None = Field(
+        None, description="inner walk-forward folds for out-of-fold predictions"
+    )
     stop_frac: float | None = None
 
     @field_validator("name")
@@ -135,17 +146,29 @@ class EnsembleConfig(_Section):
                 return {"name": m.name, "params": dict(m.params), "label": m.display}
             return ref
 
-        allowed = {"residual": {"base", "residual", "inner_folds", "stop_frac"},
-                   "fusion": {"members", "method", "alpha", "intercept", "sum_to_one",
-                              "inner_folds", "stop_frac"},
-                   "weighted": {"members", "rank_average"}}[self.kind]
+        allowed = {
+            "residual": {"base", "residual", "inner_folds", "stop_frac"},
+            "fusion": {
+                "members",
+                "method",
+                "alpha",
+                "intercept",
+                "sum_to_one",
+                "inner_folds",
+                "stop_frac",
+            },
+            "weighted": {"members", "rank_average"},
+        }[self.kind]
         given = {k for k in self.model_fields_set if k not in ("name", "kind")}
         wrong = sorted(given - allowed)
         if wrong:
-            raise ConfigError(f"ensembles[{self.name}]: option(s) {wrong} do not apply to kind "
-                              f"{self.kind!r}; valid: {sorted(allowed)}")
-        params: dict[str, Any] = {k: getattr(self, k) for k in given
-                                  if k not in ("members", "base", "residual")}
+            raise ConfigError(
+                f"ensembles[{self.name}]: option(s) {wrong} do not apply to kind "
+                f"{self.kind!r}; valid: {sorted(allowed)}"
+            )
+        params: dict[str, Any] = {
+            k: getattr(self, k) for k in given if k not in ("members", "base", "residual")
+        }
         if self.kind == "residual":
             for k in ("base", "residual"):
                 if getattr(self, k) is not None:
@@ -155,8 +178,10 @@ class EnsembleConfig(_Section):
                 raise ConfigError(f"ensembles[{self.name}]: kind {self.kind!r} needs `members`")
             if isinstance(self.members, dict):
                 if self.kind != "weighted":
-                    raise ConfigError(f"ensembles[{self.name}]: member weights are for kind "
-                                      "'weighted'; list the members")
+                    raise ConfigError(
+                        f"ensembles[{self.name}]: member weights are for kind "
+                        "'weighted'; list the members"
+                    )
                 params["members"] = [member(k) for k in self.members]
                 params["weights"] = [float(w) for w in self.members.values()]
             else:
@@ -177,13 +202,17 @@ class ExperimentConfig(_Section):
     split: SplitConfig
     models: list[ModelConfig] = Field(min_length=1)
     ensembles: list[EnsembleConfig] = Field(
-        default_factory=list, description="ensembles over the models (residual, fusion, "
-        "weighted); all learned on out-of-fold predictions")
+        default_factory=list,
+        description="ensembles over the models (residual, fusion, "
+        "weighted); all learned on out-of-fold predictions",
+    )
     baselines: bool = Field(True, description="add the registry's baselines for the label kind")
     metrics: list[str] | None = Field(None, description="metric names (default: by label kind)")
     backtest: BacktestSpec | None = Field(
-        None, description="portfolio backtest of test predictions (default: long_short with 5 bp "
-        "costs, or sign for one symbol; skipped for volatility labels)")
+        None,
+        description="portfolio backtest of test predictions (default: long_short with 5 bp "
+        "costs, or sign for one symbol; skipped for volatility labels)",
+    )
     output_dir: str = Field("runs", description="parent folder of run directories")
 
     def ensemble_models(self) -> list[ModelConfig]:
@@ -250,14 +279,18 @@ def check_names(cfg: ExperimentConfig) -> None:
     seen = [m.display.lower() for m in cfg.models] + [e.name.lower() for e in cfg.ensembles]
     dupes = {n for n in seen if seen.count(n) > 1}
     if dupes:
-        raise ConfigError(f"models: duplicate model names {sorted(dupes)}; set `label:` (models) "
-                          "or `name:` (ensembles) to tell them apart")
+        raise ConfigError(
+            f"models: duplicate model names {sorted(dupes)}; set `label:` (models) "
+            "or `name:` (ensembles) to tell them apart"
+        )
     for name in cfg.metrics or []:
         get_metric(name)
     if cfg.features.names is not None:
         unknown = [n for n in cfg.features.names if n not in FEATURES]
         if unknown:
-            raise ConfigError(f"features.names: unknown features {unknown}; valid: {sorted(FEATURES)}")
+            raise ConfigError(
+                f"features.names: unknown features {unknown}; valid: {sorted(FEATURES)}"
+            )
 
 
 def _explain(exc: ValidationError) -> str:
@@ -284,8 +317,12 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
             break
         ann = field.annotation
         nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
-        nested += [b for a in getattr(ann, "__args__", ()) for b in getattr(a, "__args__", ())
-                   if isinstance(b, type)]
+        nested += [
+            b
+            for a in getattr(ann, "__args__", ())
+            for b in getattr(a, "__args__", ())
+            if isinstance(b, type)
+        ]
         sub = next((a for a in nested if issubclass(a, BaseModel)), None)
         if sub is None:
             break
@@ -296,4 +333,3 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
 def dump_config(cfg: ExperimentConfig) -> str:
     """Resolved config as YAML text (what ``config.yaml`` in a run directory holds)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-

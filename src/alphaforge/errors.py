@@ -1,4 +1,5 @@
-"""Typed errors. Every user-facing failure says what was wrong, where, what was expected and what came.
+"""Typed errors. Every user-facing failure says what was wrong, where, what was expected and what
+came.
 
 The CLI prints one red line and exits with status 2 for any :class:`AlphaforgeError`.
 """

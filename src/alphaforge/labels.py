@@ -1,9 +1,10 @@
 """Labels: what a model learns to predict. Every label declares its horizon ``h``.
 
 A label at bar ``t`` of a symbol looks *forward* over that symbol's next ``h`` bars; it is the only
-place in alphaforge that does. The horizon sets the purge width of :class:`~alphaforge.splits.WalkForward`
-(a training row at ``t`` must not see prices inside the next segment), and the leakage battery
-checks that a label at ``t`` only changes when bars ``t+1 .. t+h`` change.
+place in alphaforge that does. The horizon sets the purge width of
+:class:`~alphaforge.splits.WalkForward` (a training row at ``t`` must not see prices inside the
+next segment), and the leakage battery checks that a label at ``t`` only changes when bars
+``t+1 .. t+h`` change.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def forward_return(panel: pd.DataFrame, horizon: int = 1, *, price: str = "close
 
 
 def forward_log_return(panel: pd.DataFrame, horizon: int = 1, *, price: str = "close") -> pd.Series:
-    """Log return ``log(p[t+h] / p[t])`` over the symbol's next ``horizon`` bars (looks forward ``h``)."""
+    """Log return ``log(p[t+h] / p[t])`` over the symbol's next ``horizon`` bars.
+
+    Looks forward ``h`` bars; NaN for each symbol's last ``h`` bars.
+    """
     p, fut = _future_price(panel, price, _check_h(horizon))
     return _named(np.log(fut / p), "forward_log_return", horizon)
 
@@ -127,8 +131,9 @@ LABELS: dict[str, tuple[LabelDef, Callable[..., pd.Series]]] = {
         direction,
     ),
     "realized_vol": (
-        LabelDef("realized_vol", "sqrt of summed squared log returns over the next h bars",
-                  "volatility"),
+        LabelDef(
+            "realized_vol", "sqrt of summed squared log returns over the next h bars", "volatility"
+        ),
         realized_vol,
     ),
 }

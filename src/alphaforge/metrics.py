@@ -25,7 +25,6 @@ Every metric is a pure function ``f(y_true, y_pred, ...)`` of two ``pd.Series`` 
 from __future__ import annotations
 
 import logging
-
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -99,12 +98,15 @@ def _pairs(y_true: pd.Series, y_pred: pd.Series) -> tuple[pd.Series, pd.Series]:
     for name, v in (("y_true", tv), ("y_pred", pv)):
         bad = np.isinf(v)
         if bad.any():
-            raise DataError(f"{name} holds {int(bad.sum())} infinite values, first at "
-                            f"{t.index[np.flatnonzero(bad)[0]]!r}")
+            raise DataError(
+                f"{name} holds {int(bad.sum())} infinite values, first at "
+                f"{t.index[np.flatnonzero(bad)[0]]!r}"
+            )
     invalid = np.isnan(tv) | np.isnan(pv)
     if invalid.all():
-        raise DataError(f"none of the {len(t)} aligned (y_true, y_pred) pairs has both sides "
-                        "non-NaN")
+        raise DataError(
+            f"none of the {len(t)} aligned (y_true, y_pred) pairs has both sides non-NaN"
+        )
     if invalid.any():
         t = t.mask(invalid)
         p = p.mask(invalid)
@@ -122,8 +124,10 @@ def _valid_arrays(y_true: pd.Series, y_pred: pd.Series) -> tuple[np.ndarray, np.
 def _cross_sectional_pairs(y_true: pd.Series, y_pred: pd.Series) -> tuple[pd.Series, pd.Series]:
     t, p = _pairs(y_true, y_pred)
     if TS not in t.index.names:
-        raise DataError(f"cross-sectional metrics need an index level named {TS!r}, "
-                        f"got levels {list(t.index.names)}")
+        raise DataError(
+            f"cross-sectional metrics need an index level named {TS!r}, "
+            f"got levels {list(t.index.names)}"
+        )
     return t, p
 
 
@@ -245,13 +249,17 @@ def qlike(
         raise ValueError(f"floor must be > 0, got {floor!r}")
     t, p = _valid_arrays(y_true, y_pred)
     if (t < 0).any():
-        raise DataError(f"qlike: {int((t < 0).sum())} labels are negative; realised "
-                        "volatility or variance cannot be")
+        raise DataError(
+            f"qlike: {int((t < 0).sum())} labels are negative; realised "
+            "volatility or variance cannot be"
+        )
     if floor is None:
         for name, v in (("forecasts", p), ("labels", t)):
             if (v <= 0).any():
-                raise DataError(f"qlike: {int((v <= 0).sum())} {name} are <= 0 (min {v.min():g})"
-                                "; QLIKE needs positive values, pass floor= to clip them")
+                raise DataError(
+                    f"qlike: {int((v <= 0).sum())} {name} are <= 0 (min {v.min():g})"
+                    "; QLIKE needs positive values, pass floor= to clip them"
+                )
     else:
         t, p = np.maximum(t, floor), np.maximum(p, floor)
     if kind == "vol":
@@ -269,9 +277,11 @@ def _pearson_by_timestamp(x: pd.Series, y: pd.Series, min_count: int) -> pd.Seri
     gy = y.groupby(level=TS, sort=True)
     dx = x - gx.transform("mean")  # centre within timestamp: two-pass, stable for tiny spreads
     dy = y - gy.transform("mean")
-    sums = pd.DataFrame({"xx": dx * dx, "yy": dy * dy, "xy": dx * dy}).groupby(
-        level=TS, sort=True
-    ).sum()
+    sums = (
+        pd.DataFrame({"xx": dx * dx, "yy": dy * dy, "xy": dx * dy})
+        .groupby(level=TS, sort=True)
+        .sum()
+    )
     # exact constancy test: centred sums of a constant column can be ~1e-34 instead of 0
     flat = (gx.max() == gx.min()) | (gy.max() == gy.min())
     skip = ((gx.count() < min_count) | flat).to_numpy()
@@ -555,8 +565,12 @@ def per_timestamp(y_true: pd.Series, y_pred: pd.Series) -> pd.DataFrame:
     """
     t, p = _cross_sectional_pairs(y_true, y_pred)
     return pd.concat(
-        [ic_series(t, p), rank_ic_series(t, p), quantile_spread_series(t, p),
-         top_k_hit_rate_series(t, p, 5)],
+        [
+            ic_series(t, p),
+            rank_ic_series(t, p),
+            quantile_spread_series(t, p),
+            top_k_hit_rate_series(t, p, 5),
+        ],
         axis=1,
     )
 
@@ -588,34 +602,76 @@ METRICS: dict[str, MetricSpec] = {
     for s in (
         MetricSpec("mae", mae, "minimize", "pointwise", "mean absolute error, label units"),
         MetricSpec("rmse", rmse, "minimize", "pointwise", "root mean squared error, label units"),
-        MetricSpec("pct_return_mae", pct_return_mae, "minimize", "pointwise",
-                   "mean absolute error of returns, percentage points"),
-        MetricSpec("direction_accuracy", direction_accuracy, "maximize", "pointwise",
-                   "share of non-zero labels whose sign the forecast gets right"),
-        MetricSpec("ic", ic, "maximize", "cross_sectional",
-                   "mean per-timestamp Pearson correlation"),
-        MetricSpec("rank_ic", rank_ic, "maximize", "cross_sectional",
-                   "mean per-timestamp Spearman correlation"),
-        MetricSpec("icir", icir, "maximize", "cross_sectional",
-                   "mean / std of per-timestamp IC, per bar"),
-        MetricSpec("rank_icir", rank_icir, "maximize", "cross_sectional",
-                   "mean / std of per-timestamp rank IC, per bar"),
-        MetricSpec("top5_hit_rate", partial(top_k_hit_rate, k=5), "maximize", "cross_sectional",
-                   "share of the 5 highest forecasts that realise a top-5 label"),
-        MetricSpec("top10_hit_rate", partial(top_k_hit_rate, k=10), "maximize",
-                   "cross_sectional",
-                   "share of the 10 highest forecasts that realise a top-10 label"),
-        MetricSpec("quantile_spread", quantile_spread, "maximize", "cross_sectional",
-                   "mean label of top minus bottom forecast quintile, label units"),
-        MetricSpec("qlike", qlike, "minimize", "volatility",
-                   "QLIKE loss of volatility forecasts (labels and forecasts are vols)"),
+        MetricSpec(
+            "pct_return_mae",
+            pct_return_mae,
+            "minimize",
+            "pointwise",
+            "mean absolute error of returns, percentage points",
+        ),
+        MetricSpec(
+            "direction_accuracy",
+            direction_accuracy,
+            "maximize",
+            "pointwise",
+            "share of non-zero labels whose sign the forecast gets right",
+        ),
+        MetricSpec(
+            "ic", ic, "maximize", "cross_sectional", "mean per-timestamp Pearson correlation"
+        ),
+        MetricSpec(
+            "rank_ic",
+            rank_ic,
+            "maximize",
+            "cross_sectional",
+            "mean per-timestamp Spearman correlation",
+        ),
+        MetricSpec(
+            "icir", icir, "maximize", "cross_sectional", "mean / std of per-timestamp IC, per bar"
+        ),
+        MetricSpec(
+            "rank_icir",
+            rank_icir,
+            "maximize",
+            "cross_sectional",
+            "mean / std of per-timestamp rank IC, per bar",
+        ),
+        MetricSpec(
+            "top5_hit_rate",
+            partial(top_k_hit_rate, k=5),
+            "maximize",
+            "cross_sectional",
+            "share of the 5 highest forecasts that realise a top-5 label",
+        ),
+        MetricSpec(
+            "top10_hit_rate",
+            partial(top_k_hit_rate, k=10),
+            "maximize",
+            "cross_sectional",
+            "share of the 10 highest forecasts that realise a top-10 label",
+        ),
+        MetricSpec(
+            "quantile_spread",
+            quantile_spread,
+            "maximize",
+            "cross_sectional",
+            "mean label of top minus bottom forecast quintile, label units",
+        ),
+        MetricSpec(
+            "qlike",
+            qlike,
+            "minimize",
+            "volatility",
+            "QLIKE loss of volatility forecasts (labels and forecasts are vols)",
+        ),
     )
 }
 
 _DEFAULTS: dict[str, tuple[str, ...]] = {
     "return": tuple(n for n in METRICS if n != "qlike"),
     "volatility": tuple(
-        n for n in METRICS
+        n
+        for n in METRICS
         if n not in ("direction_accuracy", "top5_hit_rate", "top10_hit_rate", "pct_return_mae")
     ),
 }
@@ -655,8 +711,9 @@ def default_metric_names(label_kind: Literal["return", "volatility"] = "return")
     try:
         return _DEFAULTS[label_kind]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown label_kind {label_kind!r}; valid: "
-                          f"{', '.join(_DEFAULTS)}") from None
+        raise ConfigError(
+            f"unknown label_kind {label_kind!r}; valid: {', '.join(_DEFAULTS)}"
+        ) from None
 
 
 def evaluate(

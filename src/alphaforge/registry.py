@@ -38,53 +38,144 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "lightgbm": ModelEntry("alphaforge.models.trees:LightGBMForecaster", "tree", None,
-                           "LightGBM GBDT, early stopping on the validation window"),
-    "xgboost": ModelEntry("alphaforge.models.trees:XGBoostForecaster", "tree", None,
-                          "XGBoost hist GBDT, early stopping on the validation window"),
-    "random_forest": ModelEntry("alphaforge.models.trees:RandomForestForecaster", "tree", None,
-                                "scikit-learn random forest, saved as pickle-free node arrays"),
-    "lstm": ModelEntry("alphaforge.models.rnn:LSTMForecaster", "neural", None,
-                       "stacked LSTM over per-symbol lookback windows"),
-    "gru": ModelEntry("alphaforge.models.rnn:GRUForecaster", "neural", None,
-                      "stacked GRU over per-symbol lookback windows"),
-    "residual_lstm": ModelEntry("alphaforge.models.rnn:ResidualLSTMForecaster", "neural", None,
-                                "LSTM layers with pre-LayerNorm residual connections"),
-    "attention_lstm": ModelEntry("alphaforge.models.rnn:AttentionLSTMForecaster", "neural",
-                                 None, "LSTM with attention pooling over the window"),
-    "cnn_lstm": ModelEntry("alphaforge.models.rnn:CNNLSTMForecaster", "neural", None,
-                           "causal Conv1d feature extractor, then an LSTM"),
-    "multitask_lstm": ModelEntry("alphaforge.models.rnn:MultiTaskLSTMForecaster", "neural", None,
-                                 "LSTM with return and volatility heads (MSE + QLIKE)"),
-    "transformer": ModelEntry("alphaforge.models.transformer:TransformerForecaster", "neural",
-                              None, "pre-LN causal transformer encoder, last-token head"),
+    "lightgbm": ModelEntry(
+        "alphaforge.models.trees:LightGBMForecaster",
+        "tree",
+        None,
+        "LightGBM GBDT, early stopping on the validation window",
+    ),
+    "xgboost": ModelEntry(
+        "alphaforge.models.trees:XGBoostForecaster",
+        "tree",
+        None,
+        "XGBoost hist GBDT, early stopping on the validation window",
+    ),
+    "random_forest": ModelEntry(
+        "alphaforge.models.trees:RandomForestForecaster",
+        "tree",
+        None,
+        "scikit-learn random forest, saved as pickle-free node arrays",
+    ),
+    "lstm": ModelEntry(
+        "alphaforge.models.rnn:LSTMForecaster",
+        "neural",
+        None,
+        "stacked LSTM over per-symbol lookback windows",
+    ),
+    "gru": ModelEntry(
+        "alphaforge.models.rnn:GRUForecaster",
+        "neural",
+        None,
+        "stacked GRU over per-symbol lookback windows",
+    ),
+    "residual_lstm": ModelEntry(
+        "alphaforge.models.rnn:ResidualLSTMForecaster",
+        "neural",
+        None,
+        "LSTM layers with pre-LayerNorm residual connections",
+    ),
+    "attention_lstm": ModelEntry(
+        "alphaforge.models.rnn:AttentionLSTMForecaster",
+        "neural",
+        None,
+        "LSTM with attention pooling over the window",
+    ),
+    "cnn_lstm": ModelEntry(
+        "alphaforge.models.rnn:CNNLSTMForecaster",
+        "neural",
+        None,
+        "causal Conv1d feature extractor, then an LSTM",
+    ),
+    "multitask_lstm": ModelEntry(
+        "alphaforge.models.rnn:MultiTaskLSTMForecaster",
+        "neural",
+        None,
+        "LSTM with return and volatility heads (MSE + QLIKE)",
+    ),
+    "transformer": ModelEntry(
+        "alphaforge.models.transformer:TransformerForecaster",
+        "neural",
+        None,
+        "pre-LN causal transformer encoder, last-token head",
+    ),
     "multitask_transformer": ModelEntry(
-        "alphaforge.models.transformer:MultiTaskTransformerForecaster", "neural", None,
-        "transformer with return and volatility heads (MSE + QLIKE)"),
-    "ranker": ModelEntry("alphaforge.models.ranker:RankingTransformerForecaster", "neural", None,
-                         "gated transformer ranking assets per date (multi-lag/horizon heads)"),
-    "gpt": ModelEntry("alphaforge.models.gpt_forecaster:TokenGPTForecaster", "neural", None,
-                      "GPT over VQ-VAE return tokens; forecasts from sampled continuations"),
-    "kronos": ModelEntry("alphaforge.models.foundation.kronos:KronosAdapter", "foundation",
-                         "kronos", "Kronos candle-token foundation model, zero-shot samples"),
-    "toto": ModelEntry("alphaforge.models.foundation.toto:TotoAdapter", "foundation", "toto",
-                       "Toto (toto-ts) Student-t mixture foundation model, zero-shot samples"),
-    "chronos": ModelEntry("alphaforge.models.foundation.chronos:ChronosAdapter", "foundation",
-                          "chronos", "Chronos-Bolt quantile foundation model, zero-shot"),
-    "residual": ModelEntry("alphaforge.models.ensemble:ResidualForecaster", "ensemble", None,
-                           "base model + a model of its out-of-fold residuals"),
-    "fusion": ModelEntry("alphaforge.models.ensemble:FusionForecaster", "ensemble", None,
-                         "OLS / ridge / non-negative blend fitted on out-of-fold predictions"),
-    "weighted": ModelEntry("alphaforge.models.ensemble:WeightedForecaster", "ensemble", None,
-                           "fixed or equal weights, optionally a cross-sectional rank average"),
-    "zero": ModelEntry("alphaforge.models.baselines:ZeroForecaster", "baseline", None,
-                       "predicts 0 (no-skill return forecast)"),
-    "trailing_mean": ModelEntry("alphaforge.models.baselines:TrailingMeanForecaster", "baseline",
-                                None, "per-symbol mean of the training labels"),
-    "last_value": ModelEntry("alphaforge.models.baselines:LastValueForecaster", "baseline", None,
-                             "predicts one feature column, e.g. the last realised return"),
-    "garch": ModelEntry("alphaforge.models.baselines:GarchForecaster", "baseline", None,
-                        "per-symbol GARCH(1,1) forecast of realised volatility over h bars"),
+        "alphaforge.models.transformer:MultiTaskTransformerForecaster",
+        "neural",
+        None,
+        "transformer with return and volatility heads (MSE + QLIKE)",
+    ),
+    "ranker": ModelEntry(
+        "alphaforge.models.ranker:RankingTransformerForecaster",
+        "neural",
+        None,
+        "gated transformer ranking assets per date (multi-lag/horizon heads)",
+    ),
+    "gpt": ModelEntry(
+        "alphaforge.models.gpt_forecaster:TokenGPTForecaster",
+        "neural",
+        None,
+        "GPT over VQ-VAE return tokens; forecasts from sampled continuations",
+    ),
+    "kronos": ModelEntry(
+        "alphaforge.models.foundation.kronos:KronosAdapter",
+        "foundation",
+        "kronos",
+        "Kronos candle-token foundation model, zero-shot samples",
+    ),
+    "toto": ModelEntry(
+        "alphaforge.models.foundation.toto:TotoAdapter",
+        "foundation",
+        "toto",
+        "Toto (toto-ts) Student-t mixture foundation model, zero-shot samples",
+    ),
+    "chronos": ModelEntry(
+        "alphaforge.models.foundation.chronos:ChronosAdapter",
+        "foundation",
+        "chronos",
+        "Chronos-Bolt quantile foundation model, zero-shot",
+    ),
+    "residual": ModelEntry(
+        "alphaforge.models.ensemble:ResidualForecaster",
+        "ensemble",
+        None,
+        "base model + a model of its out-of-fold residuals",
+    ),
+    "fusion": ModelEntry(
+        "alphaforge.models.ensemble:FusionForecaster",
+        "ensemble",
+        None,
+        "OLS / ridge / non-negative blend fitted on out-of-fold predictions",
+    ),
+    "weighted": ModelEntry(
+        "alphaforge.models.ensemble:WeightedForecaster",
+        "ensemble",
+        None,
+        "fixed or equal weights, optionally a cross-sectional rank average",
+    ),
+    "zero": ModelEntry(
+        "alphaforge.models.baselines:ZeroForecaster",
+        "baseline",
+        None,
+        "predicts 0 (no-skill return forecast)",
+    ),
+    "trailing_mean": ModelEntry(
+        "alphaforge.models.baselines:TrailingMeanForecaster",
+        "baseline",
+        None,
+        "per-symbol mean of the training labels",
+    ),
+    "last_value": ModelEntry(
+        "alphaforge.models.baselines:LastValueForecaster",
+        "baseline",
+        None,
+        "predicts one feature column, e.g. the last realised return",
+    ),
+    "garch": ModelEntry(
+        "alphaforge.models.baselines:GarchForecaster",
+        "baseline",
+        None,
+        "per-symbol GARCH(1,1) forecast of realised volatility over h bars",
+    ),
 }
 
 BASELINES: tuple[str, ...] = ("zero", "trailing_mean", "last_value", "garch")
@@ -146,15 +237,17 @@ def list_models() -> list[dict[str, Any]]:
             capabilities = dataclasses.asdict(get_model(name).capabilities)
         except ConfigError:
             capabilities = None
-        rows.append({
-            "name": name,
-            "family": entry.family,
-            "extra": entry.extra,
-            "description": entry.description,
-            "baseline": name in BASELINES,
-            "available": capabilities is not None,
-            "capabilities": capabilities,
-        })
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "extra": entry.extra,
+                "description": entry.description,
+                "baseline": name in BASELINES,
+                "available": capabilities is not None,
+                "capabilities": capabilities,
+            }
+        )
     return rows
 
 

@@ -90,8 +90,14 @@ class RunMember:
         return self.factory.member_keys(self.config.params)
 
 
-def fit_model(model: BaseForecaster, X: pd.DataFrame, y: pd.Series, train: np.ndarray,
-              valid: np.ndarray | None, label: LabelSpec) -> BaseForecaster:
+def fit_model(
+    model: BaseForecaster,
+    X: pd.DataFrame,
+    y: pd.Series,
+    train: np.ndarray,
+    valid: np.ndarray | None,
+    label: LabelSpec,
+) -> BaseForecaster:
     """Fit ``model`` on the ``train`` rows of ``X``/``y``, early-stopping on the ``valid`` rows.
 
     The one "fit a model on these rows" step of walk-forward runs.
@@ -150,8 +156,9 @@ def run_experiment(
     """
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     if data is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": data,
-                                                                          "symbols": None})})
+        cfg = cfg.model_copy(
+            update={"data": cfg.data.model_copy(update={"source": data, "symbols": None})}
+        )
     if resume and out is None:
         raise ConfigError("--resume needs --out: the run directory of the interrupted run")
     run_dir = _resolve_run_dir(cfg, out, overwrite)
@@ -173,8 +180,13 @@ def run_experiment(
     return result
 
 
-def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None, ckpt: Path,
-         resume: bool) -> RunResult:
+def _run(
+    cfg: ExperimentConfig,
+    workdir: Path,
+    progress: ProgressCallback | None,
+    ckpt: Path,
+    resume: bool,
+) -> RunResult:
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
     label = cfg.label.spec()
@@ -182,10 +194,19 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     panel = _select(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
     splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
     folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
-    log.info("panel %s: %d rows, %d symbols, %d folds", cfg.data.source, len(panel),
-             panel.index.get_level_values("symbol").nunique(), len(folds))
-    X = build_features(panel, cfg.features.names, cross_section=cfg.features.cross_section,
-                       cs_features=cfg.features.cs_features)
+    log.info(
+        "panel %s: %d rows, %d symbols, %d folds",
+        cfg.data.source,
+        len(panel),
+        panel.index.get_level_values("symbol").nunique(),
+        len(folds),
+    )
+    X = build_features(
+        panel,
+        cfg.features.names,
+        cross_section=cfg.features.cross_section,
+        cs_features=cfg.features.cs_features,
+    )
     y = make_label(panel, cfg.label.kind, cfg.label.horizon, price=cfg.label.price)
     log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
 
@@ -193,8 +214,18 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
-        _run_fold(fold, members, _with_pca(X, fold, cfg), y, label, cfg.seed, workdir,
-                  (ckpt, resume), got, progress)
+        _run_fold(
+            fold,
+            members,
+            _with_pca(X, fold, cfg),
+            y,
+            label,
+            cfg.seed,
+            workdir,
+            (ckpt, resume),
+            got,
+            progress,
+        )
     if progress:
         progress("fold", len(folds), len(folds), "done")
 
@@ -211,9 +242,18 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: ProgressCallback | None
     return RunResult(cfg, workdir, preds, metrics, folds)
 
 
-def _run_fold(fold: Fold, members: list[RunMember], X: pd.DataFrame, y: pd.Series,
-              label: LabelSpec, seed: int, workdir: Path, checkpoints: tuple[Path, bool],
-              got: _Collected, progress: ProgressCallback | None) -> None:
+def _run_fold(
+    fold: Fold,
+    members: list[RunMember],
+    X: pd.DataFrame,
+    y: pd.Series,
+    label: LabelSpec,
+    seed: int,
+    workdir: Path,
+    checkpoints: tuple[Path, bool],
+    got: _Collected,
+    progress: ProgressCallback | None,
+) -> None:
     """Fit every member on one fold, save it, and collect its predictions and by-products."""
     masks = {p: fold.rows(X, p) for p in ("train", *PREDICTED)}
     rows = {p: X.index[masks[p]] for p in PREDICTED if masks[p].any()}
@@ -234,20 +274,32 @@ def _run_fold(fold: Fold, members: list[RunMember], X: pd.DataFrame, y: pd.Serie
         progress("model", len(members), len(members), "")
 
 
-def _collect(model: BaseForecaster, name: str, fold: int, X: pd.DataFrame, y: pd.Series,
-             rows: dict[str, pd.Index], got: _Collected) -> None:
+def _collect(
+    model: BaseForecaster,
+    name: str,
+    fold: int,
+    X: pd.DataFrame,
+    y: pd.Series,
+    rows: dict[str, pd.Index],
+    got: _Collected,
+) -> None:
     """Training curves, importances and ``run_outputs()`` of one fitted model."""
     hist = getattr(model, "history_", None)
     if isinstance(hist, pd.DataFrame):  # neural models: training curves for the report
         got.histories.append(hist.assign(model=name, fold=fold))
     if model.capabilities.feature_importance:
         imp = model.feature_importances_
-        got.importances.append(pd.DataFrame({"model": name, "fold": fold,
-                                             "feature": imp.index, "importance": imp.values}))
+        got.importances.append(
+            pd.DataFrame(
+                {"model": name, "fold": fold, "feature": imp.index, "importance": imp.values}
+            )
+        )
     for output, value in model.run_outputs(X, y, rows).items():
         if output not in artifacts.MODEL_OUTPUTS:
-            raise ValueError(f"{type(model).__name__}.run_outputs: unknown output {output!r}; "
-                             f"known: {sorted(artifacts.MODEL_OUTPUTS)}")
+            raise ValueError(
+                f"{type(model).__name__}.run_outputs: unknown output {output!r}; "
+                f"known: {sorted(artifacts.MODEL_OUTPUTS)}"
+            )
         got.outputs.setdefault(output, {}).setdefault(name, {})[fold] = value
 
 
@@ -265,8 +317,11 @@ def run_members(cfg: ExperimentConfig, kind: str) -> list[RunMember]:
     members += [RunMember(m, get_model(m.name), "ensemble") for m in cfg.ensemble_models()]
     if cfg.baselines:
         have = {m.name for m in members}
-        members += [RunMember(m, get_model(m.name), "baseline")
-                    for m in _baselines(cfg, kind) if m.display not in have]
+        members += [
+            RunMember(m, get_model(m.name), "baseline")
+            for m in _baselines(cfg, kind)
+            if m.display not in have
+        ]
     return members
 
 
@@ -296,8 +351,9 @@ def default_spec(panel: pd.DataFrame) -> BacktestSpec:
     return BacktestSpec() if n > 1 else BacktestSpec(strategy="sign")
 
 
-def run_backtests(preds: pd.DataFrame, returns: pd.Series, spec: BacktestSpec
-                  ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+def run_backtests(
+    preds: pd.DataFrame, returns: pd.Series, spec: BacktestSpec
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """Backtest every model's test predictions, at the configured delay and one bar later.
 
     Args:
@@ -328,8 +384,9 @@ def run_backtests(preds: pd.DataFrame, returns: pd.Series, spec: BacktestSpec
     return bt[cols], summaries
 
 
-def rebacktest(run_dir: str | os.PathLike[str], spec: BacktestSpec | dict[str, Any], *,
-               save: bool = False) -> dict[str, dict[str, Any]]:
+def rebacktest(
+    run_dir: str | os.PathLike[str], spec: BacktestSpec | dict[str, Any], *, save: bool = False
+) -> dict[str, dict[str, Any]]:
     """Backtest a finished run's saved test predictions with other settings.
 
     Args:
@@ -380,7 +437,9 @@ def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
         have = set(panel.index.get_level_values("symbol"))
         missing = [s for s in d.symbols if s not in have]
         if missing:
-            raise ConfigError(f"data.symbols: {missing} not in {d.source}; available: {sorted(have)}")
+            raise ConfigError(
+                f"data.symbols: {missing} not in {d.source}; available: {sorted(have)}"
+            )
         panel = panel[panel.index.get_level_values("symbol").isin(d.symbols)]
     if d.start or d.end:
         ts = panel.index.get_level_values("timestamp")
@@ -407,21 +466,32 @@ def _with_pca(X: pd.DataFrame, fold: Fold, cfg: ExperimentConfig) -> pd.DataFram
 
 def _frame(pred: pd.Series, y: pd.Series, model: str, fold: Fold, part: str) -> pd.DataFrame:
     idx = pred.index
-    return pd.DataFrame({
-        "timestamp": idx.get_level_values("timestamp"),
-        "symbol": idx.get_level_values("symbol").astype(str),
-        "model": model,
-        "fold": np.int32(fold.index),
-        "split": part,
-        "y_true": y.reindex(idx).to_numpy(dtype="float64"),
-        "y_pred": pred.to_numpy(dtype="float64"),
-    })
+    return pd.DataFrame(
+        {
+            "timestamp": idx.get_level_values("timestamp"),
+            "symbol": idx.get_level_values("symbol").astype(str),
+            "model": model,
+            "fold": np.int32(fold.index),
+            "split": part,
+            "y_true": y.reindex(idx).to_numpy(dtype="float64"),
+            "y_pred": pred.to_numpy(dtype="float64"),
+        }
+    )
 
 
-def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[Fold],
-             members: list[RunMember]) -> dict[str, Any]:
-    out: dict[str, Any] = {"label": cfg.label.model_dump(), "label_kind": kind,
-                           "n_folds": len(folds), "models": {}}
+def _metrics(
+    preds: pd.DataFrame,
+    cfg: ExperimentConfig,
+    kind: str,
+    folds: list[Fold],
+    members: list[RunMember],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "label": cfg.label.model_dump(),
+        "label_kind": kind,
+        "n_folds": len(folds),
+        "models": {},
+    }
     by_name = {m.name: m for m in members}
     for name, g in preds.groupby("model", sort=False):
         m = by_name[str(name)]
@@ -431,11 +501,15 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
             entry["ensemble"] = {"kind": m.config.name, "members": keys}
         for part, gp in g.groupby("split", sort=False):
             s = gp.set_index(["timestamp", "symbol"])
-            overall = evaluate(s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind,
-                               undefined="nan")
-            per_fold = {int(k): evaluate(f["y_true"], f["y_pred"], cfg.metrics, label_kind=kind,
-                                         undefined="nan")
-                        for k, f in s.groupby("fold", sort=True)}
+            overall = evaluate(
+                s["y_true"], s["y_pred"], cfg.metrics, label_kind=kind, undefined="nan"
+            )
+            per_fold = {
+                int(k): evaluate(
+                    f["y_true"], f["y_pred"], cfg.metrics, label_kind=kind, undefined="nan"
+                )
+                for k, f in s.groupby("fold", sort=True)
+            }
             entry[part] = {"overall": overall, "per_fold": per_fold}
         if keys:
             entry["vs_best_member"] = _vs_members(preds, str(name), keys, cfg, kind)
@@ -443,21 +517,32 @@ def _metrics(preds: pd.DataFrame, cfg: ExperimentConfig, kind: str, folds: list[
     return out
 
 
-def _vs_members(preds: pd.DataFrame, name: str, member_keys: list[str], cfg: ExperimentConfig,
-                kind: str) -> dict[str, Any]:
+def _vs_members(
+    preds: pd.DataFrame, name: str, member_keys: list[str], cfg: ExperimentConfig, kind: str
+) -> dict[str, Any]:
     """Ensemble vs its best member per metric, on the test rows every one of them predicted."""
     test = preds[preds["split"] == "test"]
     present = [k for k in member_keys if k in set(test["model"])]
     if not present:
         return {}  # members that are not models of the run have no predictions to compare
-    wide = test.pivot_table(index=["timestamp", "symbol"], columns="model", values="y_pred",
-                            aggfunc="first", dropna=False)[[name, *present]]
-    y_true = test.drop_duplicates(["timestamp", "symbol"]).set_index(
-        ["timestamp", "symbol"])["y_true"].reindex(wide.index)
+    wide = test.pivot_table(
+        index=["timestamp", "symbol"],
+        columns="model",
+        values="y_pred",
+        aggfunc="first",
+        dropna=False,
+    )[[name, *present]]
+    y_true = (
+        test.drop_duplicates(["timestamp", "symbol"])
+        .set_index(["timestamp", "symbol"])["y_true"]
+        .reindex(wide.index)
+    )
     wide = wide[np.isfinite(wide.to_numpy()).all(axis=1) & y_true.notna().to_numpy()]
     y_true = y_true.reindex(wide.index)
-    scores = {c: evaluate(y_true, wide[c], cfg.metrics, label_kind=kind, undefined="nan")
-              for c in wide.columns}
+    scores = {
+        c: evaluate(y_true, wide[c], cfg.metrics, label_kind=kind, undefined="nan")
+        for c in wide.columns
+    }
     out: dict[str, Any] = {"rows": len(wide)}
     for metric, value in scores[name].items():
         vals = {k: scores[k][metric] for k in present if np.isfinite(scores[k][metric])}
@@ -465,9 +550,13 @@ def _vs_members(preds: pd.DataFrame, name: str, member_keys: list[str], cfg: Exp
             continue
         higher = METRICS[metric].direction == "maximize"
         best = (max if higher else min)(vals, key=vals.__getitem__)
-        out[metric] = {"ensemble": value, "best_member": best, "best": vals[best],
-                       "diff": value - vals[best],
-                       "better": bool(value > vals[best] if higher else value < vals[best])}
+        out[metric] = {
+            "ensemble": value,
+            "best_member": best,
+            "best": vals[best],
+            "diff": value - vals[best],
+            "better": bool(value > vals[best] if higher else value < vals[best]),
+        }
     return out
 
 
@@ -475,26 +564,37 @@ def _write_model_outputs(workdir: Path, got: _Collected, metrics: dict[str, Any]
     """``run_outputs()`` of the models: ensemble components and fusion weights."""
     components = got.outputs.get("ensemble_components", {})
     if components:
-        frames = [f.assign(model=name, fold=np.int32(k))
-                  for name, per_fold in components.items() for k, f in per_fold.items()]
+        frames = [
+            f.assign(model=name, fold=np.int32(k))
+            for name, per_fold in components.items()
+            for k, f in per_fold.items()
+        ]
         comp = pd.concat(frames, ignore_index=True)
         front = ["timestamp", "symbol", "model", "fold", "split"]
         comp[front + [c for c in comp.columns if c not in front]].to_parquet(
-            workdir / artifacts.ENSEMBLE_COMPONENTS, index=False)
+            workdir / artifacts.ENSEMBLE_COMPONENTS, index=False
+        )
     fusion = got.outputs.get("fusion_weights", {})
     if fusion:
-        by_fold = {name: {f"fold_{k}": v for k, v in per_fold.items()}
-                   for name, per_fold in fusion.items()}
+        by_fold = {
+            name: {f"fold_{k}": v for k, v in per_fold.items()} for name, per_fold in fusion.items()
+        }
         atomic_write_text(workdir / artifacts.FUSION_WEIGHTS, artifacts.to_json(by_fold))
         for name, per_fold in fusion.items():
             w = pd.DataFrame([f["weights"] for f in per_fold.values()])
             metrics["models"][name]["fusion_weights"] = {
                 "mean": w.mean().to_dict(),
-                "intercept": float(np.mean([f["intercept"] for f in per_fold.values()]))}
+                "intercept": float(np.mean([f["intercept"] for f in per_fold.values()])),
+            }
 
 
-def _write_backtest(workdir: Path, panel: pd.DataFrame, preds: pd.DataFrame,
-                    cfg: ExperimentConfig, metrics: dict[str, Any]) -> None:
+def _write_backtest(
+    workdir: Path,
+    panel: pd.DataFrame,
+    preds: pd.DataFrame,
+    cfg: ExperimentConfig,
+    metrics: dict[str, Any],
+) -> None:
     returns = bar_returns(panel, cfg.label.price)
     returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
     spec = cfg.backtest or default_spec(panel)
@@ -510,25 +610,34 @@ def _write_curves(workdir: Path, got: _Collected) -> None:
     """Feature importances and training curves, where models gave any."""
     if got.importances:
         pd.concat(got.importances, ignore_index=True).to_parquet(
-            workdir / artifacts.FEATURE_IMPORTANCE, index=False)
+            workdir / artifacts.FEATURE_IMPORTANCE, index=False
+        )
     if got.histories:
         hist = pd.concat(got.histories, ignore_index=True)
         front = ["model", "fold", "epoch", "train_loss", "valid_loss"]
         hist[front + [c for c in hist.columns if c not in front]].to_parquet(
-            workdir / artifacts.HISTORY, index=False)
+            workdir / artifacts.HISTORY, index=False
+        )
 
 
-def _write(workdir: Path, cfg: ExperimentConfig, preds: pd.DataFrame, metrics: dict[str, Any],
-           folds: list[Fold]) -> None:
+def _write(
+    workdir: Path,
+    cfg: ExperimentConfig,
+    preds: pd.DataFrame,
+    metrics: dict[str, Any],
+    folds: list[Fold],
+) -> None:
     atomic_write_text(workdir / artifacts.CONFIG, dump_config(cfg))
     preds.to_parquet(workdir / artifacts.PREDICTIONS, index=False)
     atomic_write_text(workdir / artifacts.METRICS, artifacts.to_json(metrics))
-    atomic_write_text(workdir / artifacts.FOLDS,
-                      json.dumps([f.describe() for f in folds], indent=2))
+    atomic_write_text(
+        workdir / artifacts.FOLDS, json.dumps([f.describe() for f in folds], indent=2)
+    )
 
 
-def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,
-                     overwrite: bool) -> Path:
+def _resolve_run_dir(
+    cfg: ExperimentConfig, out: str | os.PathLike[str] | None, overwrite: bool
+) -> Path:
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         base = Path(cfg.output_dir) / f"{_slug(cfg.name)}-{stamp}"
@@ -539,7 +648,9 @@ def _resolve_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None,
     else:
         run_dir = Path(out)
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise ConfigError(f"--out: {run_dir} exists and is not empty; pass --overwrite to replace it")
+        raise ConfigError(
+            f"--out: {run_dir} exists and is not empty; pass --overwrite to replace it"
+        )
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     return run_dir
 

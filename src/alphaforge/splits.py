@@ -11,8 +11,9 @@ Layout of one fold (time runs right; sizes in bars of the panel's timestamp grid
   labels (López de Prado, *Advances in Financial Machine Learning*, ch. 7).
 
 Folds step forward by ``step`` bars (default: the test length) so test blocks tile the data
-without overlap; the last test block ends on the last bar. With ``expanding=True`` the train window starts at the first bar and grows; with
-``expanding=False`` it keeps ``train`` bars. Every fit window is derived here, never typed as dates.
+without overlap; the last test block ends on the last bar. With ``expanding=True`` the train window
+starts at the first bar and grows; with ``expanding=False`` it keeps ``train`` bars. Every fit
+window is derived here, never typed as dates.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class Fold:
         out: dict[str, object] = {"fold": self.index}
         for part in ("train", "valid", "test"):
             ts = getattr(self, part)
-            first, last = (str(pd.Timestamp(ts[0])), str(pd.Timestamp(ts[-1]))) if len(ts) else (None, None)
+            first, last = (
+                (str(pd.Timestamp(ts[0])), str(pd.Timestamp(ts[-1]))) if len(ts) else (None, None)
+            )
             out[part] = {"start": first, "end": last, "n_bars": int(len(ts))}
         return out
 
@@ -147,15 +150,16 @@ class WalkForward:
         # anchor the last test block on the last bar, so the most recent data is always tested
         starts = np.arange(n - self.test, first_test - 1, -step)[::-1]
         if self.n_folds is not None:
-            starts = starts[-self.n_folds:]
+            starts = starts[-self.n_folds :]
         for k, t0 in enumerate(starts):
             # valid ends `gap` bars before the test; train ends `gap` bars before valid
             v1 = t0 - self.gap if self.valid else t0
             v0 = v1 - self.valid
             tr1 = v0 - self.gap if self.valid else t0 - self.gap
             tr0 = 0 if self.expanding else tr1 - self.train
-            yield Fold(k, grid[tr0:tr1], grid[v0:v1] if self.valid else grid[:0],
-                       grid[t0:t0 + self.test])
+            yield Fold(
+                k, grid[tr0:tr1], grid[v0:v1] if self.valid else grid[:0], grid[t0 : t0 + self.test]
+            )
 
 
 def _grid(timestamps: pd.Index | np.ndarray | pd.DataFrame | pd.Series) -> np.ndarray:

@@ -77,8 +77,9 @@ def tiny_problem(
         ValueError: ``n_features < 3`` or ``n_bars <= horizon + 20``.
     """
     if n_features < 3 or n_bars <= horizon + 20:
-        raise ValueError(f"need n_features >= 3 and n_bars > horizon + 20, got {n_features}, "
-                         f"{n_bars}")
+        raise ValueError(
+            f"need n_features >= 3 and n_bars > horizon + 20, got {n_features}, {n_bars}"
+        )
     rng = np.random.default_rng(seed)
     T, N = n_bars, n_symbols
     signal = np.zeros((T, N))  # (T, N) AR(1) state, unit variance
@@ -90,8 +91,10 @@ def tiny_problem(
         s2 = 2e-6 + 0.08 * r[t] ** 2 + 0.9 * s2
     ret_1 = r.copy()
     ret_1[0] = np.nan  # no previous close
-    csum, csq = np.nancumsum(np.vstack([np.zeros(N), ret_1]), 0), np.cumsum(np.vstack(
-        [np.zeros(N), np.nan_to_num(ret_1) ** 2]), 0)
+    csum, csq = (
+        np.nancumsum(np.vstack([np.zeros(N), ret_1]), 0),
+        np.cumsum(np.vstack([np.zeros(N), np.nan_to_num(ret_1) ** 2]), 0),
+    )
     ret_5 = csum[5:] - csum[:-5]  # (T - 4, N) sum of bars t-4..t
     rv_20 = np.sqrt((csq[20:] - csq[:-20]) / 20)
     columns = {
@@ -106,7 +109,7 @@ def tiny_problem(
     # labels: bars t+1 .. t+h
     future = np.vstack([r[1:], np.full((1, N), np.nan)])  # (T, N) r_{t+1}
     stacked = np.stack([np.roll(future, -k, axis=0) for k in range(horizon)])  # (h, T, N)
-    stacked[:, T - horizon:] = np.nan
+    stacked[:, T - horizon :] = np.nan
     y = stacked.sum(0) if label == "return" else np.sqrt((stacked**2).sum(0))
     index = pd.MultiIndex.from_product(
         [pd.date_range("2020-01-01", periods=T, freq="B"), [f"S{i:02d}" for i in range(N)]],
@@ -175,8 +178,10 @@ class _Case:
 def _check_not_fitted(case: _Case) -> None:
     model = case.factory()
     with tempfile.TemporaryDirectory() as tmp:
-        for action, call in (("predict", lambda: model.predict(case.X)),
-                             ("save", lambda: model.save(Path(tmp) / "model"))):
+        for action, call in (
+            ("predict", lambda: model.predict(case.X)),
+            ("save", lambda: model.save(Path(tmp) / "model")),
+        ):
             _expect_not_fitted(case, action, call)
 
 
@@ -211,8 +216,11 @@ def _check_fit_contract(case: _Case) -> None:
     pred = model.predict(inputs[4])
     for given, kept in zip(inputs, copies, strict=True):
         try:
-            assert_equal = (pd.testing.assert_frame_equal if isinstance(kept, pd.DataFrame)
-                            else pd.testing.assert_series_equal)
+            assert_equal = (
+                pd.testing.assert_frame_equal
+                if isinstance(kept, pd.DataFrame)
+                else pd.testing.assert_series_equal
+            )
             assert_equal(given, kept, check_exact=True)
         except AssertionError as exc:
             case.fail("inputs_unchanged", f"fit or predict modified its inputs: {exc}")
@@ -258,8 +266,12 @@ def _check_save_load(case: _Case) -> None:
     case.same("save_load", pred, loaded.predict(case.X), "save -> load -> predict")
     case.same("save_load", pred, loaded_again.predict(case.X), "save over -> load -> predict")
     if model.capabilities.feature_importance:
-        case.same("save_load", model.feature_importances_, loaded.feature_importances_,
-                  "feature importances after load")
+        case.same(
+            "save_load",
+            model.feature_importances_,
+            loaded.feature_importances_,
+            "feature importances after load",
+        )
 
 
 def _check_future_perturbation(case: _Case) -> None:
@@ -268,11 +280,19 @@ def _check_future_perturbation(case: _Case) -> None:
     past = np.asarray(stamps <= case.cut)
     pred = model.predict(case.X)[past]
     scrambled = model.predict(scramble_future(case.X, case.cut, seed=1))[past]
-    case.same("future_perturbation", pred, scrambled,
-              f"rows at or before {case.cut} changed when rows after it were scrambled")
+    case.same(
+        "future_perturbation",
+        pred,
+        scrambled,
+        f"rows at or before {case.cut} changed when rows after it were scrambled",
+    )
     truncated = model.predict(case.X[past])
-    case.same("future_perturbation", pred, truncated,
-              f"rows at or before {case.cut} changed when rows after it were dropped")
+    case.same(
+        "future_perturbation",
+        pred,
+        truncated,
+        f"rows at or before {case.cut} changed when rows after it were dropped",
+    )
 
 
 def _check_params_and_clone(case: _Case) -> None:
@@ -348,8 +368,15 @@ def check_forecaster(
     if len(unique) < 10:
         raise ValueError(f"need at least 10 timestamps, got {len(unique)}")
     q60, q80, q85 = (unique[int(q * (len(unique) - 1))] for q in (0.6, 0.8, 0.85))
-    case = _Case(name, factory, X, y, train=np.asarray(stamps <= q60),
-                 valid=np.asarray((stamps > q60) & (stamps <= q80)), cut=q85)
+    case = _Case(
+        name,
+        factory,
+        X,
+        y,
+        train=np.asarray(stamps <= q60),
+        valid=np.asarray((stamps > q60) & (stamps <= q80)),
+        cut=q85,
+    )
     kinds = factory().capabilities.label_kinds
     if "return" not in kinds and "volatility" in kinds:
         case.label = LabelSpec("realized_vol", 1)
@@ -424,23 +451,34 @@ def leakage_panel(n_bars: int = 160, seed: int = 0) -> pd.DataFrame:
             keep[rng.choice(np.arange(25, n_bars - 5), 10, replace=False)] = False
         if sym == "CCC":
             h0 = n_bars // 3
-            close[h0:h0 + 5] = close[h0 - 1]
-            volume[h0:h0 + 5] = 0.0
+            close[h0 : h0 + 5] = close[h0 - 1]
+            volume[h0 : h0 + 5] = 0.0
         if sym == "DDD":
-            close[n_bars // 2:] /= 2.0
-            volume[n_bars // 2:] *= 2.0
+            close[n_bars // 2 :] /= 2.0
+            volume[n_bars // 2 :] *= 2.0
         prev = np.concatenate([[close[0]], close[:-1]])
         opn = prev * np.exp(rng.normal(0, 0.003, n_bars))
         if sym == "CCC":
-            opn[h0:h0 + 5] = close[h0 - 1]
+            opn[h0 : h0 + 5] = close[h0 - 1]
         if sym == "DDD":
             opn[n_bars // 2] = close[n_bars // 2] * 1.001
         hi = np.maximum(opn, close) * (1 + np.abs(rng.normal(0, 0.004, n_bars)))
         lo = np.minimum(opn, close) * (1 - np.abs(rng.normal(0, 0.004, n_bars)))
         if sym == "CCC":
-            hi[h0:h0 + 5] = lo[h0:h0 + 5] = close[h0 - 1]
-        frames.append(pd.DataFrame({"timestamp": days, "symbol": sym, "open": opn, "high": hi,
-                                    "low": lo, "close": close, "volume": volume})[keep])
+            hi[h0 : h0 + 5] = lo[h0 : h0 + 5] = close[h0 - 1]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "timestamp": days,
+                    "symbol": sym,
+                    "open": opn,
+                    "high": hi,
+                    "low": lo,
+                    "close": close,
+                    "volume": volume,
+                }
+            )[keep]
+        )
     panel = pd.concat(frames).set_index(["timestamp", "symbol"]).sort_index()
     return panel
 
@@ -473,7 +511,7 @@ def check_no_lookahead(
     cuts: Sequence[pd.Timestamp] | None = None,
     name: str = "output",
 ) -> int:
-    """Future perturbation: values at or before ``cut - horizon`` must not depend on bars after ``cut``.
+    """Future perturbation: values at or before ``cut - horizon`` must not depend on later bars.
 
     For each cut point, every bar after it is replaced (:func:`perturb_after`) and ``fn`` is
     recomputed. Rows whose value may legitimately see the future (a label at ``t`` looks at the

@@ -109,8 +109,9 @@ def test_garch_looks_only_backward(vol_panel) -> None:
     cut = stamps[450]
     past = X.index.get_level_values("timestamp") <= cut
     base = model.predict(X)[past]
-    pd.testing.assert_series_equal(model.predict(scramble_future(X, cut))[past], base,
-                                   check_exact=True)
+    pd.testing.assert_series_equal(
+        model.predict(scramble_future(X, cut))[past], base, check_exact=True
+    )
 
 
 def test_garch_pools_short_symbols_and_round_trips(tmp_path: Path, vol_panel) -> None:

@@ -31,8 +31,14 @@ V = 8
 
 def _gpt(seed: int = 0, **kw) -> GPT:
     torch.manual_seed(seed)
-    params = {"sequence_len": 32, "vocab_size": V, "n_layer": 2, "n_head": 4, "n_kv_head": 2,
-              "n_embd": 32}
+    params = {
+        "sequence_len": 32,
+        "vocab_size": V,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_kv_head": 2,
+        "n_embd": 32,
+    }
     net = GPT(GPTConfig(**{**params, **kw}))
     with torch.no_grad():  # zero-initialised projections would make every position alike
         for p in net.parameters():
@@ -52,10 +58,12 @@ def _prompts(B: int = 3, T: int = 6, seed: int = 0) -> torch.Tensor:
 def test_kv_cache_generation_equals_recomputation(temperature, top_k, n_kv_head) -> None:
     net = _gpt(n_kv_head=n_kv_head)
     idx = _prompts()
-    cached = net.generate(idx, 20, temperature, top_k, torch.Generator().manual_seed(1),
-                          num_samples=3)
-    full = net.generate_recompute(idx, 20, temperature, top_k,
-                                  torch.Generator().manual_seed(1), num_samples=3)
+    cached = net.generate(
+        idx, 20, temperature, top_k, torch.Generator().manual_seed(1), num_samples=3
+    )
+    full = net.generate_recompute(
+        idx, 20, temperature, top_k, torch.Generator().manual_seed(1), num_samples=3
+    )
     assert cached.shape == (9, 20)
     assert torch.equal(cached, full)
     if temperature == 0:  # greedy: every sample of a prompt is the same path
@@ -80,8 +88,11 @@ def test_cached_chunks_give_the_full_forward_logits() -> None:
     idx = _prompts(T=10)
     full = net(idx)  # (B, T, V)
     cache = KVCache(net.config.n_layer, 10)
-    parts = [net(idx[:, :4], cache=cache), net(idx[:, 4:9], cache=cache),  # masked chunk
-             net(idx[:, 9:], cache=cache)]  # single token
+    parts = [
+        net(idx[:, :4], cache=cache),
+        net(idx[:, 4:9], cache=cache),  # masked chunk
+        net(idx[:, 9:], cache=cache),
+    ]  # single token
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-5)
 
 
@@ -113,13 +124,24 @@ def test_tied_embeddings_and_causality() -> None:
 
 def test_tiny_gpt_overfits_a_short_sequence() -> None:
     torch.manual_seed(0)
-    net = GPT(GPTConfig(sequence_len=24, vocab_size=V, n_layer=2, n_head=2, n_kv_head=1,
-                        n_embd=32))
+    net = GPT(GPTConfig(sequence_len=24, vocab_size=V, n_layer=2, n_head=2, n_kv_head=1, n_embd=32))
     x = torch.randint(0, V, (1, 25), generator=torch.Generator().manual_seed(3))
     src = TensorSource({"x": x[:, :-1], "y": x[:, 1:]})
-    hist = fit_torch(net, src, lambda n, b: n(b["x"], b["y"]),
-                     TrainConfig(max_epochs=150, batch_size=1, lr=1e-2, weight_decay=0.0,
-                                 patience=0, device="cpu", warmup_frac=0.0), seed=0)
+    hist = fit_torch(
+        net,
+        src,
+        lambda n, b: n(b["x"], b["y"]),
+        TrainConfig(
+            max_epochs=150,
+            batch_size=1,
+            lr=1e-2,
+            weight_decay=0.0,
+            patience=0,
+            device="cpu",
+            warmup_frac=0.0,
+        ),
+        seed=0,
+    )
     assert hist.train_loss[-1] < 0.02, hist.train_loss[-5:]
 
 
@@ -136,8 +158,15 @@ def _markov_streams(seed: int = 0) -> tuple[TokenStreams, TokenStreams, float]:
         for t in range(2, 5000):
             x[t] = min(np.searchsorted(cdf[x[t - 2], x[t - 1]], u[t]), V - 1)
         nll.append(-np.log(P[x[3998:-2], x[3999:-1], x[4000:]]))  # the validation targets
-        frames.append(pd.DataFrame({"symbol": f"D{d}", "token": x,
-                                    "timestamp": pd.date_range("2020", periods=5000, freq="h")}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": f"D{d}",
+                    "token": x,
+                    "timestamp": pd.date_range("2020", periods=5000, freq="h"),
+                }
+            )
+        )
     streams = TokenStreams.from_frame(pd.concat(frames))
     train, valid = streams.split(pd.Timestamp("2020") + pd.Timedelta(hours=3999))
     return train, valid, float(np.concatenate(nll).mean())
@@ -146,11 +175,16 @@ def _markov_streams(seed: int = 0) -> tuple[TokenStreams, TokenStreams, float]:
 def test_learns_a_planted_second_order_chain_to_its_entropy_rate() -> None:
     train, valid, entropy_rate = _markov_streams()
     torch.manual_seed(0)
-    net = GPT(GPTConfig(sequence_len=16, vocab_size=V, n_layer=2, n_head=4, n_kv_head=2,
-                        n_embd=32))
-    hist = train_gpt(net, train, valid, TrainConfig(max_epochs=8, batch_size=32, lr=1e-2,
-                                                    weight_decay=0.0, patience=0, device="cpu"),
-                     stride=8)
+    net = GPT(GPTConfig(sequence_len=16, vocab_size=V, n_layer=2, n_head=4, n_kv_head=2, n_embd=32))
+    hist = train_gpt(
+        net,
+        train,
+        valid,
+        TrainConfig(
+            max_epochs=8, batch_size=32, lr=1e-2, weight_decay=0.0, patience=0, device="cpu"
+        ),
+        stride=8,
+    )
     got = evaluate_tokens(net.eval(), valid)
     bigram = bigram_baseline(train, valid, V)
     unigram = unigram_baseline(train, valid, V)
@@ -162,10 +196,16 @@ def test_learns_a_planted_second_order_chain_to_its_entropy_rate() -> None:
 
 
 def test_token_windows_stay_inside_documents() -> None:
-    streams = TokenStreams.from_frame(pd.DataFrame({
-        "symbol": ["A"] * 7 + ["B"] * 3, "token": [1, 2, 3, 4, 5, 6, 7, 0, 1, 2],
-        "timestamp": list(pd.date_range("2020", periods=7)) + list(pd.date_range("2020",
-                                                                                periods=3))}))
+    streams = TokenStreams.from_frame(
+        pd.DataFrame(
+            {
+                "symbol": ["A"] * 7 + ["B"] * 3,
+                "token": [1, 2, 3, 4, 5, 6, 7, 0, 1, 2],
+                "timestamp": list(pd.date_range("2020", periods=7))
+                + list(pd.date_range("2020", periods=3)),
+            }
+        )
+    )
     src = TokenWindows(streams, 4, prefix=[8, 9], stride=2)
     b = src.batch(torch.arange(len(src)))
     assert b["x"][:, 0].tolist() == [8, 8, 8, 9]  # windows of A start at 0, 2, 3; B at 0
@@ -223,8 +263,9 @@ def test_forecaster_rows_are_independent_of_the_batch(fitted) -> None:
 
 def test_forecaster_needs_its_return_column() -> None:
     X, y = tiny_problem(n_symbols=2, n_bars=60)
-    model = TokenGPTForecaster.from_params({**TokenGPTForecaster.test_params(),
-                                            "return_column": "ret_9"})
+    model = TokenGPTForecaster.from_params(
+        {**TokenGPTForecaster.test_params(), "return_column": "ret_9"}
+    )
     with pytest.raises(ConfigError, match=r"column\(s\) \['ret_9'\] not in X"):
         model.fit(X, y)
     with pytest.raises(ConfigError, match="sequence_len"):
@@ -234,15 +275,20 @@ def test_forecaster_needs_its_return_column() -> None:
 def test_forecaster_params_come_from_gpt_config() -> None:
     params = TokenGPTForecaster.Config()
     net = GPTConfig()
-    shared = [f.name for f in dataclasses.fields(GPTConfig)
-              if f.name not in ("vocab_size", "n_symbols")]
+    shared = [
+        f.name for f in dataclasses.fields(GPTConfig) if f.name not in ("vocab_size", "n_symbols")
+    ]
     assert {k: getattr(params, k) for k in shared} == {k: getattr(net, k) for k in shared}
     assert params.codebook_size == net.vocab_size  # the GPT's vocabulary is the codebook
     built = params.net_config(vocab_size=32, n_symbols=3)
     assert built == dataclasses.replace(net, vocab_size=32, n_symbols=3)
     tok = params.build("tokenizer", device="cpu")
     assert (tok.hidden, tok.code_dim, tok.max_epochs, tok.min_steps) == (
-        params.vq_hidden, params.vq_code_dim, params.vq_epochs, params.vq_min_steps)
+        params.vq_hidden,
+        params.vq_code_dim,
+        params.vq_epochs,
+        params.vq_min_steps,
+    )
 
 
 def test_forecaster_rejects_unknown_and_invalid_params() -> None:
@@ -259,8 +305,14 @@ def test_forecaster_trains_every_epoch_with_patience_zero() -> None:
     stamps = X.index.get_level_values("timestamp")
     train = stamps <= stamps.unique()[80]
     # min_delta that no epoch beats: any patience >= 1 would stop after the second epoch
-    params = {**TokenGPTForecaster.test_params(), "tokenizer": "quantile", "max_epochs": 3,
-              "patience": 0, "min_delta": 1e9}
+    params = {
+        **TokenGPTForecaster.test_params(),
+        "tokenizer": "quantile",
+        "max_epochs": 3,
+        "patience": 0,
+        "min_delta": 1e9,
+    }
     model = TokenGPTForecaster.from_params(params).fit(
-        X[train], y[train], valid=(X[~train], y[~train]))
+        X[train], y[train], valid=(X[~train], y[~train])
+    )
     assert len(model.history_) == 3

@@ -20,8 +20,11 @@ def test_reports_valid_loss_per_round_and_stops_on_raise(name):
     ts = X.index.get_level_values("timestamp").unique()
     cut = X.index.get_level_values("timestamp") < ts[90]
     cls = get_model(name)
-    params = {**cls.test_params(), "early_stopping_rounds": None} if name != "lstm" else {
-        **cls.test_params(), "max_epochs": 4, "patience": 10}
+    params = (
+        {**cls.test_params(), "early_stopping_rounds": None}
+        if name != "lstm"
+        else {**cls.test_params(), "max_epochs": 4, "patience": 10}
+    )
     seen: list[tuple[int, float]] = []
     est = cls.from_params(params)
     est.iteration_callback = lambda i, v: seen.append((i, v))
@@ -32,6 +35,7 @@ def test_reports_valid_loss_per_round_and_stops_on_raise(name):
     def stop_at_2(i: int, v: float) -> None:
         if i == 2:
             raise Stop
+
     est = cls.from_params(params)
     est.iteration_callback = stop_at_2
     with pytest.raises(Stop):

@@ -13,9 +13,11 @@ from alphaforge.models.params import ComposedParams, Part, compose_params
 from alphaforge.models.training import TrainConfig
 from alphaforge.registry import MODELS, get_model
 
-COMPOSED = sorted(name for name, entry in MODELS.items()
-                  if entry.family == "neural"
-                  and issubclass(get_model(name).Config, ComposedParams))
+COMPOSED = sorted(
+    name
+    for name, entry in MODELS.items()
+    if entry.family == "neural" and issubclass(get_model(name).Config, ComposedParams)
+)
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,15 @@ def test_net_and_train_configs_carry_every_params_field(name: str) -> None:
     params = cls.from_params(cls.test_params()).config
     for role, part in params.parts.items():
         keys = part.params_keys()
-        fixed = {f.name: 1 for f in dataclasses.fields(part.cls)
-                 if f.name not in keys and f.default is dataclasses.MISSING}
+        fixed = {
+            f.name: 1
+            for f in dataclasses.fields(part.cls)
+            if f.name not in keys and f.default is dataclasses.MISSING
+        }
         built = params.build(role, **fixed)
-        assert {f: getattr(built, f) for f in keys} == {f: getattr(params, k)
-                                                          for f, k in keys.items()}
+        assert {f: getattr(built, f) for f in keys} == {
+            f: getattr(params, k) for f, k in keys.items()
+        }
     # the part's own defaults, unless the forecaster declares an override
     defaults = type(params)()
     for part in params.parts.values():
@@ -62,11 +68,21 @@ def test_net_and_train_configs_carry_every_params_field(name: str) -> None:
 
 
 def test_compose_builds_validates_and_documents() -> None:
-    Params = compose_params("Params", module=__name__, net=_NET, extra=(_Window,),
-                            defaults={"depth": 3, "max_epochs": 4}, doc="Test params.")
+    Params = compose_params(
+        "Params",
+        module=__name__,
+        net=_NET,
+        extra=(_Window,),
+        defaults={"depth": 3, "max_epochs": 4},
+        doc="Test params.",
+    )
     p = Params(width=4)
-    assert [f.name for f in dataclasses.fields(p)][:4] == ["lookback", "width", "depth",
-                                                           "max_epochs"]
+    assert [f.name for f in dataclasses.fields(p)][:4] == [
+        "lookback",
+        "width",
+        "depth",
+        "max_epochs",
+    ]
     assert p.net_config(n_features=5) == _Net(n_features=5, width=4, depth=3)
     assert p.train_config() == TrainConfig(max_epochs=4)
     assert "depth=3" in Params.__doc__ and "``_Net`` (net): width, depth" in Params.__doc__
@@ -92,7 +108,8 @@ def test_cross_part_check_runs_after_the_parts() -> None:
     def check(p: object) -> None:
         require(p.width >= p.lookback, p, "width", ">= lookback")
 
-    Params = compose_params("P", module=__name__, net=_NET, extra=(_Window,), check=check,
-                            defaults={"width": 16})
+    Params = compose_params(
+        "P", module=__name__, net=_NET, extra=(_Window,), check=check, defaults={"width": 16}
+    )
     with pytest.raises(ConfigError, match=r"P\.width must be >= lookback, got 8"):
         Params(width=8)

@@ -43,8 +43,11 @@ def _split(X: pd.DataFrame, train: float, valid: float, gap: int = 1):
     stamps = X.index.get_level_values("timestamp")
     u = stamps.unique()
     a, b = int(len(u) * train), int(len(u) * (train + valid))
-    return (np.asarray(stamps <= u[a]), np.asarray((stamps > u[a + gap]) & (stamps <= u[b])),
-            np.asarray(stamps > u[b + gap]))
+    return (
+        np.asarray(stamps <= u[a]),
+        np.asarray((stamps > u[a + gap]) & (stamps <= u[b])),
+        np.asarray(stamps > u[b + gap]),
+    )
 
 
 def _capture_sources(monkeypatch) -> dict:
@@ -70,11 +73,18 @@ def test_horizon_targets_by_hand() -> None:
     got = horizon_targets(y.iloc[order], n_lags=2, horizons=2)  # (8, L=2, H=2)
     nan = np.nan
     # [lag1: h1, h2], [lag2: h1, h2] = [[y_t, y_t + y_t+1], [y_t+1, y_t+1 + y_t+2]]
-    expected = np.array([
-        [[1, 3], [2, 5]], [[2, 5], [3, 7]], [[3, 7], [4, nan]], [[4, nan], [nan, nan]],
-        [[nan, nan], [nan, nan]],
-        [[10, 30], [20, 50]], [[20, 50], [30, nan]], [[30, nan], [nan, nan]],
-    ])
+    expected = np.array(
+        [
+            [[1, 3], [2, 5]],
+            [[2, 5], [3, 7]],
+            [[3, 7], [4, nan]],
+            [[4, nan], [nan, nan]],
+            [[nan, nan], [nan, nan]],
+            [[10, 30], [20, 50]],
+            [[20, 50], [30, nan]],
+            [[30, nan], [nan, nan]],
+        ]
+    )
     np.testing.assert_array_equal(got, expected[order])
 
 
@@ -98,8 +108,9 @@ def test_fit_builds_targets_from_its_own_labels_only(monkeypatch, return_panel) 
     train, valid, _ = _split(X, 0.6, 0.2)
     seen = _capture_sources(monkeypatch)
     params = {**TINY, "n_lags": 2, "horizons": 3, "max_epochs": 1}
-    RankingTransformerForecaster.from_params(params).fit(X[train], y[train],
-                                                        valid=(X[valid], y[valid]))
+    RankingTransformerForecaster.from_params(params).fit(
+        X[train], y[train], valid=(X[valid], y[valid])
+    )
     for name, mask in (("train", train), ("valid", valid)):
         src: CrossSectionSource = seen[name]
         expected = horizon_targets(y[mask], 2, 3)  # labels of that window only
@@ -137,8 +148,9 @@ def test_pairwise_loss_matches_a_double_loop() -> None:
         mask[0, :2] = True  # at least one group with a pair
         targets[~mask] = float("nan")  # off-mask NaN must not leak in
         got = pairwise_rank_loss(scores, targets, mask).item()
-        assert got == pytest.approx(_naive_pairwise(scores.numpy(), targets.numpy(),
-                                                    mask.numpy()), rel=1e-5)
+        assert got == pytest.approx(
+            _naive_pairwise(scores.numpy(), targets.numpy(), mask.numpy()), rel=1e-5
+        )
     # weights: a pair twice as far apart counts twice as much
     s = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
     t = torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64)
@@ -182,8 +194,18 @@ def test_masked_rank_ic_matches_metrics() -> None:
 # ---------------------------------------------------------------------------- net and batches
 @pytest.mark.parametrize("pooling", ["last", "attention"])
 def test_net_shapes_and_padding(pooling: str) -> None:
-    c = RankerNetConfig(n_features=5, n_gated=4, d_model=16, n_heads=2, n_layers=2, n_lags=3,
-                        horizons=2, pooling=pooling, positional=True, drop_path=0.1)
+    c = RankerNetConfig(
+        n_features=5,
+        n_gated=4,
+        d_model=16,
+        n_heads=2,
+        n_layers=2,
+        n_lags=3,
+        horizons=2,
+        pooling=pooling,
+        positional=True,
+        drop_path=0.1,
+    )
     net = RankerNet(c).eval()
     x = torch.randn(6, 10, 5, generator=torch.Generator().manual_seed(0))
     x[:, :, 4] = 1.0
@@ -257,14 +279,26 @@ def test_config_errors_and_label_kind(return_panel) -> None:
         RankingTransformerForecaster.from_params({"horizons": 0})
     X, y = return_panel
     with pytest.raises(DataError, match="volatility"):
-        RankingTransformerForecaster.from_params(TINY).fit(X, y.abs(),
-                                                           label=LabelSpec("realized_vol", 1))
+        RankingTransformerForecaster.from_params(TINY).fit(
+            X, y.abs(), label=LabelSpec("realized_vol", 1)
+        )
     params = RankingTransformerForecaster.search_space(
-        optuna.trial.FixedTrial({"d_model": 64, "lr": 1e-4, "lookback": 32,
-                                               "batch_size": 8, "weight_decay": 1e-4,
-                                               "n_layers": 2, "dropout": 0.1, "drop_path": 0.05,
-                                               "pooling": "attention", "alpha": 0.3,
-                                               "gate_l1": 1e-3}))
+        optuna.trial.FixedTrial(
+            {
+                "d_model": 64,
+                "lr": 1e-4,
+                "lookback": 32,
+                "batch_size": 8,
+                "weight_decay": 1e-4,
+                "n_layers": 2,
+                "dropout": 0.1,
+                "drop_path": 0.05,
+                "pooling": "attention",
+                "alpha": 0.3,
+                "gate_l1": 1e-3,
+            }
+        )
+    )
     config = RankingTransformerForecaster.from_params(params).config
     assert dataclasses.asdict(config)["n_heads"] == 2  # head dim 32
 
@@ -277,15 +311,25 @@ def _gate_panel(n_symbols: int = 20, n_bars: int = 300) -> tuple[pd.DataFrame, p
     y = 0.01 * (0.5 * cols["signal_0"] - 0.5 * cols["signal_1"] + rng.standard_normal(shape))
     index = pd.MultiIndex.from_product(
         [pd.bdate_range("2020-01-01", periods=n_bars), [f"S{i:02d}" for i in range(n_symbols)]],
-        names=["timestamp", "symbol"])
+        names=["timestamp", "symbol"],
+    )
     X = pd.DataFrame({c: v.ravel() for c, v in cols.items()}, index=index)
     return X, pd.Series(y.ravel(), index=index, name="y")
 
 
 def test_gate_closes_on_noise_features() -> None:
     X, y = _gate_panel()
-    params = {**TINY, "lookback": 4, "n_lags": 1, "horizons": 1, "max_epochs": 10, "lr": 3e-3,
-              "dropout": 0.0, "gate_l1": 1e-3, "gate_warmup_steps": 20}
+    params = {
+        **TINY,
+        "lookback": 4,
+        "n_lags": 1,
+        "horizons": 1,
+        "max_epochs": 10,
+        "lr": 3e-3,
+        "dropout": 0.0,
+        "gate_l1": 1e-3,
+        "gate_warmup_steps": 20,
+    }
     model = RankingTransformerForecaster.from_params(params, random_state=0).fit(X, y)
     gate = model.gate_
     signal, noise = gate.filter(like="signal").mean(), gate.filter(like="noise").mean()
@@ -295,15 +339,19 @@ def test_gate_closes_on_noise_features() -> None:
 
 def test_recovers_planted_rank_ic_at_least_as_well_as_lightgbm() -> None:
     panel = synthetic_panel(n_symbols=40, n_bars=700, seed=0, strength=0.2)
-    X = build_features(panel, names=["ret_1", "ret_5", "rv_20", "volume_z_20"],
-                       cross_section=False)
+    X = build_features(panel, names=["ret_1", "ret_5", "rv_20", "volume_z_20"], cross_section=False)
     y = make_label(panel, "forward_return", 1)
     strength = panel.attrs["planted_rank_ic"]
     train, valid, test = _split(X, 0.57, 0.14)
     fit = {"valid": (X[valid], y[valid])}
-    lgb = get_model("lightgbm").from_params(
-        {"n_estimators": 150, "num_leaves": 7, "min_child_samples": 200, "learning_rate": 0.05},
-        random_state=0).fit(X[train], y[train], **fit)
+    lgb = (
+        get_model("lightgbm")
+        .from_params(
+            {"n_estimators": 150, "num_leaves": 7, "min_child_samples": 200, "learning_rate": 0.05},
+            random_state=0,
+        )
+        .fit(X[train], y[train], **fit)
+    )
     lgb_ic = rank_ic(y[test], lgb.predict(X[test]))
     params = {**TINY, "n_lags": 2, "horizons": 2, "max_epochs": 4, "lr": 3e-3, "dropout": 0.1}
     model = RankingTransformerForecaster.from_params(params, random_state=0)

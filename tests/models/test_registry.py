@@ -33,8 +33,11 @@ def test_every_entry_resolves_to_a_forecaster_named_back() -> None:
 def test_missing_package_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = ModelEntry("alphaforge_fake_dep_xyz.models:Net", "neural", "fake", "test entry")
     monkeypatch.setitem(registry.MODELS, "fake_net", fake)
-    with pytest.raises(ConfigError, match=r"needs the package 'alphaforge_fake_dep_xyz'.*"
-                                          r"pip install 'alphaforge\[fake\]'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"needs the package 'alphaforge_fake_dep_xyz'.*"
+        r"pip install 'alphaforge\[fake\]'",
+    ):
         get_model("fake_net")
     row = next(r for r in list_models() if r["name"] == "fake_net")
     assert row["available"] is False and row["capabilities"] is None
@@ -53,7 +56,9 @@ def test_baselines_for_label_kind() -> None:
 
 
 def test_import_is_lazy() -> None:
-    code = ("import sys, alphaforge.registry, alphaforge.models; "
-            "print(any(m in sys.modules for m in ('lightgbm', 'xgboost', 'torch', 'arch')))")
+    code = (
+        "import sys, alphaforge.registry, alphaforge.models; "
+        "print(any(m in sys.modules for m in ('lightgbm', 'xgboost', 'torch', 'arch')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

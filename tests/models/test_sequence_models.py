@@ -46,8 +46,11 @@ def _split(X: pd.DataFrame, train: float, valid: float, gap: int = 1):
     stamps = X.index.get_level_values("timestamp")
     u = stamps.unique()
     a, b = int(len(u) * train), int(len(u) * (train + valid))
-    return (np.asarray(stamps <= u[a]), np.asarray((stamps > u[a + gap]) & (stamps <= u[b])),
-            np.asarray(stamps > u[b + gap]))
+    return (
+        np.asarray(stamps <= u[a]),
+        np.asarray((stamps > u[a + gap]) & (stamps <= u[b])),
+        np.asarray(stamps > u[b + gap]),
+    )
 
 
 # ---------------------------------------------------------------------------- networks
@@ -55,8 +58,17 @@ def _split(X: pd.DataFrame, train: float, valid: float, gap: int = 1):
 @pytest.mark.parametrize("variant", ["plain", "residual", "attention", "cnn"])
 @pytest.mark.parametrize("multitask", [False, True])
 def test_rnn_shapes(cell: str, variant: str, multitask: bool) -> None:
-    net = RNNNet(RNNConfig(n_features=F, hidden=6, n_layers=2, cell=cell, variant=variant,
-                           conv_channels=4, multitask=multitask)).eval()
+    net = RNNNet(
+        RNNConfig(
+            n_features=F,
+            hidden=6,
+            n_layers=2,
+            cell=cell,
+            variant=variant,
+            conv_channels=4,
+            multitask=multitask,
+        )
+    ).eval()
     assert net.encode(_x()).shape == (B, T, 6)
     assert net(_x()).shape == (B, 2 if multitask else 1)
     assert RNNNet(RNNConfig(n_features=F, hidden=6, n_outputs=3))(_x()).shape == (B, 3)
@@ -65,17 +77,26 @@ def test_rnn_shapes(cell: str, variant: str, multitask: bool) -> None:
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
 @pytest.mark.parametrize("multitask", [False, True])
 def test_transformer_shapes(positional: str, multitask: bool) -> None:
-    net = TransformerNet(TransformerConfig(n_features=F, d_model=8, n_heads=2, n_layers=2,
-                                           max_len=T, positional=positional,
-                                           multitask=multitask)).eval()
+    net = TransformerNet(
+        TransformerConfig(
+            n_features=F,
+            d_model=8,
+            n_heads=2,
+            n_layers=2,
+            max_len=T,
+            positional=positional,
+            multitask=multitask,
+        )
+    ).eval()
     assert net.encode(_x()).shape == (B, T, 8)
     assert net(_x()).shape == (B, 2 if multitask else 1)
     assert net(_x()[:, -4:]).shape == (B, 2 if multitask else 1)  # shorter windows are fine
 
 
 def test_cnn_front_end_is_causal() -> None:
-    net = RNNNet(RNNConfig(n_features=F, hidden=6, variant="cnn", conv_channels=4,
-                           conv_kernel=4)).eval()
+    net = RNNNet(
+        RNNConfig(n_features=F, hidden=6, variant="cnn", conv_channels=4, conv_kernel=4)
+    ).eval()
     x = _x()
     with torch.no_grad():
         base = net.conv(x)  # (B, T, C)
@@ -94,14 +115,18 @@ def test_causal_transformer_states_read_only_earlier_steps() -> None:
     moved = _x().clone()
     moved[:, -1] += 10.0
     with torch.no_grad():
-        torch.testing.assert_close(net.encode(moved)[:, :-1], net.encode(_x())[:, :-1],
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            net.encode(moved)[:, :-1], net.encode(_x())[:, :-1], rtol=0, atol=0
+        )
 
 
-@pytest.mark.parametrize("net", [
-    RNNNet(RNNConfig(n_features=F, hidden=6, multitask=True)),
-    TransformerNet(TransformerConfig(n_features=F, d_model=8, n_heads=2, multitask=True)),
-])
+@pytest.mark.parametrize(
+    "net",
+    [
+        RNNNet(RNNConfig(n_features=F, hidden=6, multitask=True)),
+        TransformerNet(TransformerConfig(n_features=F, d_model=8, n_heads=2, multitask=True)),
+    ],
+)
 def test_multitask_vol_head_is_positive(net: torch.nn.Module) -> None:
     net.eval()
     with torch.no_grad():
@@ -114,8 +139,10 @@ def test_multitask_loss_is_minimised_at_the_realised_variance() -> None:
     v = torch.tensor([0.5, 1.0, 2.0])
     y = torch.stack([torch.zeros(3), v], dim=1)
     sigmas = torch.linspace(0.2, 3.0, 281)
-    losses = [multitask_loss(torch.stack([torch.zeros(3), s.repeat(3)], 1), y,
-                             return_weight=0.0).item() for s in sigmas]
+    losses = [
+        multitask_loss(torch.stack([torch.zeros(3), s.repeat(3)], 1), y, return_weight=0.0).item()
+        for s in sigmas
+    ]
     best = sigmas[int(np.argmin(losses))].item()  # QLIKE argmin: sigma^2 = mean(v^2)
     assert best == pytest.approx(float(torch.sqrt((v**2).mean())), abs=0.01)
 
@@ -128,16 +155,22 @@ def test_global_rng_untouched_and_history_kept(return_panel) -> None:
     model = LSTMForecaster.from_params(LSTMForecaster.test_params(), random_state=3)
     model.fit(X[train], y[train], valid=(X[valid], y[valid]))
     assert torch.equal(torch.get_rng_state(), state)
-    assert list(model.history_.columns) == ["epoch", "train_loss", "valid_loss", "lr",
-                                            "epoch_time_s"]
+    assert list(model.history_.columns) == [
+        "epoch",
+        "train_loss",
+        "valid_loss",
+        "lr",
+        "epoch_time_s",
+    ]
     assert len(model.history_) == 2 and model.history_["valid_loss"].notna().all()
     assert model.net_config_.n_features == X.shape[1] + 1  # + the observed channel
 
 
 def test_saved_weights_load_without_pickle(tmp_path, return_panel) -> None:
     X, y = return_panel
-    model = CNNLSTMForecaster.from_params({**CNNLSTMForecaster.test_params(),
-                                           "missing_mask": True}).fit(X, y)
+    model = CNNLSTMForecaster.from_params(
+        {**CNNLSTMForecaster.test_params(), "missing_mask": True}
+    ).fit(X, y)
     path = model.save(tmp_path / "m")
     weights = torch.load(path / "weights.pt", weights_only=True)
     assert set(weights) == set(model.net_.state_dict())
@@ -164,21 +197,27 @@ def test_multitask_on_a_volatility_label_predicts_the_vol_head(vol_panel) -> Non
     X, y = vol_panel
     vol = LabelSpec("realized_vol", 1)
     model = MultiTaskTransformerForecaster.from_params(
-        MultiTaskTransformerForecaster.test_params()).fit(X, y, label=vol)
+        MultiTaskTransformerForecaster.test_params()
+    ).fit(X, y, label=vol)
     assert model.target_ == "volatility"
     pred = model.predict(X)
     pd.testing.assert_series_equal(pred, model.predict_volatility(X).rename("y_pred"))
     assert (pred > 0).all()
     forced = MultiTaskTransformerForecaster.from_params(
-        {**MultiTaskTransformerForecaster.test_params(), "target": "return"}).fit(X, y, label=vol)
+        {**MultiTaskTransformerForecaster.test_params(), "target": "return"}
+    ).fit(X, y, label=vol)
     assert forced.target_ == "return"
 
 
-@pytest.mark.parametrize("cls", [LSTMForecaster, CNNLSTMForecaster, TransformerForecaster,
-                                 MultiTaskLSTMForecaster])
+@pytest.mark.parametrize(
+    "cls", [LSTMForecaster, CNNLSTMForecaster, TransformerForecaster, MultiTaskLSTMForecaster]
+)
 def test_unknown_param_names_the_valid_keys(cls: type[TorchForecaster]) -> None:
-    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) 'hiden', 'lookbak'; valid: "
-                                          r"lookback, .*max_epochs, .*patience"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown parameter\(s\) 'hiden', 'lookbak'; valid: "
+        r"lookback, .*max_epochs, .*patience",
+    ):
         cls.from_params({"hiden": 8, "lookbak": 8})
 
 
@@ -200,8 +239,7 @@ def test_params_build_the_net_and_training_configs() -> None:
     assert (net.n_features, net.hidden, net.conv_kernel, net.variant) == (7, 12, 5, "cnn")
     assert params.train_config().lr == 3e-3
     train = params.train_config()
-    assert all(getattr(train, f.name) == getattr(params, f.name)
-               for f in dataclasses.fields(train))
+    assert all(getattr(train, f.name) == getattr(params, f.name) for f in dataclasses.fields(train))
 
 
 def test_config_errors_name_the_field() -> None:
@@ -235,17 +273,27 @@ def planted() -> tuple[pd.DataFrame, pd.Series, float]:
     return X, y, panel.attrs["planted_rank_ic"]
 
 
-@pytest.mark.parametrize("cls,params", [
-    (LSTMForecaster, {"hidden": 16, "n_layers": 1}),
-    (TransformerForecaster, {"d_model": 16, "n_heads": 2, "n_layers": 1}),
-])
+@pytest.mark.parametrize(
+    "cls,params",
+    [
+        (LSTMForecaster, {"hidden": 16, "n_layers": 1}),
+        (TransformerForecaster, {"d_model": 16, "n_heads": 2, "n_layers": 1}),
+    ],
+)
 def test_recovers_planted_rank_ic(planted, cls: type[TorchForecaster], params: dict) -> None:
     X, y, strength = planted
     train, valid, test = _split(X, 0.57, 0.14)
-    config = {"lookback": 16, "max_epochs": 6, "batch_size": 256, "lr": 3e-3, "device": "cpu",
-              **params}
-    model = cls.from_params(config, random_state=0).fit(X[train], y[train],
-                                                        valid=(X[valid], y[valid]))
+    config = {
+        "lookback": 16,
+        "max_epochs": 6,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "device": "cpu",
+        **params,
+    }
+    model = cls.from_params(config, random_state=0).fit(
+        X[train], y[train], valid=(X[valid], y[valid])
+    )
     pred = model.predict(X)  # earlier rows are the test rows' history
     got = rank_ic(y[test], pred[test])
     assert abs(got - strength) <= 0.3 * strength, got
@@ -254,16 +302,26 @@ def test_recovers_planted_rank_ic(planted, cls: type[TorchForecaster], params: d
 def test_multitask_vol_head_matches_garch_on_garch_data() -> None:
     h = 5
     panel = synthetic_panel(n_symbols=20, n_bars=1500, seed=0, strength=0.0)
-    X = build_features(panel, names=["logret_1", "rv_5", "rv_20", "rv_60", "rv_120"],
-                       cross_section=False)
+    X = build_features(
+        panel, names=["logret_1", "rv_5", "rv_20", "rv_60", "rv_120"], cross_section=False
+    )
     label = LabelSpec("realized_vol", h)
     y = make_label(panel, label.kind, label.horizon)
     train, valid, test = _split(X, 0.6, 0.15, gap=h)
     test &= y.notna().to_numpy()
     garch = GarchForecaster({"column": "logret_1", "horizon": h}).fit(X[train], y[train])
     model = MultiTaskLSTMForecaster.from_params(
-        {"lookback": 32, "hidden": 16, "n_layers": 1, "dropout": 0.0, "max_epochs": 8,
-         "batch_size": 256, "lr": 3e-3, "device": "cpu"}, random_state=0,
+        {
+            "lookback": 32,
+            "hidden": 16,
+            "n_layers": 1,
+            "dropout": 0.0,
+            "max_epochs": 8,
+            "batch_size": 256,
+            "lr": 3e-3,
+            "device": "cpu",
+        },
+        random_state=0,
     ).fit(X[train], y[train], valid=(X[valid], y[valid]), label=label)
     assert model.target_ == "volatility"
     ours = qlike(y[test], model.predict(X)[test])

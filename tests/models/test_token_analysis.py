@@ -35,8 +35,9 @@ def returns() -> np.ndarray:
 # ---------------------------------------------------------------------------- baselines
 def test_bigram_baseline_is_exact_on_a_cycle_and_beats_unigram() -> None:
     cycle = [0, 1, 2, 3] * 50
-    train, valid = streams_of([cycle, cycle]).split(pd.Timestamp("2021-01-01") +
-                                                  pd.Timedelta(days=149))
+    train, valid = streams_of([cycle, cycle]).split(
+        pd.Timestamp("2021-01-01") + pd.Timedelta(days=149)
+    )
     bi, uni = bigram_baseline(train, valid, 4, alpha=1e-6), unigram_baseline(train, valid, 4)
     assert bi["accuracy"] == 1.0 and bi["cross_entropy"] < 1e-4
     assert uni["cross_entropy"] == pytest.approx(np.log(4), rel=1e-3)
@@ -53,7 +54,7 @@ def test_analysis_tables_match_naive_loops() -> None:
         for a, b in zip(d[:-1], d[1:], strict=True):
             naive_t[a, b] += 1
         for i in range(len(d) - 2):
-            naive_3[" ".join(map(str, d[i:i + 3]))] += 1
+            naive_3[" ".join(map(str, d[i : i + 3]))] += 1
     assert np.array_equal(transition_matrix(s, 6, normalize=False).to_numpy(), naive_t)
     probs = transition_matrix(s, 6).to_numpy()
     assert np.allclose(probs.sum(1)[naive_t.sum(1) > 0], 1.0)
@@ -65,12 +66,23 @@ def test_analysis_tables_match_naive_loops() -> None:
 def test_analyze_tokens_and_outliers(returns) -> None:
     train = returns
     tok = QuantileTokenizer(codebook_size=16).fit(train)
-    where = pd.DataFrame({"symbol": "A", "timestamp": pd.date_range("2020", periods=len(train)),
-                          "token": tok.encode(train)})
+    where = pd.DataFrame(
+        {
+            "symbol": "A",
+            "timestamp": pd.date_range("2020", periods=len(train)),
+            "token": tok.encode(train),
+        }
+    )
     s = TokenStreams.from_frame(where)
     tables = analyze_tokens(s, 16, tok, top=5)
-    assert set(tables) == {"frequencies", "transitions", "entropy", "ngrams_2", "ngrams_3",
-                           "outliers"}
+    assert set(tables) == {
+        "frequencies",
+        "transitions",
+        "entropy",
+        "ngrams_2",
+        "ngrams_3",
+        "outliers",
+    }
     freq = tables["frequencies"]
     assert freq["count"].sum() == len(train) and "decoded_return" in freq
     entropy = dict(zip(tables["entropy"]["metric"], tables["entropy"]["value"], strict=True))

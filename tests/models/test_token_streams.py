@@ -10,9 +10,16 @@ from alphaforge.models.token_streams import TokenStreams, read_tokens, write_tok
 
 
 def streams_of(docs: list[list[int]]) -> TokenStreams:
-    frames = [pd.DataFrame({"symbol": f"S{i}", "token": d,
-                            "timestamp": pd.date_range("2021-01-01", periods=len(d))})
-              for i, d in enumerate(docs)]
+    frames = [
+        pd.DataFrame(
+            {
+                "symbol": f"S{i}",
+                "token": d,
+                "timestamp": pd.date_range("2021-01-01", periods=len(d)),
+            }
+        )
+        for i, d in enumerate(docs)
+    ]
     return TokenStreams.from_frame(pd.concat(frames).sample(frac=1.0, random_state=0))
 
 

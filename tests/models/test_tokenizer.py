@@ -62,8 +62,10 @@ def test_dead_code_restarts_raise_usage(returns) -> None:
 
 def test_normalisation_is_fitted_on_training_patches_only(returns) -> None:
     train, later = returns
-    for tok in (_vq(max_epochs=1, min_steps=0).fit(train), QuantileTokenizer(codebook_size=16)
-                .fit(train)):
+    for tok in (
+        _vq(max_epochs=1, min_steps=0).fit(train),
+        QuantileTokenizer(codebook_size=16).fit(train),
+    ):
         assert np.allclose(tok.mean_, train.reshape(-1, 1).mean(0))
         assert np.allclose(tok.std_, train.reshape(-1, 1).std(0))
         mean = tok.mean_.copy()
@@ -103,7 +105,8 @@ def test_multi_field_patches_and_shapes() -> None:
     assert patches.shape == (3 * (119 // 4), 4, 3)  # first bar has no return
     assert (where.groupby("symbol").size() == 119 // 4).all()
     tok = _vq(codebook_size=8, patch=4, max_epochs=1, min_steps=5).fit(
-        patches, fields=("ret", "range", "volume"))
+        patches, fields=("ret", "range", "volume")
+    )
     assert tok.decode(tok.encode(patches[:5])).shape == (5, 4, 3)
     with pytest.raises(DataError, match=r"shape \(n, 4, 3\)"):
         tok.encode(patches[:, :2])

@@ -33,7 +33,8 @@ def test_gbdt_identical_across_thread_counts(cls) -> None:
     params = {**cls.test_params(), "n_estimators": 60, "subsample": 0.7, "colsample_bytree": 0.7}
     preds = [
         cls.from_params({**params, "n_jobs": n_jobs}, random_state=3)
-        .fit(X_tr, y_tr, valid=valid).predict(X)
+        .fit(X_tr, y_tr, valid=valid)
+        .predict(X)
         for n_jobs in (1, 2, 2)
     ]
     np.testing.assert_array_equal(preds[0].to_numpy(), preds[1].to_numpy())
@@ -48,8 +49,12 @@ def test_early_stopping_stops_before_the_cap(cls) -> None:
     X, _ = tiny_problem(n_symbols=8, n_bars=200, n_features=6, seed=5)
     y = pd.Series(np.random.default_rng(0).standard_normal(len(X)), index=X.index)
     (X_tr, y_tr), valid = _split(X, y)
-    params = {**cls.test_params(), "n_estimators": 400, "learning_rate": 0.3,
-              "early_stopping_rounds": 10}
+    params = {
+        **cls.test_params(),
+        "n_estimators": 400,
+        "learning_rate": 0.3,
+        "early_stopping_rounds": 10,
+    }
     model = cls.from_params(params).fit(X_tr, y_tr, valid=valid)
     assert model.best_iteration_ < 100
     assert model.best_score_ is not None
@@ -86,8 +91,15 @@ def _forest_problem():
 
 def test_packed_forest_equals_sklearn_with_nan(tmp_path: Path) -> None:
     X, y, X_new = _forest_problem()
-    forest = RandomForestRegressor(25, max_depth=8, min_samples_leaf=5, max_features=0.6,
-                                   max_samples=0.5, random_state=0, n_jobs=2).fit(X, y)
+    forest = RandomForestRegressor(
+        25,
+        max_depth=8,
+        min_samples_leaf=5,
+        max_features=0.6,
+        max_samples=0.5,
+        random_state=0,
+        n_jobs=2,
+    ).fit(X, y)
     packed = PackedForest.from_sklearn(forest)
     sequential = sum(tree.predict(X_new) for tree in forest.estimators_) / 25
     np.testing.assert_array_equal(packed.predict(X_new), sequential)  # bit for bit

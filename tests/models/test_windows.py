@@ -12,8 +12,14 @@ from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
 from alphaforge.testing import tiny_problem
 
 
-def naive_windows(X: pd.DataFrame, scaler: Standardizer, lookback: int, *,
-                  observed: bool = True, missing: bool = False) -> np.ndarray:
+def naive_windows(
+    X: pd.DataFrame,
+    scaler: Standardizer,
+    lookback: int,
+    *,
+    observed: bool = True,
+    missing: bool = False,
+) -> np.ndarray:
     """One window per row by a Python loop over rows: ``(R, T, C)``, X's row order."""
     raw = X.to_numpy(np.float64, na_value=np.nan)
     parts = [scaler.transform(raw)]
@@ -26,7 +32,7 @@ def naive_windows(X: pd.DataFrame, scaler: Standardizer, lookback: int, *,
     for i in range(len(X)):
         past = np.flatnonzero((symbols == symbols[i]) & (stamps <= stamps[i]))  # own symbol only
         past = past[np.argsort(stamps[past], kind="stable")][-lookback:]
-        out[i, lookback - len(past):] = channels[past]
+        out[i, lookback - len(past) :] = channels[past]
     return out
 
 

@@ -20,8 +20,12 @@ from alphaforge.testing import check_forecaster
 from alphaforge.tuning import tune
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-ENTRY = ModelEntry("toy_forecaster:ToyRidgeForecaster", "linear", None,
-                   "ridge regression written outside the package")
+ENTRY = ModelEntry(
+    "toy_forecaster:ToyRidgeForecaster",
+    "linear",
+    None,
+    "ridge regression written outside the package",
+)
 
 
 @pytest.fixture()
@@ -49,8 +53,13 @@ def test_toy_model_runs_through_run_experiment(toy: str, tmp_path: Path) -> None
 
 
 def test_toy_model_is_tuned_and_listed(toy: str, tmp_path: Path) -> None:
-    summary = tune(data="synthetic:n_symbols=2,n_bars=400,seed=1", model=toy, trials=3,
-                   symbols=["S000"], root=tmp_path)
+    summary = tune(
+        data="synthetic:n_symbols=2,n_bars=400,seed=1",
+        model=toy,
+        trials=3,
+        symbols=["S000"],
+        root=tmp_path,
+    )
     (res,) = summary.results
     assert res.model == toy and res.n_trials == 3 and 1e-3 <= res.params["alpha"] <= 1e3
     assert get_model(toy).from_params(res.params).get_params() == res.params

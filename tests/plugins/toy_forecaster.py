@@ -1,4 +1,5 @@
-"""A model written outside alphaforge: one file, then one registry line makes it a first-class model.
+"""A model written outside alphaforge: one file, and one registry line makes it a first-class
+model.
 
 - ridge regression on standardised features, NaN read as the training mean (0 after scaling)
 - row-wise: a row's forecast reads that row only, so it cannot look ahead
@@ -54,7 +55,8 @@ class ToyRidgeForecaster(BaseForecaster):
 
     def _save_state(self, path: Path) -> dict[str, Any]:
         return {k: getattr(self, f"{k}_").tolist() for k in ("mean", "scale", "coef")} | {
-            "intercept": self.intercept_}
+            "intercept": self.intercept_
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         for k in ("mean", "scale", "coef"):

@@ -35,8 +35,9 @@ def _summary(rng: np.random.Generator, sharpe: float) -> dict[str, float | None]
     return out
 
 
-def make_run_dir(root: Path, *, optional: bool = True, backtest: bool = True,
-                 seed: int = 0) -> Path:
+def make_run_dir(
+    root: Path, *, optional: bool = True, backtest: bool = True, seed: int = 0
+) -> Path:
     """Write a fake run directory: predictions, metrics, folds, backtest and optional files.
 
     Args:
@@ -57,47 +58,80 @@ def make_run_dir(root: Path, *, optional: bool = True, backtest: bool = True,
     for k in range(N_FOLDS):
         v0 = 20 + k * SEG  # expanding train [0, v0), valid 20 bars, test 40 bars; no overlap
         valid, test = np.arange(v0, v0 + SEG // 2), np.arange(v0 + SEG // 2, v0 + SEG + SEG // 2)
-        folds.append({"fold": k,
-                      "train": {"start": str(ts[0]), "end": str(ts[v0 - 1]), "n_bars": int(v0)},
-                      "valid": {"start": str(ts[valid[0]]), "end": str(ts[valid[-1]]),
-                                "n_bars": len(valid)},
-                      "test": {"start": str(ts[test[0]]), "end": str(ts[test[-1]]),
-                               "n_bars": len(test)}})
+        folds.append(
+            {
+                "fold": k,
+                "train": {"start": str(ts[0]), "end": str(ts[v0 - 1]), "n_bars": int(v0)},
+                "valid": {
+                    "start": str(ts[valid[0]]),
+                    "end": str(ts[valid[-1]]),
+                    "n_bars": len(valid),
+                },
+                "test": {"start": str(ts[test[0]]), "end": str(ts[test[-1]]), "n_bars": len(test)},
+            }
+        )
         for m_i, model in enumerate(MODELS):
             strength = 0.0 if MODELS[model] else 0.5 - 0.15 * m_i
             for part, rows in (("valid", valid), ("test", test)):
                 yt = y[rows]
                 yp = strength * yt + rng.normal(0, 0.02, yt.shape)
-                frames.append(pd.DataFrame({
-                    "timestamp": np.repeat(ts[rows], N_SYMBOLS),
-                    "symbol": np.tile(symbols, len(rows)), "model": model,
-                    "fold": np.int32(k), "split": part,
-                    "y_true": yt.ravel(), "y_pred": yp.ravel()}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "timestamp": np.repeat(ts[rows], N_SYMBOLS),
+                            "symbol": np.tile(symbols, len(rows)),
+                            "model": model,
+                            "fold": np.int32(k),
+                            "split": part,
+                            "y_true": yt.ravel(),
+                            "y_pred": yp.ravel(),
+                        }
+                    )
+                )
     preds = pd.concat(frames, ignore_index=True)
     preds.loc[preds.index[::97], "y_true"] = np.nan  # a few missing labels
     preds.to_parquet(root / "predictions.parquet", index=False)
 
     models_json = {}
     for m_i, (model, base) in enumerate(MODELS.items()):
+
         def block(offset: float, m_i: int = m_i, base: bool = base) -> dict[str, object]:
-            overall = {"mae": 0.016 + 0.001 * m_i, "rmse": 0.02 + 0.001 * m_i,
-                       "direction_accuracy": 0.55 - 0.01 * m_i, "ic": 0.3 - 0.05 * m_i + offset,
-                       "rank_ic": 0.28 - 0.05 * m_i + offset, "icir": None,
-                       "top5_hit_rate": float("nan") if base else 0.4}
-            return {"overall": overall,
-                    "per_fold": {str(k): {**overall, "rank_ic": overall["rank_ic"] - 0.1 * k}
-                                 for k in range(N_FOLDS)}}
+            overall = {
+                "mae": 0.016 + 0.001 * m_i,
+                "rmse": 0.02 + 0.001 * m_i,
+                "direction_accuracy": 0.55 - 0.01 * m_i,
+                "ic": 0.3 - 0.05 * m_i + offset,
+                "rank_ic": 0.28 - 0.05 * m_i + offset,
+                "icir": None,
+                "top5_hit_rate": float("nan") if base else 0.4,
+            }
+            return {
+                "overall": overall,
+                "per_fold": {
+                    str(k): {**overall, "rank_ic": overall["rank_ic"] - 0.1 * k}
+                    for k in range(N_FOLDS)
+                },
+            }
+
         entry: dict[str, object] = {"baseline": base, "valid": block(0.02), "test": block(0.0)}
         if not base or model == "zero":
-            entry["backtest"] = {"base": {"gross": _summary(rng, 2.0 - m_i * 0.4),
-                                          "net": _summary(rng, 1.5 - m_i * 0.4)},
-                                 "lagged": {"gross": _summary(rng, 0.3),
-                                            "net": _summary(rng, 0.1)},
-                                 "sharpe_drop": 1.7}
+            entry["backtest"] = {
+                "base": {
+                    "gross": _summary(rng, 2.0 - m_i * 0.4),
+                    "net": _summary(rng, 1.5 - m_i * 0.4),
+                },
+                "lagged": {"gross": _summary(rng, 0.3), "net": _summary(rng, 0.1)},
+                "sharpe_drop": 1.7,
+            }
         models_json[model] = entry
-    metrics = {"label": {"kind": "forward_return", "horizon": 1}, "label_kind": "return",
-               "n_folds": N_FOLDS, "elapsed_s": 83.4, "models": models_json,
-               "backtest_spec": {"strategy": "long_short", "quantile": 0.2, "costs_bps": 5.0}}
+    metrics = {
+        "label": {"kind": "forward_return", "horizon": 1},
+        "label_kind": "return",
+        "n_folds": N_FOLDS,
+        "elapsed_s": 83.4,
+        "models": models_json,
+        "backtest_spec": {"strategy": "long_short", "quantile": 0.2, "costs_bps": 5.0},
+    }
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2).replace("NaN", "null"))
     (root / "folds.json").write_text(json.dumps(folds, indent=2))
     (root / "config.yaml").write_text(CONFIG)
@@ -110,29 +144,62 @@ def make_run_dir(root: Path, *, optional: bool = True, backtest: bool = True,
             for variant in ("base", "lagged"):
                 gross = rng.normal(0.001 * (3 - m_i), 0.01, len(test_ts))
                 cost = np.full(len(test_ts), 0.0004)
-                bt.append(pd.DataFrame({
-                    "model": model, "variant": variant, "timestamp": test_ts, "gross": gross,
-                    "net": gross - cost, "cost": cost, "turnover": 0.8, "n_long": 2,
-                    "n_short": 2}))
+                bt.append(
+                    pd.DataFrame(
+                        {
+                            "model": model,
+                            "variant": variant,
+                            "timestamp": test_ts,
+                            "gross": gross,
+                            "net": gross - cost,
+                            "cost": cost,
+                            "turnover": 0.8,
+                            "n_long": 2,
+                            "n_short": 2,
+                        }
+                    )
+                )
         pd.concat(bt, ignore_index=True).to_parquet(root / "backtest.parquet", index=False)
 
     if optional:
         feats = [f"feature_{i:02d}" for i in range(30)]
-        pd.DataFrame([{"model": m, "fold": k, "feature": f, "importance": float(rng.gamma(2.0))}
-                      for m in ("lightgbm", "xgboost") for k in range(N_FOLDS) for f in feats]
-                     ).to_parquet(root / "feature_importance.parquet", index=False)
-        pd.DataFrame([{"model": "lstm", "fold": k, "epoch": e, "train_loss": 1 / (e + 1) + 0.1 * k,
-                       "valid_loss": 1 / (e + 1) + 0.2 + 0.01 * e}
-                      for k in range(N_FOLDS) for e in range(15)]
-                     ).to_parquet(root / "history.parquet", index=False)
-        pd.DataFrame([{"model": "lstm", "fold": k, "feature": f, "gate": float(rng.uniform())}
-                      for k in range(N_FOLDS) for f in feats]
-                     ).to_parquet(root / "gates.parquet", index=False)
+        pd.DataFrame(
+            [
+                {"model": m, "fold": k, "feature": f, "importance": float(rng.gamma(2.0))}
+                for m in ("lightgbm", "xgboost")
+                for k in range(N_FOLDS)
+                for f in feats
+            ]
+        ).to_parquet(root / "feature_importance.parquet", index=False)
+        pd.DataFrame(
+            [
+                {
+                    "model": "lstm",
+                    "fold": k,
+                    "epoch": e,
+                    "train_loss": 1 / (e + 1) + 0.1 * k,
+                    "valid_loss": 1 / (e + 1) + 0.2 + 0.01 * e,
+                }
+                for k in range(N_FOLDS)
+                for e in range(15)
+            ]
+        ).to_parquet(root / "history.parquet", index=False)
+        pd.DataFrame(
+            [
+                {"model": "lstm", "fold": k, "feature": f, "gate": float(rng.uniform())}
+                for k in range(N_FOLDS)
+                for f in feats
+            ]
+        ).to_parquet(root / "gates.parquet", index=False)
         states = ["COMPLETE"] * 18 + ["PRUNED", "FAIL"]
-        pd.DataFrame({"study": "lightgbm-rank_ic", "trial": np.arange(20),
-                      "value": np.where(np.array(states) == "FAIL", np.nan,
-                                        rng.normal(0.05, 0.02, 20)),
-                      "state": states}).to_parquet(root / "tuning.parquet", index=False)
+        pd.DataFrame(
+            {
+                "study": "lightgbm-rank_ic",
+                "trial": np.arange(20),
+                "value": np.where(np.array(states) == "FAIL", np.nan, rng.normal(0.05, 0.02, 20)),
+                "state": states,
+            }
+        ).to_parquet(root / "tuning.parquet", index=False)
     return root
 
 
@@ -153,5 +220,6 @@ def full_html(full_run: Path) -> str:
 @pytest.fixture(scope="session")
 def minimal_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Only the required files plus folds.json (no backtest, no optional tables)."""
-    return make_run_dir(tmp_path_factory.mktemp("report") / "minimal", optional=False,
-                        backtest=False)
+    return make_run_dir(
+        tmp_path_factory.mktemp("report") / "minimal", optional=False, backtest=False
+    )

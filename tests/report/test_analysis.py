@@ -15,10 +15,15 @@ from alphaforge.report.tables import fmt, fmt_seconds, fmt_time
 def _rows(seed: int = 0, n_ts: int = 30, n_sym: int = 13) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2023-01-02", periods=n_ts, freq="D")
-    frame = pd.DataFrame({"timestamp": np.repeat(ts, n_sym),
-                          "symbol": np.tile([f"S{i}" for i in range(n_sym)], n_ts),
-                          "fold": 0, "y_true": rng.normal(size=n_ts * n_sym),
-                          "y_pred": rng.integers(0, 4, n_ts * n_sym).astype(float)})  # many ties
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.repeat(ts, n_sym),
+            "symbol": np.tile([f"S{i}" for i in range(n_sym)], n_ts),
+            "fold": 0,
+            "y_true": rng.normal(size=n_ts * n_sym),
+            "y_pred": rng.integers(0, 4, n_ts * n_sym).astype(float),
+        }
+    )  # many ties
     frame.loc[frame.index[::7], "y_true"] = np.nan
     return frame
 
@@ -67,8 +72,13 @@ def test_scatter_sample_is_seeded_and_capped() -> None:
 
 
 def test_mean_by_feature_orders_and_caps() -> None:
-    frame = pd.DataFrame({"fold": [0, 1, 0, 1, 0], "feature": ["a", "a", "b", "b", "c"],
-                          "importance": [1.0, 3.0, 5.0, 5.0, 2.0]})
+    frame = pd.DataFrame(
+        {
+            "fold": [0, 1, 0, 1, 0],
+            "feature": ["a", "a", "b", "b", "c"],
+            "importance": [1.0, 3.0, 5.0, 5.0, 2.0],
+        }
+    )
     out = an.mean_by_feature(frame, "importance", top=2)
     assert list(out.index) == ["b", "a"]
     assert out.loc["a", "mean"] == 2.0 and out.loc["b", "std"] == 0.0

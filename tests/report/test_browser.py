@@ -44,9 +44,20 @@ def _chromium() -> str:
 
 
 def _run(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -59,8 +70,15 @@ def test_report_renders_in_headless_chromium(full_run: Path, tmp_path: Path) -> 
 
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    dom = _run(chromium, tmp_path / "profile-dom", "--enable-logging=stderr", "--v=0",
-               "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    dom = _run(
+        chromium,
+        tmp_path / "profile-dom",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     title = re.search(r"<title>(.*?)</title>", dom.stdout, re.S)
     assert title, dom.stdout[:500]
@@ -69,13 +87,17 @@ def test_report_renders_in_headless_chromium(full_run: Path, tmp_path: Path) -> 
     assert not console, "\n".join(console)
 
     shot = tmp_path / "shot.png"
-    res = _run(chromium, tmp_path / "profile-shot", f"--screenshot={shot}",
-               f"--window-size={WIDTH},{HEIGHT}", report.as_uri())
+    res = _run(
+        chromium,
+        tmp_path / "profile-shot",
+        f"--screenshot={shot}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        report.as_uri(),
+    )
     assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
     assert shot.stat().st_size > 50_000
     pixels = mpimg.imread(shot)
     assert pixels.shape[:2] == (HEIGHT, WIDTH)
     # a blank or error page is nearly one colour; the report has text, tables and plots
     assert float(np.std(pixels[..., :3])) > 0.05
-    assert len(np.unique((pixels[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3),
-                         axis=0)) > 50
+    assert len(np.unique((pixels[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50

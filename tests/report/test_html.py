@@ -20,10 +20,18 @@ from .conftest import make_run_dir
 
 CORE_SECTIONS = ("summary", "metrics", "equity", "ic", "quantiles", "scatter")
 OPTIONAL_SECTIONS = ("importance", "gates", "training", "tuning")
-FULL_PLOTS = {("equity", None), ("drawdown", None), ("ic_over_time", None),
-              ("quantile_returns", None), ("scatter", None),
-              ("feature_importance", "lightgbm"), ("feature_importance", "xgboost"),
-              ("gates", "lstm"), ("training", "lstm"), ("tuning", "lightgbm-rank_ic")}
+FULL_PLOTS = {
+    ("equity", None),
+    ("drawdown", None),
+    ("ic_over_time", None),
+    ("quantile_returns", None),
+    ("scatter", None),
+    ("feature_importance", "lightgbm"),
+    ("feature_importance", "xgboost"),
+    ("gates", "lstm"),
+    ("training", "lstm"),
+    ("tuning", "lightgbm-rank_ic"),
+}
 
 
 class _Page(HTMLParser):
@@ -49,8 +57,11 @@ class _Page(HTMLParser):
         self.text.append(data)
 
     def plots(self) -> set[tuple[str | None, str | None]]:
-        return {(i.get("data-plot"), i.get("data-model")) for i in self.imgs
-                if "plot" in (i.get("class") or "").split()}
+        return {
+            (i.get("data-plot"), i.get("data-model"))
+            for i in self.imgs
+            if "plot" in (i.get("class") or "").split()
+        }
 
 
 def _table(html: str, table_id: str) -> str:
@@ -63,8 +74,9 @@ def test_every_section_and_plot_present(full_html: str) -> None:
     page = _Page(full_html)
     for sid in CORE_SECTIONS + OPTIONAL_SECTIONS:
         assert sid in page.ids, sid
-    assert {"metrics-test", "metrics-valid", "metrics-per-fold", "folds-table", "config"} \
-        <= set(page.ids)
+    assert {"metrics-test", "metrics-valid", "metrics-per-fold", "folds-table", "config"} <= set(
+        page.ids
+    )
     assert page.plots() == FULL_PLOTS
     for img in page.imgs:
         assert img.get("alt"), img.get("data-plot")
@@ -75,8 +87,15 @@ def test_every_section_and_plot_present(full_html: str) -> None:
 
 def test_summary_and_metrics_content(full_html: str) -> None:
     text = " ".join(_Page(full_html).text)
-    for fact in ("report-fixture", "forward_return", "horizon 1 bar", "1 min 23 s",
-                 "2022-02-28 \u2192 2022-08-12", "3 + 2 baselines", "strategy=long_short"):
+    for fact in (
+        "report-fixture",
+        "forward_return",
+        "horizon 1 bar",
+        "1 min 23 s",
+        "2022-02-28 \u2192 2022-08-12",
+        "3 + 2 baselines",
+        "strategy=long_short",
+    ):
         assert fact in text, fact
     test = _table(full_html, "metrics-test")
     assert '<td class="best">0.2800</td>' in test  # lightgbm's rank IC is the best
@@ -136,8 +155,9 @@ def test_optional_sections_are_omitted(minimal_run: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "metrics.json", "predictions.parquet"])
-def test_missing_required_file_is_a_data_error(minimal_run: Path, tmp_path: Path,
-                                               name: str) -> None:
+def test_missing_required_file_is_a_data_error(
+    minimal_run: Path, tmp_path: Path, name: str
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(minimal_run, run)
     (run / name).unlink()

@@ -43,9 +43,11 @@ DEAD_PID = 2**22 + 12345  # above Linux's pid_max: no such process
 
 # ----------------------------------------------------------------------------- unknown options
 def test_unknown_option_from_python_names_the_valid_ones(tmp_path):
-    for call in (lambda: TuneConfig(trails=3),
-                 lambda: make_tune_config({"data": DATA, "trails": 3}),
-                 lambda: tune(data=DATA, trails=3, root=tmp_path)):
+    for call in (
+        lambda: TuneConfig(trails=3),
+        lambda: make_tune_config({"data": DATA, "trails": 3}),
+        lambda: tune(data=DATA, trails=3, root=tmp_path),
+    ):
         with pytest.raises(ConfigError, match="unknown tune option") as info:
             call()
         msg = str(info.value)
@@ -81,7 +83,8 @@ def test_config_mapping_and_options_compose():
     cfg = make_tune_config(base, trials=3)
     assert (cfg.trials, cfg.min_improvement, base.trials) == (3, 2.5, 7)  # base unchanged
     assert make_tune_config({"data": DATA, "trials": 7}, trials=3) == cfg.model_copy(
-        update={"min_improvement": 1.0})
+        update={"min_improvement": 1.0}
+    )
     assert pickle.loads(pickle.dumps(cfg)) == cfg  # travels to spawn workers
     assert TuneConfig().min_improvement == 1.0  # percent: 1%
 
@@ -94,8 +97,14 @@ def _old_best(root: Path, symbol: str, score: float) -> None:
 
 
 def _run(source: str, root: Path) -> dict[str, tuple[bool, str]]:
-    opts = {"data": DATA, "symbols": ["S000", "S001"], "trials": 1, "root": str(root),
-            "min_improvement": 1.0, "fixed_params": FIXED}
+    opts = {
+        "data": DATA,
+        "symbols": ["S000", "S001"],
+        "trials": 1,
+        "root": str(root),
+        "min_improvement": 1.0,
+        "fixed_params": FIXED,
+    }
     yaml_path = root / "tune.yaml"
     yaml_path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in opts.items()) + "\n")
     if source == "python":
@@ -103,9 +112,23 @@ def _run(source: str, root: Path) -> dict[str, tuple[bool, str]]:
     elif source == "yaml":
         summary = tune(load_tune_config(yaml_path))
     else:
-        args = (["--config", str(yaml_path)] if source == "cli-config" else
-                ["--data", DATA, "--symbols", "S000", "S001", "--trials", "1", "--root",
-                 str(root), "--min-improvement", "1.0"])
+        args = (
+            ["--config", str(yaml_path)]
+            if source == "cli-config"
+            else [
+                "--data",
+                DATA,
+                "--symbols",
+                "S000",
+                "S001",
+                "--trials",
+                "1",
+                "--root",
+                str(root),
+                "--min-improvement",
+                "1.0",
+            ]
+        )
         res = CliRunner().invoke(app, ["tune", *args])
         assert res.exit_code == 0, res.output
         rec = json.loads(sorted((root / "results").glob("tune_*.json"))[-1].read_text())
@@ -118,7 +141,7 @@ def test_min_improvement_is_percent_everywhere(source, tmp_path, monkeypatch):
     """1.0 means 1% from every source: a 2% gain is promoted, a 0.5% gain is not."""
     monkeypatch.setattr(tune_objective, "fit_score", lambda *a, **k: 1.0)  # every trial: 1.0
     monkeypatch.setattr(tune_api, "_n_jobs_default", lambda m, w: {})
-    _old_best(tmp_path, "S000", 1.0 / 0.98)   # new 1.0 is 2% better (lower is better)
+    _old_best(tmp_path, "S000", 1.0 / 0.98)  # new 1.0 is 2% better (lower is better)
     _old_best(tmp_path, "S001", 1.0 / 0.995)  # new 1.0 is 0.5% better
     got = _run(source, tmp_path)
     assert got["S000"] == (True, "improved +2.00% > 1.00%")
@@ -127,14 +150,16 @@ def test_min_improvement_is_percent_everywhere(source, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- storage
 def test_resolve_storage_kinds(tmp_path):
-    assert resolve_storage(None, tmp_path, 1) == StorageSpec("sqlite",
-                                                             f"sqlite:///{tmp_path}/optuna.db")
+    assert resolve_storage(None, tmp_path, 1) == StorageSpec(
+        "sqlite", f"sqlite:///{tmp_path}/optuna.db"
+    )
     journal = resolve_storage(None, tmp_path, 2)
     assert journal == StorageSpec("journal", f"{tmp_path}/optuna.journal")
     assert journal.url == str(journal) == f"journal:{tmp_path}/optuna.journal"
     assert resolve_storage("sqlite:///x.db", tmp_path, 1).kind == "sqlite"
-    assert resolve_storage("runs/x.journal", tmp_path, 4) == StorageSpec("journal",
-                                                                         "runs/x.journal")
+    assert resolve_storage("runs/x.journal", tmp_path, 4) == StorageSpec(
+        "journal", "runs/x.journal"
+    )
     assert resolve_storage("journal:runs/x", tmp_path, 4) == StorageSpec("journal", "runs/x")
     pg = resolve_storage("postgresql://u@h:5432/db", tmp_path, 8)
     assert pg == StorageSpec("postgresql", "postgresql://u@h:5432/db") and pg.url == pg.location
@@ -176,8 +201,13 @@ def test_sweep_fails_dead_workers_trial_through_study_tell(workers, tmp_path, mo
     monkeypatch.setattr(optuna.Study, "tell", spy)
     assert sweep(spec, ["S000:lightgbm"]) == 1
     assert told == [(dead.number, TrialState.FAIL, True)]
-    states = {t.number: t.state for t in optuna.load_study(
-        study_name="S000:lightgbm", storage=open_storage(spec)).trials}
-    assert states == {dead.number: TrialState.FAIL, alive.number: TrialState.RUNNING,
-                      done.number: TrialState.COMPLETE}
+    states = {
+        t.number: t.state
+        for t in optuna.load_study(study_name="S000:lightgbm", storage=open_storage(spec)).trials
+    }
+    assert states == {
+        dead.number: TrialState.FAIL,
+        alive.number: TrialState.RUNNING,
+        done.number: TrialState.COMPLETE,
+    }
     assert sweep_stale(study) == 0  # nothing left to fail

@@ -23,8 +23,11 @@ from alphaforge.cli import data, run, tune, ui
 
 # name -> (module, Typer attribute, help): groups imported only when their command is used
 _LAZY_GROUPS = {
-    "gpt": ("alphaforge.cli.gpt", "app",
-            "Tokenize bars, train, sample and analyse the market GPT."),
+    "gpt": (
+        "alphaforge.cli.gpt",
+        "app",
+        "Tokenize bars, train, sample and analyse the market GPT.",
+    ),
 }
 
 
@@ -54,8 +57,12 @@ class _LazyGroup(TyperGroup):
         return command
 
 
-app = typer.Typer(cls=_LazyGroup, add_completion=False, no_args_is_help=True,
-                  help="alphaforge: honest out-of-sample forecasts for panels of market bars.")
+app = typer.Typer(
+    cls=_LazyGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    help="alphaforge: honest out-of-sample forecasts for panels of market bars.",
+)
 app.add_typer(data.app, name="data")
 app.command("features")(data.features_cmd)
 app.command("models")(run.models_cmd)
@@ -66,8 +73,9 @@ app.command("tune", context_settings={"allow_extra_args": True})(tune.tune_cmd)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log INFO messages")]
-          = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log INFO messages")] = False,
+) -> None:
     ui.setup_logging(verbose)
 
 

@@ -1,4 +1,5 @@
-"""``alphaforge data list|validate`` and ``alphaforge features``: panels in, checks and features out."""
+"""``alphaforge data list|validate`` and ``alphaforge features``: panels in, checks and features
+out."""
 
 from __future__ import annotations
 
@@ -33,8 +34,10 @@ def data_validate(
     path: Source,
     repair: Annotated[bool, typer.Option(help="drop defective rows instead of failing")] = False,
     report: Annotated[Optional[Path], typer.Option(help="CSV file listing repaired rows")] = None,
-    min_bars: Annotated[Optional[int], typer.Option(
-        help="bars each symbol needs (default: longest feature lookback + 1)")] = None,
+    min_bars: Annotated[
+        Optional[int],
+        typer.Option(help="bars each symbol needs (default: longest feature lookback + 1)"),
+    ] = None,
 ) -> None:
     """Validate a panel; print a summary or one precise error."""
     if report is not None and not repair:
@@ -55,8 +58,9 @@ def data_validate(
 def features_cmd(
     path: Source,
     out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
-    no_cross_section: Annotated[bool, typer.Option(
-        help="skip per-timestamp ranks/z-scores")] = False,
+    no_cross_section: Annotated[
+        bool, typer.Option(help="skip per-timestamp ranks/z-scores")
+    ] = False,
 ) -> None:
     """Build the feature catalogue for a panel and write it to Parquet (atomically)."""
     with guard(), spinner("building features"):

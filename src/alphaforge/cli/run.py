@@ -29,26 +29,32 @@ def models_cmd() -> None:
 
 def run_cmd(
     config: Annotated[Path, typer.Argument(help="experiment YAML")],
-    data: Annotated[Optional[str], typer.Option(
-        help="run on this panel instead (all its symbols)")] = None,
+    data: Annotated[
+        Optional[str], typer.Option(help="run on this panel instead (all its symbols)")
+    ] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="run directory")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace --out if it exists")] = False,
-    resume: Annotated[bool, typer.Option(
-        help="continue an interrupted run (same --out) from its neural models' checkpoints")
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="continue an interrupted run (same --out) from its neural models' checkpoints"
+        ),
     ] = False,
 ) -> None:
     """Run a walk-forward experiment; print the test metrics table and write the run directory."""
     with guard(), bars() as progress:
-        result = run_experiment(config, data=data, out=out_dir, overwrite=overwrite,
-                                resume=resume, progress=progress)
+        result = run_experiment(
+            config, data=data, out=out_dir, overwrite=overwrite, resume=resume, progress=progress
+        )
     _print_metrics(result)
     out.print(f"run directory: [bold]{result.run_dir}[/bold]")
 
 
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    out_file: Annotated[Optional[Path], typer.Option(
-        "--out", help="HTML file (default RUN_DIR/report.html)")] = None,
+    out_file: Annotated[
+        Optional[Path], typer.Option("--out", help="HTML file (default RUN_DIR/report.html)")
+    ] = None,
 ) -> None:
     """Rebuild the self-contained HTML report of a run."""
     with guard(), spinner("rendering report"):
@@ -59,43 +65,73 @@ def report_cmd(
 def backtest_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     strategy: Annotated[str, typer.Option(help="long_short | top_k | sign")] = "long_short",
-    quantile: Annotated[Optional[float], typer.Option(
-        help="long_short: share of symbols per leg")] = None,
+    quantile: Annotated[
+        Optional[float], typer.Option(help="long_short: share of symbols per leg")
+    ] = None,
     k: Annotated[Optional[int], typer.Option(help="top_k: names held")] = None,
-    n_drop: Annotated[Optional[int], typer.Option(
-        help="top_k: most names replaced per rebalance")] = None,
-    costs_bps: Annotated[float, typer.Option(
-        help="cost per side, basis points of traded notional")] = 5.0,
+    n_drop: Annotated[
+        Optional[int], typer.Option(help="top_k: most names replaced per rebalance")
+    ] = None,
+    costs_bps: Annotated[
+        float, typer.Option(help="cost per side, basis points of traded notional")
+    ] = 5.0,
     delay: Annotated[int, typer.Option(help="bars between signal and first bar held (>= 1)")] = 1,
     rebalance_every: Annotated[int, typer.Option(help="bars between rebalances")] = 1,
-    save: Annotated[bool, typer.Option(
-        help="write the result into the run directory and rebuild report.html")] = False,
+    save: Annotated[
+        bool, typer.Option(help="write the result into the run directory and rebuild report.html")
+    ] = False,
 ) -> None:
     """Re-run the backtest on a run's saved test predictions with other settings."""
     given = {"quantile": quantile, "k": k, "n_drop": n_drop}
-    spec = {"strategy": strategy, "costs_bps": costs_bps, "delay": delay,
-            "rebalance_every": rebalance_every, **{a: v for a, v in given.items() if v is not None}}
+    spec = {
+        "strategy": strategy,
+        "costs_bps": costs_bps,
+        "delay": delay,
+        "rebalance_every": rebalance_every,
+        **{a: v for a, v in given.items() if v is not None},
+    }
     with guard(), spinner("backtesting"):
         summaries = rebacktest(run_dir, spec, save=save)
-    table = Table("model", "Sharpe net", "ann. return net", "max DD net", "turnover",
-                  f"Sharpe (delay {delay + 1})", title=f"backtest: {strategy}, {costs_bps:g} bp")
+    table = Table(
+        "model",
+        "Sharpe net",
+        "ann. return net",
+        "max DD net",
+        "turnover",
+        f"Sharpe (delay {delay + 1})",
+        title=f"backtest: {strategy}, {costs_bps:g} bp",
+    )
     for name, s in summaries.items():
         net, lag = s["base"]["net"], s["lagged"]["net"]
-        table.add_row(name, fmt(net["sharpe"]), fmt(net["ann_return"]),
-                      fmt(net["max_drawdown"]), fmt(net["avg_turnover"]), fmt(lag["sharpe"]))
+        table.add_row(
+            name,
+            fmt(net["sharpe"]),
+            fmt(net["ann_return"]),
+            fmt(net["max_drawdown"]),
+            fmt(net["avg_turnover"]),
+            fmt(lag["sharpe"]),
+        )
     out.print(table)
 
 
 def _print_metrics(result: RunResult) -> None:
     table_df = result.table("test")
-    cols = [c for c in ("rank_ic", "rank_icir", "ic", "icir", "direction_accuracy", "rmse",
-                        "qlike") if c in table_df.columns and table_df[c].notna().any()]
+    cols = [
+        c
+        for c in ("rank_ic", "rank_icir", "ic", "icir", "direction_accuracy", "rmse", "qlike")
+        if c in table_df.columns and table_df[c].notna().any()
+    ]
     models = result.metrics["models"]
     bt = {m: v.get("backtest") for m, v in models.items()}
     extra = ["sharpe", "sharpe_lag1"] if any(bt.values()) else []
     heads = [_SHORT.get(c, c) for c in cols]
-    table = Table("model", *heads, *extra, title="out-of-sample (test) metrics; * = baseline;"
-                  " sharpe: net of costs, lag1: one bar later")
+    table = Table(
+        "model",
+        *heads,
+        *extra,
+        title="out-of-sample (test) metrics; * = baseline;"
+        " sharpe: net of costs, lag1: one bar later",
+    )
     baselines = {m for m, v in models.items() if v["baseline"]}
     for name, row in table_df.iterrows():
         label = f"{name}*" if name in baselines else str(name)
@@ -111,13 +147,19 @@ def _print_ensembles(models: dict[str, Any]) -> None:
     if not ens:
         return
     # one ranking and one error metric keep the table readable; metrics.json has them all
-    metrics = [next((c for c in group if any(c in v.get("vs_best_member", {})
-                                             for v in ens.values())), None)
-               for group in (("rank_ic", "ic"), ("mae", "rmse", "qlike"))]
+    metrics = [
+        next(
+            (c for c in group if any(c in v.get("vs_best_member", {}) for v in ens.values())), None
+        )
+        for group in (("rank_ic", "ic"), ("mae", "rmse", "qlike"))
+    ]
     metrics = [c for c in metrics if c is not None]
-    table = Table("ensemble", "kind", *(h for c in metrics for h in (_SHORT.get(c, c),
-                                                                     "best member", "diff")),
-                  title="ensembles vs their best member on the same test bars")
+    table = Table(
+        "ensemble",
+        "kind",
+        *(h for c in metrics for h in (_SHORT.get(c, c), "best member", "diff")),
+        title="ensembles vs their best member on the same test bars",
+    )
     for name, v in ens.items():
         vs = v.get("vs_best_member", {})
         cells: list[Any] = []
@@ -127,13 +169,18 @@ def _print_ensembles(models: dict[str, Any]) -> None:
                 cells += ["-", "-", "-"]
                 continue
             style = "green" if d["better"] else "red"
-            cells += [fmt(d["ensemble"]), f"{d['best_member']} {fmt(d['best'])}",
-                      Text(f"{d['diff']:+.4f}", style=style)]
+            cells += [
+                fmt(d["ensemble"]),
+                f"{d['best_member']} {fmt(d['best'])}",
+                Text(f"{d['diff']:+.4f}", style=style),
+            ]
         table.add_row(name, v["ensemble"]["kind"], *cells)
     out.print(table)
     for name, v in ens.items():
         fw = v.get("fusion_weights")
         if fw:
             weights = ", ".join(f"{k} {w:.3f}" for k, w in fw["mean"].items())
-            out.print(f"{name}: fusion weights (mean over folds) {weights}; intercept "
-                      f"{fw['intercept']:.3g}")
+            out.print(
+                f"{name}: fusion weights (mean over folds) {weights}; intercept "
+                f"{fw['intercept']:.3g}"
+            )

@@ -51,11 +51,26 @@ def _tune_live(metric: str) -> Iterator[tuple[Progress_, Callable[[list[StudySta
     rows: list[StudyStatus] = []
 
     def render() -> Group:
-        table = Table("study", "complete", "pruned", "failed", "running", f"best {metric}",
-                      f"last {metric}", title="tuning")
+        table = Table(
+            "study",
+            "complete",
+            "pruned",
+            "failed",
+            "running",
+            f"best {metric}",
+            f"last {metric}",
+            title="tuning",
+        )
         for r in rows:
-            table.add_row(r.study, str(r.complete), str(r.pruned), str(r.failed),
-                          str(r.running), fmt(r.best), fmt(r.last))
+            table.add_row(
+                r.study,
+                str(r.complete),
+                str(r.pruned),
+                str(r.failed),
+                str(r.running),
+                fmt(r.best),
+                fmt(r.last),
+            )
         return Group(table, bars)
 
     def monitor(status: list[StudyStatus]) -> None:
@@ -69,18 +84,21 @@ def tune_cmd(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Option(help=_help("data"))] = _default("data"),
     model: Annotated[str, typer.Option(envvar="MODEL", help=_help("model"))] = _default("model"),
-    symbols: Annotated[Optional[list[str]], typer.Option(
-        help=_help("symbols") + "; repeat or space-separate")] = _default("symbols"),
-    trials: Annotated[int, typer.Option(envvar="TRIALS", help=_help("trials"))]
-    = _default("trials"),
-    workers: Annotated[int, typer.Option(envvar="WORKERS", help=_help("workers"))]
-    = _default("workers"),
+    symbols: Annotated[
+        Optional[list[str]], typer.Option(help=_help("symbols") + "; repeat or space-separate")
+    ] = _default("symbols"),
+    trials: Annotated[int, typer.Option(envvar="TRIALS", help=_help("trials"))] = _default(
+        "trials"
+    ),
+    workers: Annotated[int, typer.Option(envvar="WORKERS", help=_help("workers"))] = _default(
+        "workers"
+    ),
     storage: Annotated[Optional[str], typer.Option(help=_help("storage"))] = _default("storage"),
-    min_improvement: Annotated[float, typer.Option(help=_help("min_improvement"))]
-    = _default("min_improvement"),
+    min_improvement: Annotated[float, typer.Option(help=_help("min_improvement"))] = _default(
+        "min_improvement"
+    ),
     force: Annotated[bool, typer.Option(help=_help("force"))] = _default("force"),
-    timeout: Annotated[Optional[float], typer.Option(help=_help("timeout"))]
-    = _default("timeout"),
+    timeout: Annotated[Optional[float], typer.Option(help=_help("timeout"))] = _default("timeout"),
     seed: Annotated[int, typer.Option(help=_help("seed"))] = _default("seed"),
     root: Annotated[Path, typer.Option(help=_help("root"))] = _default("root"),
     metric: Annotated[str, typer.Option(help=_help("metric"))] = _default("metric"),
@@ -91,9 +109,12 @@ def tune_cmd(
     prune: Annotated[bool, typer.Option(help=_help("prune"))] = _default("prune"),
     label: Annotated[str, typer.Option(help=_help("label"))] = _default("label"),
     horizon: Annotated[int, typer.Option(help=_help("horizon"))] = _default("horizon"),
-    config: Annotated[Optional[Path], typer.Option(
-        help="YAML of tune options (configs/tune.yaml); command-line options override it")]
-    = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="YAML of tune options (configs/tune.yaml); command-line options override it"
+        ),
+    ] = None,
 ) -> None:
     """Tune every (symbol, model); write hyperparams/, results/ and logs/ under --root.
 
@@ -104,13 +125,30 @@ def tune_cmd(
         return
     # "--symbols AAPL MSFT" arrives as one option value plus extra args: accept both forms
     syms = [s for item in (symbols or []) + list(ctx.args) for s in item.split()] or None
-    values = {"data": data, "model": model, "symbols": syms, "trials": trials,
-              "workers": workers, "storage": storage, "min_improvement": min_improvement,
-              "force": force, "timeout": timeout, "seed": seed, "root": root, "val": val,
-              "test": test, "metric": metric, "folds": folds, "stop": stop, "prune": prune,
-              "label": label, "horizon": horizon}
-    given = {name: v for name, v in values.items() if _given(ctx, name) or (
-        name == "symbols" and syms)}
+    values = {
+        "data": data,
+        "model": model,
+        "symbols": syms,
+        "trials": trials,
+        "workers": workers,
+        "storage": storage,
+        "min_improvement": min_improvement,
+        "force": force,
+        "timeout": timeout,
+        "seed": seed,
+        "root": root,
+        "val": val,
+        "test": test,
+        "metric": metric,
+        "folds": folds,
+        "stop": stop,
+        "prune": prune,
+        "label": label,
+        "horizon": horizon,
+    }
+    given = {
+        name: v for name, v in values.items() if _given(ctx, name) or (name == "symbols" and syms)
+    }
     with guard():
         base = load_tune_config(config) if config is not None else None
         cfg = make_tune_config(base, source="alphaforge tune", **given)
@@ -131,16 +169,33 @@ def _given(ctx: typer.Context, name: str) -> bool:
 def _print_summary(summary: TuneSummary) -> None:
     """One row per study: trials, old and new validation score, test score, promotion."""
     metric = summary.metric
-    table = Table("symbol", "model", "trials (pruned)", f"old {metric}", f"new {metric}",
-                  "improvement", "test", "promoted", title=f"tune: {summary.direction} {metric}")
+    table = Table(
+        "symbol",
+        "model",
+        "trials (pruned)",
+        f"old {metric}",
+        f"new {metric}",
+        "improvement",
+        "test",
+        "promoted",
+        title=f"tune: {summary.direction} {metric}",
+    )
     for r in summary.results:
         imp = "-" if r.improvement is None else f"{r.improvement:+.2%}"
-        table.add_row(r.symbol, r.model, f"{r.n_trials} ({r.n_pruned})", fmt(r.old_score),
-                      fmt(r.new_score), imp, fmt(r.test_score),
-                      Text("yes", style="green") if r.promoted else Text(f"no: {r.reason}"))
+        table.add_row(
+            r.symbol,
+            r.model,
+            f"{r.n_trials} ({r.n_pruned})",
+            fmt(r.old_score),
+            fmt(r.new_score),
+            imp,
+            fmt(r.test_score),
+            Text("yes", style="green") if r.promoted else Text(f"no: {r.reason}"),
+        )
     out.print(table)
-    out.print(f"{summary.n_promoted} of {len(summary.results)} promoted; summary "
-              f"{summary.summary_path}")
+    out.print(
+        f"{summary.n_promoted} of {len(summary.results)} promoted; summary {summary.summary_path}"
+    )
 
 
 def _tune_report(root: Path) -> None:
@@ -149,12 +204,27 @@ def _tune_report(root: Path) -> None:
     if not runs:
         out.print(f"no tune runs under {root}/results")
         return
-    table = Table("run", "symbol", "model", "metric", "old", "new", "test", "promoted",
-                  title=f"tune history ({len(runs)} runs)")
+    table = Table(
+        "run",
+        "symbol",
+        "model",
+        "metric",
+        "old",
+        "new",
+        "test",
+        "promoted",
+        title=f"tune history ({len(runs)} runs)",
+    )
     for run in runs:
         for r in run.get("results", []):
-            table.add_row(run.get("timestamp", "?"), r["symbol"], r["model"],
-                          run.get("metric", "?"), fmt(r.get("old_score")),
-                          fmt(r.get("new_score")), fmt(r.get("test_score")),
-                          "yes" if r.get("promoted") else f"no: {r.get('reason', '')}")
+            table.add_row(
+                run.get("timestamp", "?"),
+                r["symbol"],
+                r["model"],
+                run.get("metric", "?"),
+                fmt(r.get("old_score")),
+                fmt(r.get("new_score")),
+                fmt(r.get("test_score")),
+                "yes" if r.get("promoted") else f"no: {r.get('reason', '')}",
+            )
     out.print(table)

@@ -73,16 +73,24 @@ def progress_bars(bars: Progress) -> Progress_:
     def update(stage: str, done: int, total: int, desc: str) -> None:
         if stage not in tasks:
             tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total,
-                    description=f"{stage}: {desc}" if desc else stage)
+        bars.update(
+            tasks[stage],
+            completed=done,
+            total=total,
+            description=f"{stage}: {desc}" if desc else stage,
+        )
 
     return update
 
 
 def new_progress(*, transient: bool = True, auto_refresh: bool = True) -> Progress:
     """A rich ``Progress`` on stderr with description, bar, count and elapsed time."""
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn())
+    cols = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     return Progress(*cols, console=err, transient=transient, auto_refresh=auto_refresh)
 
 

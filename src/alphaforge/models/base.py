@@ -246,8 +246,7 @@ class BaseForecaster:
             ConfigError: unknown or invalid overrides.
         """
         random_state = overrides.pop("random_state", self.random_state)
-        return type(self).from_params({**self.get_params(), **overrides},
-                                      random_state=random_state)
+        return type(self).from_params({**self.get_params(), **overrides}, random_state=random_state)
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -267,8 +266,14 @@ class BaseForecaster:
         return {}
 
     # ------------------------------------------------------------------ fit / predict
-    def fit(self, X: pd.DataFrame, y: pd.Series, *, valid: Valid | None = None,
-            label: LabelSpec | None = None) -> Self:
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series,
+        *,
+        valid: Valid | None = None,
+        label: LabelSpec | None = None,
+    ) -> Self:
         """Fit on a training window; any previous fit is forgotten.
 
         Args:
@@ -327,8 +332,10 @@ class BaseForecaster:
         X = self._checked_X(X)
         values = np.asarray(self._predict(X), dtype=np.float64)
         if values.shape != (len(X),):  # a model bug, not a user error: say which model
-            raise RuntimeError(f"{type(self).__name__}._predict returned shape {values.shape}, "
-                               f"expected ({len(X)},)")
+            raise RuntimeError(
+                f"{type(self).__name__}._predict returned shape {values.shape}, "
+                f"expected ({len(X)},)"
+            )
         return pd.Series(values, index=X.index, name="y_pred")
 
     @property
@@ -346,8 +353,9 @@ class BaseForecaster:
         return pd.Series(values, index=self.feature_names_in_, name="importance")
 
     # orchestration hooks ------------------------------------------------------------------
-    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
-                    ) -> dict[str, Any]:
+    def run_outputs(
+        self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+    ) -> dict[str, Any]:
         """Extra per-fold results a run records for this fitted model (ensembles override).
 
         Args:

@@ -164,14 +164,16 @@ class GarchForecaster(BaseForecaster):
 
     Config = GarchConfig
     capabilities: ClassVar[Capabilities] = Capabilities(
-        family="baseline", label_kinds=("volatility",), needs_context=True)
+        family="baseline", label_kinds=("volatility",), needs_context=True
+    )
     _keep_unlabelled_rows = True  # fitted on the return column, not on y
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         cfg = self.config_
         _check_column(self, cfg.column)
-        returns = X[cfg.column].iloc[np.argsort(X.index.get_level_values("timestamp"),
-                                                kind="stable")]
+        returns = X[cfg.column].iloc[
+            np.argsort(X.index.get_level_values("timestamp"), kind="stable")
+        ]
         rows, skipped = {}, []
         for symbol, r in returns.groupby(level="symbol", sort=True):
             r = r.dropna().to_numpy(np.float64) * cfg.scale
@@ -183,16 +185,19 @@ class GarchForecaster(BaseForecaster):
         if not rows:  # no symbol long enough on its own: fit one model on all of them
             pooled = _fit_garch(returns.dropna().to_numpy(np.float64) * cfg.scale, cfg.mean)
             if pooled is None:
-                raise DataError(f"GARCH fit failed: {returns.notna().sum()} returns in "
-                                f"column {cfg.column!r}, need >= {cfg.min_obs}")
+                raise DataError(
+                    f"GARCH fit failed: {returns.notna().sum()} returns in "
+                    f"column {cfg.column!r}, need >= {cfg.min_obs}"
+                )
             self.pooled_ = pd.Series(pooled, index=list(_PARAMS))
         else:
             fitted = pd.DataFrame.from_dict(rows, orient="index", columns=list(_PARAMS))
             self.pooled_ = fitted.median()
         if skipped:
             logger.info("GARCH: pooled parameters for %d symbols: %s", len(skipped), skipped[:10])
-        self.params_ = pd.DataFrame.from_dict(rows, orient="index", columns=list(_PARAMS),
-                                              dtype=np.float64).rename_axis("symbol")
+        self.params_ = pd.DataFrame.from_dict(
+            rows, orient="index", columns=list(_PARAMS), dtype=np.float64
+        ).rename_axis("symbol")
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         cfg = self.config_
@@ -227,16 +232,24 @@ class GarchForecaster(BaseForecaster):
         return np.sqrt(total[t_code, s_code]) / cfg.scale
 
     def _save_state(self, path: Path) -> dict[str, Any]:
-        params = [[s, *map(float, row)] for s, row in zip(
-            self.params_.index.tolist(), self.params_.to_numpy(), strict=True)]
-        return {"columns": list(_PARAMS), "params": params,
-                "pooled": [float(self.pooled_[k]) for k in _PARAMS]}
+        params = [
+            [s, *map(float, row)]
+            for s, row in zip(self.params_.index.tolist(), self.params_.to_numpy(), strict=True)
+        ]
+        return {
+            "columns": list(_PARAMS),
+            "params": params,
+            "pooled": [float(self.pooled_[k]) for k in _PARAMS],
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         rows = state["params"]
-        self.params_ = pd.DataFrame([r[1:] for r in rows], columns=list(_PARAMS),
-                                    index=pd.Index([r[0] for r in rows], name="symbol"),
-                                    dtype=np.float64)
+        self.params_ = pd.DataFrame(
+            [r[1:] for r in rows],
+            columns=list(_PARAMS),
+            index=pd.Index([r[0] for r in rows], name="symbol"),
+            dtype=np.float64,
+        )
         self.pooled_ = pd.Series(state["pooled"], index=list(_PARAMS), dtype=np.float64)
 
     @classmethod
@@ -248,8 +261,15 @@ def _fit_garch(r: npt.NDArray[np.float64], mean: str) -> tuple[float, ...] | Non
     """Fit GARCH(1,1) to scaled returns; ``(mu, omega, alpha, beta, backcast)`` or ``None``."""
     from arch import arch_model  # imported here: the other baselines do not need it
 
-    model = arch_model(r, mean="Zero" if mean == "zero" else "Constant", vol="GARCH", p=1, q=1,
-                       dist="normal", rescale=False)
+    model = arch_model(
+        r,
+        mean="Zero" if mean == "zero" else "Constant",
+        vol="GARCH",
+        p=1,
+        q=1,
+        dist="normal",
+        rescale=False,
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is checked below

@@ -39,12 +39,20 @@ from alphaforge.registry import MODELS, get_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FusionForecaster", "Member", "ResidualForecaster", "WeightedForecaster",
-           "fit_fusion", "parse_member", "walk_forward_predict"]
+__all__ = [
+    "FusionForecaster",
+    "Member",
+    "ResidualForecaster",
+    "WeightedForecaster",
+    "fit_fusion",
+    "parse_member",
+    "walk_forward_predict",
+]
 
 FusionMethod = Literal["ols", "ridge", "nnls"]
-ENSEMBLE_CAPS = Capabilities(family="ensemble", supports_valid=True, early_stopping=False,
-                             needs_sequence=True)
+ENSEMBLE_CAPS = Capabilities(
+    family="ensemble", supports_valid=True, early_stopping=False, needs_sequence=True
+)
 """Ensembles read context rows (a member may be a sequence model) and pass ``valid`` on."""
 
 
@@ -86,20 +94,23 @@ def parse_member(spec: Any) -> Member:
         raise ConfigError(f"ensemble member must be a model name or a mapping, got {spec!r}")
     unknown = sorted(set(spec) - {"name", "params", "features", "label"})
     if unknown:
-        raise ConfigError(f"ensemble member: unknown key(s) {unknown}; valid: name, params, "
-                          "features, label")
+        raise ConfigError(
+            f"ensemble member: unknown key(s) {unknown}; valid: name, params, features, label"
+        )
     name = spec.get("name")
     if name not in MODELS:
-        raise ConfigError(f"ensemble member: unknown model {name!r}; valid: "
-                          f"{', '.join(sorted(MODELS))}")
+        raise ConfigError(
+            f"ensemble member: unknown model {name!r}; valid: {', '.join(sorted(MODELS))}"
+        )
     if MODELS[name].family == "ensemble":
         raise ConfigError(f"ensemble member {name!r}: ensembles of ensembles are not supported")
     params = dict(spec.get("params") or {})
     feats = spec.get("features")
     if feats is not None and (isinstance(feats, str) or not all(isinstance(f, str) for f in feats)):
         raise ConfigError(f"ensemble member {name!r}: features must be a list of column names")
-    return Member(name, params, None if feats is None else tuple(feats),
-                  str(spec.get("label") or name))
+    return Member(
+        name, params, None if feats is None else tuple(feats), str(spec.get("label") or name)
+    )
 
 
 def _members(specs: Sequence[Any], what: str) -> list[Member]:
@@ -113,8 +124,9 @@ def _members(specs: Sequence[Any], what: str) -> list[Member]:
 
 
 # ----------------------------------------------------------------------------- out of fold
-def _inner_blocks(stamps: npt.NDArray[Any], n_folds: int, purge: int, stop_frac: float
-                  ) -> list[tuple[Any, Any, Any, Any]]:
+def _inner_blocks(
+    stamps: npt.NDArray[Any], n_folds: int, purge: int, stop_frac: float
+) -> list[tuple[Any, Any, Any, Any]]:
     """``(fit_end, stop_end, block_start, block_end)`` timestamp bounds per inner fold.
 
     Rows with ``t < fit_end`` fit, ``fit_end <= t < stop_end`` (after a purge) early-stop,
@@ -129,15 +141,25 @@ def _inner_blocks(stamps: npt.NDArray[Any], n_folds: int, purge: int, stop_frac:
         stop_n = max(1, int(round(stop_frac * train_n)))
         fit_n = train_n - stop_n - purge
         if fit_n < 2 or end <= start:
-            raise DataError(f"walk_forward_predict: {n} training timestamps are too few for "
-                            f"{n_folds} inner folds with purge {purge}")
+            raise DataError(
+                f"walk_forward_predict: {n} training timestamps are too few for "
+                f"{n_folds} inner folds with purge {purge}"
+            )
         out.append((stamps[fit_n], stamps[train_n], stamps[start], stamps[end - 1]))
     return out
 
 
-def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, *,
-                         n_folds: int = 3, purge: int = 1, stop_frac: float = 0.2,
-                         seed: int = 0, label: LabelSpec | None = None) -> pd.DataFrame:
+def walk_forward_predict(
+    members: Sequence[Any],
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    n_folds: int = 3,
+    purge: int = 1,
+    stop_frac: float = 0.2,
+    seed: int = 0,
+    label: LabelSpec | None = None,
+) -> pd.DataFrame:
     """Out-of-fold predictions of every member on bars it never trained or early-stopped on.
 
     The labelled timestamps of ``X`` are cut into ``n_folds + 1`` blocks; block ``b >= 1`` is
@@ -163,14 +185,17 @@ def walk_forward_predict(members: Sequence[Any], X: pd.DataFrame, y: pd.Series, 
     """
     mem = _members(members, "walk_forward_predict")
     if n_folds < 1 or purge < 0 or not 0.0 < stop_frac < 1.0:
-        raise ConfigError(f"walk_forward_predict: need n_folds >= 1, purge >= 0, 0 < stop_frac"
-                          f" < 1; got {n_folds}, {purge}, {stop_frac}")
+        raise ConfigError(
+            f"walk_forward_predict: need n_folds >= 1, purge >= 0, 0 < stop_frac"
+            f" < 1; got {n_folds}, {purge}, {stop_frac}"
+        )
     labelled = y.notna().to_numpy()
     ts = X.index.get_level_values("timestamp")
     stamps = np.unique(ts[labelled])
     parts = []
     for k, (fit_end, stop_end, start, end) in enumerate(
-            _inner_blocks(stamps, n_folds, purge, stop_frac)):
+        _inner_blocks(stamps, n_folds, purge, stop_frac)
+    ):
         rows = X.index[labelled & (ts >= start) & (ts <= end)]
         out = pd.DataFrame(index=rows)
         for i, m in enumerate(mem):
@@ -197,9 +222,15 @@ def _after(stamps: npt.NDArray[Any], t: Any, purge: int) -> Any:
 
 
 # ----------------------------------------------------------------------------- fusion
-def fit_fusion(P: npt.ArrayLike, y: npt.ArrayLike, method: FusionMethod = "ridge", *,
-               alpha: float = 1.0, intercept: bool = True, sum_to_one: bool = False
-               ) -> tuple[npt.NDArray[np.float64], float]:
+def fit_fusion(
+    P: npt.ArrayLike,
+    y: npt.ArrayLike,
+    method: FusionMethod = "ridge",
+    *,
+    alpha: float = 1.0,
+    intercept: bool = True,
+    sum_to_one: bool = False,
+) -> tuple[npt.NDArray[np.float64], float]:
     """Combination weights of prediction columns ``P`` (n, m) for target ``y`` (n,).
 
     Columns are scaled to unit RMS before fitting so that ``alpha`` (ridge) means the same for
@@ -239,10 +270,14 @@ def fit_fusion(P: npt.ArrayLike, y: npt.ArrayLike, method: FusionMethod = "ridge
     if sum_to_one:
         # convex weights on the unscaled columns: minimise |Pc w - yc|^2, w >= 0, sum w = 1
         Pc = P - (P.mean(axis=0) if intercept else 0.0)
-        res = minimize(lambda w: float(np.sum((Pc @ w - yc) ** 2)), np.full(m, 1.0 / m),
-                       jac=lambda w: 2.0 * Pc.T @ (Pc @ w - yc), method="SLSQP",
-                       bounds=[(0.0, 1.0)] * m,
-                       constraints=[{"type": "eq", "fun": lambda w: float(np.sum(w) - 1.0)}])
+        res = minimize(
+            lambda w: float(np.sum((Pc @ w - yc) ** 2)),
+            np.full(m, 1.0 / m),
+            jac=lambda w: 2.0 * Pc.T @ (Pc @ w - yc),
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] * m,
+            constraints=[{"type": "eq", "fun": lambda w: float(np.sum(w) - 1.0)}],
+        )
         w = np.clip(res.x, 0.0, None)
         w /= w.sum()
         b = float(ym - (P.mean(axis=0) @ w if intercept else 0.0))
@@ -273,11 +308,20 @@ class _Ensemble(BaseForecaster):
 
     def _oof(self, members: Sequence[Member], X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
         c = self.config_
-        return walk_forward_predict(members, X, y, n_folds=c.inner_folds, purge=c.purge,
-                                    stop_frac=c.stop_frac, seed=self.seed_, label=self.label_)
+        return walk_forward_predict(
+            members,
+            X,
+            y,
+            n_folds=c.inner_folds,
+            purge=c.purge,
+            stop_frac=c.stop_frac,
+            seed=self.seed_,
+            label=self.label_,
+        )
 
-    def _fit_member(self, m: Member, seed: int, X: pd.DataFrame, y: pd.Series,
-                    valid: Valid | None) -> BaseForecaster:
+    def _fit_member(
+        self, m: Member, seed: int, X: pd.DataFrame, y: pd.Series, valid: Valid | None
+    ) -> BaseForecaster:
         model = m.build(seed)
         Xm = m.view(X)
         if valid is not None and model.capabilities.supports_valid:
@@ -357,8 +401,9 @@ class ResidualForecaster(_Ensemble):
     def _member_specs(cls, config: Any) -> list[Any]:
         return [config.base, config.residual]
 
-    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
-                    ) -> dict[str, Any]:
+    def run_outputs(
+        self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+    ) -> dict[str, Any]:
         """``{"ensemble_components": frame}``: base, residual and final per row.
 
         The frame has columns ``split, timestamp, symbol, y_true, base, residual, final``;
@@ -372,11 +417,17 @@ class ResidualForecaster(_Ensemble):
             if part == "train":  # the base's out-of-fold prediction, as the residual model saw it
                 comp["base"] = self.oof_["base"].reindex(idx).to_numpy()
                 comp["final"] = comp["base"] + comp["residual"]
-            parts.append(pd.DataFrame({
-                "split": part, "timestamp": idx.get_level_values("timestamp"),
-                "symbol": idx.get_level_values("symbol").astype(str),
-                "y_true": y.reindex(idx).to_numpy(np.float64),
-                **{c: comp[c].to_numpy(np.float64) for c in ("base", "residual", "final")}}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "split": part,
+                        "timestamp": idx.get_level_values("timestamp"),
+                        "symbol": idx.get_level_values("symbol").astype(str),
+                        "y_true": y.reindex(idx).to_numpy(np.float64),
+                        **{c: comp[c].to_numpy(np.float64) for c in ("base", "residual", "final")},
+                    }
+                )
+            )
         return {"ensemble_components": pd.concat(parts, ignore_index=True)}
 
     def _save_state(self, path: Path) -> dict[str, Any]:
@@ -390,12 +441,21 @@ class ResidualForecaster(_Ensemble):
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        tiny = {"n_estimators": 15, "learning_rate": 0.1, "num_leaves": 7,
-                "min_child_samples": 10, "n_jobs": 1}
-        return {"base": {"name": "lightgbm", "params": tiny},
-                "residual": {"name": "xgboost", "params": {"n_estimators": 10, "max_depth": 2,
-                                                           "n_jobs": 1}},
-                "inner_folds": 2}
+        tiny = {
+            "n_estimators": 15,
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "min_child_samples": 10,
+            "n_jobs": 1,
+        }
+        return {
+            "base": {"name": "lightgbm", "params": tiny},
+            "residual": {
+                "name": "xgboost",
+                "params": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1},
+            },
+            "inner_folds": 2,
+        }
 
 
 @dataclass(frozen=True)
@@ -414,8 +474,12 @@ class FusionConfig:
         _members(self.members, "fusion")
         require(self.method in ("ols", "ridge", "nnls"), self, "method", "'ols', 'ridge' or 'nnls'")
         require(self.alpha >= 0, self, "alpha", "a float >= 0")
-        require(not self.sum_to_one or self.method == "nnls", self, "sum_to_one",
-                "False unless method is 'nnls'")
+        require(
+            not self.sum_to_one or self.method == "nnls",
+            self,
+            "sum_to_one",
+            "False unless method is 'nnls'",
+        )
 
 
 class FusionForecaster(_Ensemble):
@@ -436,28 +500,42 @@ class FusionForecaster(_Ensemble):
         oof = self._oof(members, X, y)
         keys = [m.key for m in members]
         ok = np.isfinite(oof[keys].to_numpy()).all(axis=1)
-        w, b = fit_fusion(oof.loc[ok, keys].to_numpy(), oof.loc[ok, "y"].to_numpy(), c.method,
-                          alpha=c.alpha, intercept=c.intercept, sum_to_one=c.sum_to_one)
+        w, b = fit_fusion(
+            oof.loc[ok, keys].to_numpy(),
+            oof.loc[ok, "y"].to_numpy(),
+            c.method,
+            alpha=c.alpha,
+            intercept=c.intercept,
+            sum_to_one=c.sum_to_one,
+        )
         self.weights_ = pd.Series(w, index=keys, name="weight")
         self.intercept_ = b
         self.oof_ = oof
-        self.members_ = [self._fit_member(m, self.seed_ + i, X, y, valid)
-                         for i, m in enumerate(members)]
-        logger.info("fusion (%s): weights %s, intercept %.3g", c.method,
-                    dict(self.weights_.round(4)), b)
+        self.members_ = [
+            self._fit_member(m, self.seed_ + i, X, y, valid) for i, m in enumerate(members)
+        ]
+        logger.info(
+            "fusion (%s): weights %s, intercept %.3g", c.method, dict(self.weights_.round(4)), b
+        )
 
-    def run_outputs(self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
-                    ) -> dict[str, Any]:
+    def run_outputs(
+        self, X: pd.DataFrame, y: pd.Series, rows: Mapping[str, pd.Index]
+    ) -> dict[str, Any]:
         """``{"fusion_weights": {"weights": {member: w}, "intercept": b}}``."""
-        return {"fusion_weights": {"weights": self.weights_.to_dict(),
-                                   "intercept": self.intercept_}}
+        return {
+            "fusion_weights": {"weights": self.weights_.to_dict(), "intercept": self.intercept_}
+        }
 
     def member_predictions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each fitted member's predictions on ``X.index``, one column per member key."""
         members = _members(self.config_.members, "fusion")
-        return pd.DataFrame({m.key: f.predict(m.view(X)).to_numpy(np.float64)
-                             for m, f in zip(members, self.members_, strict=True)},
-                            index=X.index)
+        return pd.DataFrame(
+            {
+                m.key: f.predict(m.view(X)).to_numpy(np.float64)
+                for m, f in zip(members, self.members_, strict=True)
+            },
+            index=X.index,
+        )
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         P = self.member_predictions(X).to_numpy()
@@ -466,22 +544,35 @@ class FusionForecaster(_Ensemble):
     def _save_state(self, path: Path) -> dict[str, Any]:
         for i, f in enumerate(self.members_):
             self._save_member(f, path / f"member_{i}")
-        return {"weights": self.weights_.tolist(), "keys": list(self.weights_.index),
-                "intercept": self.intercept_}
+        return {
+            "weights": self.weights_.tolist(),
+            "keys": list(self.weights_.index),
+            "intercept": self.intercept_,
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         self.weights_ = pd.Series(state["weights"], index=state["keys"], name="weight")
         self.intercept_ = float(state["intercept"])
-        self.members_ = [self._load_member(path / f"member_{i}")
-                         for i in range(len(state["keys"]))]
+        self.members_ = [self._load_member(path / f"member_{i}") for i in range(len(state["keys"]))]
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"members": ({"name": "lightgbm", "params": {"n_estimators": 15, "num_leaves": 7,
-                                                             "min_child_samples": 10,
-                                                             "n_jobs": 1}},
-                            {"name": "last_value", "params": {"column": "signal"}}),
-                "inner_folds": 2, "method": "nnls"}
+        return {
+            "members": (
+                {
+                    "name": "lightgbm",
+                    "params": {
+                        "n_estimators": 15,
+                        "num_leaves": 7,
+                        "min_child_samples": 10,
+                        "n_jobs": 1,
+                    },
+                },
+                {"name": "last_value", "params": {"column": "signal"}},
+            ),
+            "inner_folds": 2,
+            "method": "nnls",
+        }
 
 
 @dataclass(frozen=True)
@@ -493,10 +584,18 @@ class WeightedConfig:
     def __post_init__(self) -> None:
         members = _members(self.members, "weighted")
         if self.weights is not None:
-            require(len(self.weights) == len(members), self, "weights",
-                    f"one weight per member ({len(members)})")
-            require(all(np.isfinite(w) for w in self.weights) and sum(self.weights) != 0,
-                    self, "weights", "finite numbers with a non-zero sum")
+            require(
+                len(self.weights) == len(members),
+                self,
+                "weights",
+                f"one weight per member ({len(members)})",
+            )
+            require(
+                all(np.isfinite(w) for w in self.weights) and sum(self.weights) != 0,
+                self,
+                "weights",
+                "finite numbers with a non-zero sum",
+            )
 
 
 class WeightedForecaster(_Ensemble):
@@ -513,13 +612,19 @@ class WeightedForecaster(_Ensemble):
         members = _members(c.members, "weighted")
         w = np.ones(len(members)) if c.weights is None else np.asarray(c.weights, np.float64)
         self.weights_ = pd.Series(w / w.sum(), index=[m.key for m in members], name="weight")
-        self.members_ = [self._fit_member(m, self.seed_ + i, X, y, valid)
-                         for i, m in enumerate(members)]
+        self.members_ = [
+            self._fit_member(m, self.seed_ + i, X, y, valid) for i, m in enumerate(members)
+        ]
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         members = _members(self.config_.members, "weighted")
-        P = pd.DataFrame({m.key: f.predict(m.view(X)).to_numpy(np.float64)
-                          for m, f in zip(members, self.members_, strict=True)}, index=X.index)
+        P = pd.DataFrame(
+            {
+                m.key: f.predict(m.view(X)).to_numpy(np.float64)
+                for m, f in zip(members, self.members_, strict=True)
+            },
+            index=X.index,
+        )
         if self.config_.rank_average:
             P = P.groupby(level="timestamp", sort=False).rank(pct=True)
         return P.to_numpy() @ self.weights_.to_numpy()
@@ -531,13 +636,18 @@ class WeightedForecaster(_Ensemble):
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         self.weights_ = pd.Series(state["weights"], index=state["keys"], name="weight")
-        self.members_ = [self._load_member(path / f"member_{i}")
-                         for i in range(len(state["keys"]))]
+        self.members_ = [self._load_member(path / f"member_{i}") for i in range(len(state["keys"]))]
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"members": ({"name": "random_forest", "params": {"n_estimators": 5,
-                                                                  "max_depth": 3, "n_jobs": 1}},
-                            {"name": "xgboost", "params": {"n_estimators": 10, "max_depth": 2,
-                                                           "n_jobs": 1}}),
-                "weights": (0.3, 0.7), "rank_average": True}
+        return {
+            "members": (
+                {
+                    "name": "random_forest",
+                    "params": {"n_estimators": 5, "max_depth": 3, "n_jobs": 1},
+                },
+                {"name": "xgboost", "params": {"n_estimators": 10, "max_depth": 2, "n_jobs": 1}},
+            ),
+            "weights": (0.3, 0.7),
+            "rank_average": True,
+        }

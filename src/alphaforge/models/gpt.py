@@ -67,10 +67,18 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("sequence_len", "vocab_size", "n_layer", "n_head"):
             require(getattr(self, name) >= 1, self, name, "an int >= 1")
-        require(self.n_embd % self.n_head == 0 and (self.n_embd // self.n_head) % 2 == 0, self,
-                "n_embd", f"a multiple of n_head={self.n_head} with an even head dim (rotary)")
-        require(self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0, self, "n_kv_head",
-                f"a divisor of n_head={self.n_head}")
+        require(
+            self.n_embd % self.n_head == 0 and (self.n_embd // self.n_head) % 2 == 0,
+            self,
+            "n_embd",
+            f"a multiple of n_head={self.n_head} with an even head dim (rotary)",
+        )
+        require(
+            self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0,
+            self,
+            "n_kv_head",
+            f"a divisor of n_head={self.n_head}",
+        )
         require(self.n_symbols >= 0, self, "n_symbols", "an int >= 0")
         require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
 
@@ -90,8 +98,9 @@ def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-def rotary_tables(seq_len: int, head_dim: int, base: float = 10000.0
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(
+    seq_len: int, head_dim: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each ``(1, seq_len, 1, head_dim / 2)``."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq)  # (T, D/2)
@@ -118,8 +127,9 @@ class KVCache:
         self.k: torch.Tensor | None = None  # (n_layer, B, Hk, max_len, D)
         self.v: torch.Tensor | None = None
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``(B, Hk, T, D)`` keys/values at ``[pos, pos + T)``; return all up to there."""
         B, Hk, T, D = k.shape
         if self.k is None:
@@ -127,11 +137,12 @@ class KVCache:
             self.k, self.v = k.new_zeros(shape), v.new_zeros(shape)
         assert self.v is not None
         if self.pos + T > self.max_len:
-            raise DataError(f"KV cache of {self.max_len} positions holds {self.pos}; "
-                            f"{T} more do not fit")
-        self.k[layer, :, :, self.pos:self.pos + T] = k
-        self.v[layer, :, :, self.pos:self.pos + T] = v
-        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+            raise DataError(
+                f"KV cache of {self.max_len} positions holds {self.pos}; {T} more do not fit"
+            )
+        self.k[layer, :, :, self.pos : self.pos + T] = k
+        self.v[layer, :, :, self.pos : self.pos + T] = v
+        return self.k[layer, :, :, : self.pos + T], self.v[layer, :, :, : self.pos + T]
 
     def repeat_interleave(self, n: int) -> None:
         """Copy every batch row ``n`` times in place (one prefill, ``n`` sampled futures)."""
@@ -150,8 +161,9 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(c.n_embd, c.n_kv_head * self.head_dim, bias=False)
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -187,8 +199,9 @@ class Block(nn.Module):
         self.attn, self.mlp = CausalSelfAttention(c, layer), MLP(c)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
+    ) -> torch.Tensor:
         x = x + self.drop(self.attn(norm(x), cos, sin, cache))  # pre-norm residual
         return x + self.drop(self.mlp(norm(x)))
 
@@ -214,7 +227,7 @@ class GPT(nn.Module):
         nn.init.normal_(self.wte.weight, std=0.02 if c.tie_embeddings else 1.0)
         for block in self.blocks:
             for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
-                nn.init.normal_(lin.weight, std=lin.in_features ** -0.5)
+                nn.init.normal_(lin.weight, std=lin.in_features**-0.5)
             nn.init.zeros_(block.attn.c_proj.weight)
             nn.init.zeros_(block.mlp.c_proj.weight)
         if self.lm_head is not None:
@@ -231,8 +244,14 @@ class GPT(nn.Module):
         n = self.num_params() - self.wte.weight.numel() * (not c.tie_embeddings)
         return 6.0 * n + 12.0 * c.n_layer * c.n_embd * c.sequence_len
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
         """``(B, T)`` ids -> ``(B, T, V)`` logits, or the mean cross-entropy on ``targets``.
 
         Args:
@@ -244,27 +263,41 @@ class GPT(nn.Module):
         B, T = idx.shape
         t0 = cache.pos if cache is not None else 0
         if t0 + T > self.config.sequence_len:
-            raise DataError(f"{t0 + T} positions exceed the rotary table of sequence_len "
-                            f"{self.config.sequence_len}; pass a shorter context")
-        cos, sin = self.cos[:, t0:t0 + T], self.sin[:, t0:t0 + T]
+            raise DataError(
+                f"{t0 + T} positions exceed the rotary table of sequence_len "
+                f"{self.config.sequence_len}; pass a shorter context"
+            )
+        cos, sin = self.cos[:, t0 : t0 + T], self.sin[:, t0 : t0 + T]
         x = norm(self.wte(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin, cache)
         if cache is not None:
             cache.pos += T
         x = norm(x[:, -1:] if last_only else x)
-        head = self.wte.weight[: self.config.vocab_size] if self.lm_head is None \
+        head = (
+            self.wte.weight[: self.config.vocab_size]
+            if self.lm_head is None
             else self.lm_head.weight
+        )
         logits = F.linear(x, head)  # (B, T, V)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1)
 
     @torch.inference_mode()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None, *,
-                 num_samples: int = 1, uniforms: torch.Tensor | None = None,
-                 use_cache: bool = True, keep: int = 1) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        num_samples: int = 1,
+        uniforms: torch.Tensor | None = None,
+        use_cache: bool = True,
+        keep: int = 1,
+    ) -> torch.Tensor:
         """Sample continuations of a batch of equally long prompts.
 
         Args:
@@ -287,8 +320,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         S, L = num_samples, self.config.sequence_len
         if uniforms is None:
-            uniforms = torch.rand((B * S, max_new_tokens), generator=generator,
-                                  dtype=torch.float64)
+            uniforms = torch.rand((B * S, max_new_tokens), generator=generator, dtype=torch.float64)
         uniforms = uniforms.to(idx.device)
         out = idx.new_empty((B * S, max_new_tokens))
         if max_new_tokens == 0:
@@ -304,23 +336,34 @@ class GPT(nn.Module):
             return out
         seq = idx.repeat_interleave(S, 0)
         for i in range(max_new_tokens):
-            ctx = seq if seq.size(1) <= L else torch.cat(
-                [seq[:, :keep], seq[:, seq.size(1) - (L - keep):]], dim=1)
+            ctx = (
+                seq
+                if seq.size(1) <= L
+                else torch.cat([seq[:, :keep], seq[:, seq.size(1) - (L - keep) :]], dim=1)
+            )
             logits = self(ctx, last_only=True)[:, -1]
             out[:, i] = tok = sample_next(logits, temperature, top_k, uniforms[:, i])
             seq = torch.cat([seq, tok[:, None]], dim=1)
         return out
 
-    def generate_recompute(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                           top_k: int | None = None, generator: torch.Generator | None = None,
-                           **kwargs: Any) -> torch.Tensor:
+    def generate_recompute(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         """:meth:`generate` without the KV cache (the reference the cache must match)."""
-        return self.generate(idx, max_new_tokens, temperature, top_k, generator,
-                             use_cache=False, **kwargs)
+        return self.generate(
+            idx, max_new_tokens, temperature, top_k, generator, use_cache=False, **kwargs
+        )
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
-                u: torch.Tensor) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int | None, u: torch.Tensor
+) -> torch.Tensor:
     """``(B, V)`` logits -> ``(B,)`` tokens by inverse CDF of uniforms ``u`` ``(B,)``."""
     if temperature == 0:
         return logits.argmax(-1)
@@ -334,9 +377,11 @@ def sample_next(logits: torch.Tensor, temperature: float, top_k: int | None,
     return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=logits.size(-1) - 1)
 
 
-def prefix_tokens(symbols: Sequence[str], config: GPTConfig,
-                  vocabulary: Sequence[str] = ()) -> npt.NDArray[np.int64]:
+def prefix_tokens(
+    symbols: Sequence[str], config: GPTConfig, vocabulary: Sequence[str] = ()
+) -> npt.NDArray[np.int64]:
     """Prefix id per document: its symbol token when conditioning and known, else BOS."""
     ids = {s: i for i, s in enumerate(vocabulary)} if config.n_symbols else {}
-    return np.asarray([config.bos + 1 + ids[s] if s in ids else config.bos for s in symbols],
-                      dtype=np.int64)
+    return np.asarray(
+        [config.bos + 1 + ids[s] if s in ids else config.bos for s in symbols], dtype=np.int64
+    )

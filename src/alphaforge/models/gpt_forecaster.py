@@ -62,8 +62,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TokenGPTFields", "TokenGPTForecaster", "TokenGPTParams", "TokenWindows",
-           "evaluate_tokens", "load_gpt", "save_gpt", "train_gpt"]
+__all__ = [
+    "TokenGPTFields",
+    "TokenGPTForecaster",
+    "TokenGPTParams",
+    "TokenWindows",
+    "evaluate_tokens",
+    "load_gpt",
+    "save_gpt",
+    "train_gpt",
+]
 
 GPT_META, GPT_WEIGHTS = "gpt.json", "gpt.pt"
 
@@ -86,12 +94,22 @@ class TokenWindows:
         device: Where the tokens live.
     """
 
-    def __init__(self, streams: TokenStreams, seq_len: int, prefix: npt.ArrayLike, *,
-                 stride: int = 0, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        streams: TokenStreams,
+        seq_len: int,
+        prefix: npt.ArrayLike,
+        *,
+        stride: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
         T = seq_len
         starts, los, his, docs = [], [], [], []
-        tf = streams.target_from if streams.target_from is not None else np.zeros(
-            len(streams.symbols), dtype=np.int64)
+        tf = (
+            streams.target_from
+            if streams.target_from is not None
+            else np.zeros(len(streams.symbols), dtype=np.int64)
+        )
         for d, (o, n) in enumerate(zip(streams.offsets[:-1], streams.lengths, strict=True)):
             if n <= tf[d]:
                 continue
@@ -106,16 +124,19 @@ class TokenWindows:
             starts.append(o + s[keep]), los.append(o + lo[keep]), his.append(o + hi[keep])
             docs.append(np.full(int(keep.sum()), d))
         if not starts:
-            raise DataError(f"no token windows: {len(streams.tokens)} tokens in "
-                            f"{len(streams.symbols)} documents, none a target")
+            raise DataError(
+                f"no token windows: {len(streams.tokens)} tokens in "
+                f"{len(streams.symbols)} documents, none a target"
+            )
         dev = torch.device(device)
 
         def as_tensor(parts: list[np.ndarray]) -> torch.Tensor:
             return torch.from_numpy(np.concatenate(parts).astype(np.int64)).to(dev)
 
         self.start, self.t_lo, self.t_hi = as_tensor(starts), as_tensor(los), as_tensor(his)
-        self.prefix = torch.from_numpy(np.asarray(prefix, dtype=np.int64)[np.concatenate(docs)]
-                                       ).to(dev)
+        self.prefix = torch.from_numpy(np.asarray(prefix, dtype=np.int64)[np.concatenate(docs)]).to(
+            dev
+        )
         self.tokens = torch.from_numpy(streams.tokens.astype(np.int64)).to(dev)
         self.seq_len, self._device = T, dev
 
@@ -136,11 +157,19 @@ class TokenWindows:
         return {"x": x, "y": torch.where(ok, tok, -1)}
 
 
-def train_gpt(model: GPT, train: TokenStreams, valid: TokenStreams | None,
-              config: TrainConfig, *, symbols: Sequence[str] = (), stride: int = 0,
-              seed: int = 0, checkpoint_dir: str | os.PathLike[str] | None = None,
-              resume: bool = False, on_epoch: Callable[[int, float], None] | None = None
-              ) -> History:
+def train_gpt(
+    model: GPT,
+    train: TokenStreams,
+    valid: TokenStreams | None,
+    config: TrainConfig,
+    *,
+    symbols: Sequence[str] = (),
+    stride: int = 0,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> History:
     """Train ``model`` on token documents with :func:`~alphaforge.models.training.fit_torch`.
 
     Args:
@@ -161,17 +190,37 @@ def train_gpt(model: GPT, train: TokenStreams, valid: TokenStreams | None,
     """
     c, device = model.config, resolve_device(config.device)
     stride = stride or max(1, c.sequence_len // 2)
-    src = TokenWindows(train, c.sequence_len, prefix_tokens(train.symbols, c, symbols),
-                       stride=stride, device=device)
-    val = None if valid is None else TokenWindows(
-        valid, c.sequence_len, prefix_tokens(valid.symbols, c, symbols), device=device)
-    return fit_torch(model, src, lambda net, b: net(b["x"], b["y"]), config, valid=val,
-                     seed=seed, checkpoint_dir=checkpoint_dir, resume=resume, on_epoch=on_epoch)
+    src = TokenWindows(
+        train,
+        c.sequence_len,
+        prefix_tokens(train.symbols, c, symbols),
+        stride=stride,
+        device=device,
+    )
+    val = (
+        None
+        if valid is None
+        else TokenWindows(
+            valid, c.sequence_len, prefix_tokens(valid.symbols, c, symbols), device=device
+        )
+    )
+    return fit_torch(
+        model,
+        src,
+        lambda net, b: net(b["x"], b["y"]),
+        config,
+        valid=val,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        on_epoch=on_epoch,
+    )
 
 
 @torch.inference_mode()
-def evaluate_tokens(model: GPT, streams: TokenStreams, *, symbols: Sequence[str] = (),
-                    batch_size: int = 64) -> dict[str, float]:
+def evaluate_tokens(
+    model: GPT, streams: TokenStreams, *, symbols: Sequence[str] = (), batch_size: int = 64
+) -> dict[str, float]:
     """Next-token metrics of ``model`` on the targets of ``streams`` (evaluation windows).
 
     Returns:
@@ -181,8 +230,12 @@ def evaluate_tokens(model: GPT, streams: TokenStreams, *, symbols: Sequence[str]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    src = TokenWindows(streams, model.config.sequence_len,
-                       prefix_tokens(streams.symbols, model.config, symbols), device=device)
+    src = TokenWindows(
+        streams,
+        model.config.sequence_len,
+        prefix_tokens(streams.symbols, model.config, symbols),
+        device=device,
+    )
     total = torch.zeros(4, dtype=torch.float64, device=device)  # ce sum, top1, top5, count
     for lo in range(0, len(src), batch_size):
         b = src.batch(torch.arange(lo, min(lo + batch_size, len(src)), device=device))
@@ -191,16 +244,33 @@ def evaluate_tokens(model: GPT, streams: TokenStreams, *, symbols: Sequence[str]
         lg, y = logits[ok], b["y"][ok]  # (m, V), (m,)
         ce = F.cross_entropy(lg, y, reduction="sum")
         rank = (lg > lg.gather(1, y[:, None])).sum(1)  # tokens strictly more likely
-        total += torch.stack([ce.double(), (rank == 0).sum().double(), (rank < 5).sum().double(),
-                              torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        total += torch.stack(
+            [
+                ce.double(),
+                (rank == 0).sum().double(),
+                (rank < 5).sum().double(),
+                torch.tensor(float(len(y)), dtype=torch.float64, device=device),
+            ]
+        )
     model.train(was_training)
     ce, top1, top5, n = total.tolist()
-    return {"cross_entropy": ce / n, "perplexity": math.exp(ce / n), "accuracy": top1 / n,
-            "top5_accuracy": top5 / n, "n_tokens": int(n)}
+    return {
+        "cross_entropy": ce / n,
+        "perplexity": math.exp(ce / n),
+        "accuracy": top1 / n,
+        "top5_accuracy": top5 / n,
+        "n_tokens": int(n),
+    }
 
 
-def save_gpt(path: str | os.PathLike[str], model: GPT, tokenizer: ReturnTokenizer | None = None,
-             *, symbols: Sequence[str] = (), info: dict[str, Any] | None = None) -> Path:
+def save_gpt(
+    path: str | os.PathLike[str],
+    model: GPT,
+    tokenizer: ReturnTokenizer | None = None,
+    *,
+    symbols: Sequence[str] = (),
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Write ``gpt.json``, ``gpt.pt`` (state dict) and ``tokenizer/`` into directory ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -209,14 +279,20 @@ def save_gpt(path: str | os.PathLike[str], model: GPT, tokenizer: ReturnTokenize
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     atomic_write_bytes(path / GPT_WEIGHTS, buf.getvalue())
-    meta = {"format": "alphaforge.gpt", "config": dataclasses.asdict(model.config),
-            "symbols": list(symbols), "n_params": model.num_params(), **(info or {})}
+    meta = {
+        "format": "alphaforge.gpt",
+        "config": dataclasses.asdict(model.config),
+        "symbols": list(symbols),
+        "n_params": model.num_params(),
+        **(info or {}),
+    }
     atomic_write_text(path / GPT_META, json.dumps(meta, indent=1, default=str) + "\n")
     return path
 
 
-def load_gpt(path: str | os.PathLike[str], device: str = "cpu"
-             ) -> tuple[GPT, ReturnTokenizer | None, dict[str, Any]]:
+def load_gpt(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[GPT, ReturnTokenizer | None, dict[str, Any]]:
     """Load a directory written by :func:`save_gpt`: ``(model in eval mode, tokenizer, meta)``.
 
     Raises:
@@ -226,8 +302,7 @@ def load_gpt(path: str | os.PathLike[str], device: str = "cpu"
     try:
         meta = json.loads((path / GPT_META).read_text(encoding="utf-8"))
         model = GPT(GPTConfig(**meta["config"]))
-        model.load_state_dict(torch.load(path / GPT_WEIGHTS, map_location="cpu",
-                                         weights_only=True))
+        model.load_state_dict(torch.load(path / GPT_WEIGHTS, map_location="cpu", weights_only=True))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise DataError(f"not a saved GPT ({type(exc).__name__}: {exc})", path=str(path)) from None
     tok = load_tokenizer(path / "tokenizer") if (path / "tokenizer").is_dir() else None
@@ -265,22 +340,39 @@ class TokenGPTFields:
 def _check_context(params: Any) -> None:
     """The training window holds the prompt (prefix + lookback) and the sampled tokens."""
     n_new = -(-params.horizon // params.patch)
-    require(params.lookback + n_new <= params.sequence_len, params, "sequence_len",
-            f">= lookback + ceil(horizon / patch) = {params.lookback + n_new}")
+    require(
+        params.lookback + n_new <= params.sequence_len,
+        params,
+        "sequence_len",
+        f">= lookback + ceil(horizon / patch) = {params.lookback + n_new}",
+    )
 
 
 # the tokenizer's fields under the forecaster's names; device comes from the training device
-_TOKENIZER = Part(TokenizerConfig, "tokenizer", keys={
-    "codebook_size": "codebook_size", "patch": "patch", "max_epochs": "vq_epochs",
-    "min_steps": "vq_min_steps", "hidden": "vq_hidden", "code_dim": "vq_code_dim"})
+_TOKENIZER = Part(
+    TokenizerConfig,
+    "tokenizer",
+    keys={
+        "codebook_size": "codebook_size",
+        "patch": "patch",
+        "max_epochs": "vq_epochs",
+        "min_steps": "vq_min_steps",
+        "hidden": "vq_hidden",
+        "code_dim": "vq_code_dim",
+    },
+)
 
 TokenGPTParams = compose_params(
-    "TokenGPTParams", module=__name__, extra=(TokenGPTFields, _TOKENIZER),
-    net=Part(GPTConfig, "net", exclude=("vocab_size", "n_symbols")), check=_check_context,
+    "TokenGPTParams",
+    module=__name__,
+    extra=(TokenGPTFields, _TOKENIZER),
+    net=Part(GPTConfig, "net", exclude=("vocab_size", "n_symbols")),
+    check=_check_context,
     defaults={"max_epochs": 10, "batch_size": 64, "weight_decay": 0.1, "patience": 3},
     doc="Params of :class:`TokenGPTForecaster`: sampling, tokenizer (``vq_*``), GPT and "
-        "training fields. The GPT's ``vocab_size`` is ``codebook_size``; ``n_symbols`` comes "
-        "from the training symbols when ``symbol_tokens``.")
+    "training fields. The GPT's ``vocab_size`` is ``codebook_size``; ``n_symbols`` comes "
+    "from the training symbols when ``symbol_tokens``.",
+)
 
 
 class TokenGPTForecaster(BaseForecaster):
@@ -300,8 +392,13 @@ class TokenGPTForecaster(BaseForecaster):
 
     Config: ClassVar[type] = TokenGPTParams
     capabilities: ClassVar[Capabilities] = Capabilities(
-        family="neural", supports_valid=True, early_stopping=True, needs_sequence=True,
-        label_kinds=("return",), checkpointable=True)
+        family="neural",
+        supports_valid=True,
+        early_stopping=True,
+        needs_sequence=True,
+        label_kinds=("return",),
+        checkpointable=True,
+    )
     _keep_unlabelled_rows = True  # unlabelled rows still carry return history
 
     @classmethod
@@ -322,10 +419,24 @@ class TokenGPTForecaster(BaseForecaster):
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"codebook_size": 16, "vq_epochs": 2, "vq_min_steps": 20, "vq_hidden": 16,
-                "vq_code_dim": 4, "lookback": 8, "n_samples": 8, "sequence_len": 16,
-                "n_layer": 1, "n_head": 2, "n_kv_head": 1, "n_embd": 16, "max_epochs": 2,
-                "batch_size": 32, "device": "cpu", "predict_batch_size": 4096}
+        return {
+            "codebook_size": 16,
+            "vq_epochs": 2,
+            "vq_min_steps": 20,
+            "vq_hidden": 16,
+            "vq_code_dim": 4,
+            "lookback": 8,
+            "n_samples": 8,
+            "sequence_len": 16,
+            "n_layer": 1,
+            "n_head": 2,
+            "n_kv_head": 1,
+            "n_embd": 16,
+            "max_epochs": 2,
+            "batch_size": 32,
+            "device": "cpu",
+            "predict_batch_size": 4096,
+        }
 
     # ------------------------------------------------------------------ fit
     def _columns(self, X: pd.DataFrame) -> list[str]:
@@ -333,9 +444,11 @@ class TokenGPTForecaster(BaseForecaster):
         cols = [c.return_column, *c.extra_columns]
         missing = [col for col in cols if col not in X.columns]
         if missing:
-            raise ConfigError(f"{type(self).__name__}: column(s) {missing} not in X; it needs "
-                              f"the bar's return in return_column (available: "
-                              f"{list(X.columns)[:20]})")
+            raise ConfigError(
+                f"{type(self).__name__}: column(s) {missing} not in X; it needs "
+                f"the bar's return in return_column (available: "
+                f"{list(X.columns)[:20]})"
+            )
         return cols
 
     def _streams(self, X: pd.DataFrame) -> TokenStreams:
@@ -348,7 +461,8 @@ class TokenGPTForecaster(BaseForecaster):
         patches, _ = panel_patches(X[cols], c.patch)
         tok_config = c.build("tokenizer", device=c.device)
         self.tokenizer_ = TOKENIZERS[c.tokenizer](tok_config, random_state=self.seed_).fit(
-            patches, fields=cols)
+            patches, fields=cols
+        )
         train = self._streams(X)
         valid_streams = None
         if valid is not None:
@@ -366,14 +480,26 @@ class TokenGPTForecaster(BaseForecaster):
         with seeded(self.seed_, resolve_device(c.device)):  # weight init; RNG restored on exit
             net = GPT(self.net_config_)
             history = train_gpt(
-                net, train, valid_streams, c.train_config(), symbols=self.symbols_,
-                stride=c.stride, seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
+                net,
+                train,
+                valid_streams,
+                c.train_config(),
+                symbols=self.symbols_,
+                stride=c.stride,
+                seed=self.seed_,
+                checkpoint_dir=self.checkpoint_dir,
                 resume=self.resume and self.checkpoint_dir is not None,
-                on_epoch=self.iteration_callback if valid_streams is not None else None)
+                on_epoch=self.iteration_callback if valid_streams is not None else None,
+            )
         self.net_ = net.eval()
         self.history_ = history.to_frame()
-        logger.info("%s: %d epochs, %d parameters, %d training tokens", type(self).__name__,
-                    len(self.history_), net.num_params(), len(train.tokens))
+        logger.info(
+            "%s: %d epochs, %d parameters, %d training tokens",
+            type(self).__name__,
+            len(self.history_),
+            net.num_params(),
+            len(train.tokens),
+        )
 
     # ------------------------------------------------------------------ predict
     def _histories(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
@@ -416,15 +542,19 @@ class TokenGPTForecaster(BaseForecaster):
             for n in np.unique(n_hist):  # one prompt length per batch: no padding inside it
                 group = tmaj[n_hist[tmaj] == n]
                 for lo in range(0, len(group), rows_per):
-                    rows = group[lo:lo + rows_per]
+                    rows = group[lo : lo + rows_per]
                     take = np.r_[rows, np.full(rows_per - len(rows), rows[0])]  # fixed shape
-                    idx = np.concatenate([prefix[take, None], hist[take, L - n:]], axis=1)
+                    idx = np.concatenate([prefix[take, None], hist[take, L - n :]], axis=1)
                     new = self.net_.generate(
-                        torch.from_numpy(idx).to(device), n_new, c.temperature,
-                        c.top_k or None, num_samples=S,
-                        uniforms=torch.from_numpy(u[take].reshape(-1, n_new)))
+                        torch.from_numpy(idx).to(device),
+                        n_new,
+                        c.temperature,
+                        c.top_k or None,
+                        num_samples=S,
+                        uniforms=torch.from_numpy(u[take].reshape(-1, n_new)),
+                    )
                     bars = table[new.cpu()].reshape(len(take), S, n_new * c.patch)
-                    paths[rows] = bars[:len(rows), :, :c.horizon].sum(-1).numpy()
+                    paths[rows] = bars[: len(rows), :, : c.horizon].sum(-1).numpy()
         out = np.empty_like(paths)
         out[order] = paths
         return out
@@ -463,8 +593,11 @@ class TokenGPTForecaster(BaseForecaster):
         torch.save({k: v.detach().cpu() for k, v in self.net_.state_dict().items()}, buf)
         atomic_write_bytes(path / GPT_WEIGHTS, buf.getvalue())
         self.tokenizer_.save(path / "tokenizer")
-        return {"net_config": dataclasses.asdict(self.net_config_), "symbols": self.symbols_,
-                "history": self.history_.to_dict(orient="list")}
+        return {
+            "net_config": dataclasses.asdict(self.net_config_),
+            "symbols": self.symbols_,
+            "history": self.history_.to_dict(orient="list"),
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         self.net_config_ = GPTConfig(**state["net_config"])
@@ -484,12 +617,14 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _row_uniforms(seed: int, symbols: np.ndarray, timestamps: pd.Index, n_samples: int,
-                  n_steps: int) -> npt.NDArray[np.float64]:
+def _row_uniforms(
+    seed: int, symbols: np.ndarray, timestamps: pd.Index, n_samples: int, n_steps: int
+) -> npt.NDArray[np.float64]:
     """``(R, S, n)`` uniforms in (0, 1), a pure function of (seed, symbol, timestamp, s, i)."""
     ts = timestamps.asi8 if isinstance(timestamps, pd.DatetimeIndex) else np.asarray(timestamps)
     key = pd.util.hash_array(np.asarray(symbols, dtype=object)) ^ _splitmix64(
-        pd.util.hash_array(np.asarray(ts)) ^ np.uint64(seed))
+        pd.util.hash_array(np.asarray(ts)) ^ np.uint64(seed)
+    )
     key = _splitmix64(key)  # (R,)
     ctr = _splitmix64(np.arange(n_samples * n_steps, dtype=np.uint64)).reshape(n_samples, n_steps)
     bits = _splitmix64(key[:, None, None] ^ ctr[None])  # (R, S, n)

@@ -214,16 +214,18 @@ def ranking_loss(
     total = pred.new_zeros(())
     if alpha:
         zp = masked_zscore(p, m)
-        point = (F.huber_loss(zp, zt, reduction="none", delta=delta) if pointwise == "huber"
-                 else (zp - zt) ** 2)  # (G, N), 0 off the mask
+        point = (
+            F.huber_loss(zp, zt, reduction="none", delta=delta)
+            if pointwise == "huber"
+            else (zp - zt) ** 2
+        )  # (G, N), 0 off the mask
         total = total + alpha * (point * m).sum() / m.sum().clamp_min(1)
     if beta:
         total = total + beta * pairwise_rank_loss(masked_zscore(p, m), zt, m)
     return total
 
 
-def masked_rank_ic(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
-                   ) -> torch.Tensor:
+def masked_rank_ic(scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Spearman correlation per row over masked entries: ``(G, N) -> (G,)``, NaN if < 2."""
     big = torch.finfo(scores.dtype).max
     ranks = []
@@ -293,11 +295,13 @@ class MaskedAttention(nn.Module):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
-                   for t in (q, k, v))  # (B, nh, T, hd)
+        q, k, v = (
+            t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
+        )  # (B, nh, T, hd)
         # not causal: the whole window is already at or before the row's bar
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, D)))
 
 
@@ -341,8 +345,11 @@ class RankerNet(nn.Module):
         if c.pooling == "attention":  # only then: DDP rejects parameters without gradients
             self.query = nn.Parameter(torch.zeros(c.n_lags, c.d_model))  # one query per lag
         self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.GELU(),
-                          nn.Linear(c.d_model, c.horizons)) for _ in range(c.n_lags))
+            nn.Sequential(
+                nn.Linear(c.d_model, c.d_model), nn.GELU(), nn.Linear(c.d_model, c.horizons)
+            )
+            for _ in range(c.n_lags)
+        )
         self.apply(init_linear)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections: GPT-2 scaled init
@@ -350,7 +357,7 @@ class RankerNet(nn.Module):
         # re-projection starts as identity on the features: a second 0.02-std layer would bury
         # them ~50x below the input-independent Time2Vec part and stall early training
         with torch.no_grad():
-            self.mix.weight[:, :c.d_model].copy_(torch.eye(c.d_model))
+            self.mix.weight[:, : c.d_model].copy_(torch.eye(c.d_model))
 
     @property
     def gate(self) -> torch.Tensor:
@@ -364,7 +371,7 @@ class RankerNet(nn.Module):
         if T > c.max_len:
             raise DataError(f"window of {T} bars is longer than max_len={c.max_len}")
         real = x[..., c.n_gated] > 0.5 if c.n_features > c.n_gated else None  # observed flag
-        gated = torch.cat([x[..., :c.n_gated] * self.gate, x[..., c.n_gated:]], dim=-1)
+        gated = torch.cat([x[..., : c.n_gated] * self.gate, x[..., c.n_gated :]], dim=-1)
         h = self.inp_drop(self.inp(gated))  # (B, T, D)
         tau = torch.arange(T, device=x.device, dtype=h.dtype) / max(T - 1, 1)  # 0 .. 1
         h = self.mix(torch.cat([h, self.t2v(tau).to(h.dtype).expand(B, T, -1)], dim=-1))
@@ -402,8 +409,12 @@ class RankerLossFields:
     early_stop_metric: Literal["loss", "ic"] = "loss"
 
     def __post_init__(self) -> None:
-        require(self.alpha >= 0 and (self.alpha > 0 or self.beta > 0), self, "alpha",
-                ">= 0, with alpha + beta > 0")
+        require(
+            self.alpha >= 0 and (self.alpha > 0 or self.beta > 0),
+            self,
+            "alpha",
+            ">= 0, with alpha + beta > 0",
+        )
         require(self.beta >= 0, self, "beta", ">= 0")
         require(self.huber_delta > 0, self, "huber_delta", "> 0")
         require(self.gate_l1 >= 0, self, "gate_l1", ">= 0")
@@ -411,18 +422,33 @@ class RankerLossFields:
 
 
 RankerParams = compose_params(
-    "RankerParams", module=__name__,
+    "RankerParams",
+    module=__name__,
     net=Part(RankerNetConfig, "net", exclude=("n_features", "n_gated")),
-    extra=(SequenceFields, RankerLossFields), check=check_window,
+    extra=(SequenceFields, RankerLossFields),
+    check=check_window,
     defaults={"batch_size": 8, "lr": 1e-4, "weight_decay": 1e-4, "loss": "huber"},
     doc="Params of the ranker: window, network, heads, loss, gate and training. "
-        "``batch_size`` counts dates (cross-sections), each with all its assets; ``loss`` "
-        "picks the pointwise part on z-scores (``huber`` with ``huber_delta``, or ``mse``).")
+    "``batch_size`` counts dates (cross-sections), each with all its assets; ``loss`` "
+    "picks the pointwise part on z-scores (``huber`` with ``huber_delta``, or ``mse``).",
+)
 
 
-_TINY = {"lookback": 8, "d_model": 16, "n_heads": 2, "n_layers": 1, "ff_mult": 2,
-         "n_lags": 2, "horizons": 2, "max_epochs": 2, "batch_size": 8, "lr": 1e-3,
-         "gate_warmup_steps": 10, "device": "cpu", "predict_batch_size": 1024}
+_TINY = {
+    "lookback": 8,
+    "d_model": 16,
+    "n_heads": 2,
+    "n_layers": 1,
+    "ff_mult": 2,
+    "n_lags": 2,
+    "horizons": 2,
+    "max_epochs": 2,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "gate_warmup_steps": 10,
+    "device": "cpu",
+    "predict_batch_size": 1024,
+}
 
 
 class RankingTransformerForecaster(TorchForecaster):
@@ -443,7 +469,8 @@ class RankingTransformerForecaster(TorchForecaster):
     Config = RankerParams
     Net = RankerNet
     capabilities: ClassVar[Capabilities] = dataclasses.replace(
-        SEQUENCE_CAPS, multi_output=True, label_kinds=("return",))
+        SEQUENCE_CAPS, multi_output=True, label_kinds=("return",)
+    )
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
@@ -475,26 +502,42 @@ class RankingTransformerForecaster(TorchForecaster):
 
     def _fit_target(self, y: pd.Series) -> None:
         if self.label_.label_kind == "volatility":
-            raise DataError(f"{type(self).__name__}: ranks one-bar returns; got a volatility "
-                            f"label {y.name!r}")
+            raise DataError(
+                f"{type(self).__name__}: ranks one-bar returns; got a volatility label {y.name!r}"
+            )
         self.target_, self.target_mean_, self.target_scale_ = "return", 0.0, 1.0
 
-    def _sources(self, layout: SequenceLayout, X_all: pd.DataFrame, y: pd.Series,
-                 valid: Valid | None, valid_rows: npt.NDArray[np.intp] | None
-                 ) -> tuple[Any, Any]:
+    def _sources(
+        self,
+        layout: SequenceLayout,
+        X_all: pd.DataFrame,
+        y: pd.Series,
+        valid: Valid | None,
+        valid_rows: npt.NDArray[np.intp] | None,
+    ) -> tuple[Any, Any]:
         train = self._source(layout, X_all.index, np.arange(len(y)), y.to_numpy(np.float64))
         if train is None:
-            raise DataError(f"{type(self).__name__}: no training row has a finite lag/horizon "
-                            f"target (need labels on consecutive bars of a symbol)")
-        valid_src = None if valid is None else self._source(
-            layout, X_all.index, valid_rows, valid[1].to_numpy(np.float64))
+            raise DataError(
+                f"{type(self).__name__}: no training row has a finite lag/horizon "
+                f"target (need labels on consecutive bars of a symbol)"
+            )
+        valid_src = (
+            None
+            if valid is None
+            else self._source(layout, X_all.index, valid_rows, valid[1].to_numpy(np.float64))
+        )
         return train, valid_src
 
     def _extra_loss(self) -> Any:
         return self._gate_penalty()
 
-    def _source(self, layout: SequenceLayout, index: pd.MultiIndex, rows: npt.NDArray[np.int64],
-                y: npt.NDArray[np.float64]) -> CrossSectionSource | None:
+    def _source(
+        self,
+        layout: SequenceLayout,
+        index: pd.MultiIndex,
+        rows: npt.NDArray[np.int64],
+        y: npt.NDArray[np.float64],
+    ) -> CrossSectionSource | None:
         """Cross-sections of layout ``rows`` (``index`` = the layout's rows), targets from ``y``.
 
         ``y`` holds the labels of ``rows`` only, so no target reads a label outside them.
@@ -505,8 +548,9 @@ class RankingTransformerForecaster(TorchForecaster):
         if not useful.any():
             return None
         dates = np.asarray(index.get_level_values("timestamp"))[rows]
-        return CrossSectionSource(layout, c.lookback, rows=rows[useful], dates=dates[useful],
-                                  y=targets[useful])  # (n', L, H)
+        return CrossSectionSource(
+            layout, c.lookback, rows=rows[useful], dates=dates[useful], y=targets[useful]
+        )  # (n', L, H)
 
     def _net_config(self, n_channels: int) -> RankerNetConfig:
         return self.config_.net_config(n_features=n_channels, n_gated=self.n_features_in_)
@@ -522,8 +566,15 @@ class RankingTransformerForecaster(TorchForecaster):
             if c.early_stop_metric == "ic" and not net.training:  # valid: -rank IC of lag1_h1
                 p, t, m = _groups(pred[..., :1, :1], batch["y"][..., :1, :1], mask)
                 return -torch.nan_to_num(masked_rank_ic(p, t, m), nan=0.0).mean()
-            return ranking_loss(pred, batch["y"], mask, alpha=c.alpha, beta=c.beta,
-                                delta=c.huber_delta, pointwise=c.loss)
+            return ranking_loss(
+                pred,
+                batch["y"],
+                mask,
+                alpha=c.alpha,
+                beta=c.beta,
+                delta=c.huber_delta,
+                pointwise=c.loss,
+            )
 
         return loss
 
@@ -573,8 +624,9 @@ class RankingTransformerForecaster(TorchForecaster):
         """
         X = self._checked_X(X)
         c = self.net_config_
-        columns = [f"lag{lag}_h{h}" for lag in range(1, c.n_lags + 1)
-                   for h in range(1, c.horizons + 1)]
+        columns = [
+            f"lag{lag}_h{h}" for lag in range(1, c.n_lags + 1) for h in range(1, c.horizons + 1)
+        ]
         return pd.DataFrame(self._outputs(X), index=X.index, columns=columns)
 
     # ------------------------------------------------------------------ save / load

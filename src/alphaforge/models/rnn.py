@@ -104,22 +104,28 @@ class RNNNet(nn.Module):
         cell = nn.LSTM if c.cell == "lstm" else nn.GRU
         n_in = c.n_features
         if c.variant == "cnn":  # causal feature extractor in front of the recurrent stack
-            self.conv = nn.Sequential(CausalConv1d(n_in, c.conv_channels, c.conv_kernel),
-                                      nn.GELU())
+            self.conv = nn.Sequential(CausalConv1d(n_in, c.conv_channels, c.conv_kernel), nn.GELU())
             n_in = c.conv_channels
         if c.variant == "residual":
             self.proj = nn.Linear(n_in, c.hidden)  # (B, T, F) -> (B, T, H): width of the skips
-            self.layers = nn.ModuleList(cell(c.hidden, c.hidden, batch_first=True)
-                                        for _ in range(c.n_layers))
+            self.layers = nn.ModuleList(
+                cell(c.hidden, c.hidden, batch_first=True) for _ in range(c.n_layers)
+            )
             self.norms = nn.ModuleList(nn.LayerNorm(c.hidden) for _ in range(c.n_layers))
             self.norm_out = nn.LayerNorm(c.hidden)
         else:  # dropout between stacked layers (torch ignores it on the last one)
-            self.rnn = cell(n_in, c.hidden, c.n_layers, batch_first=True,
-                            dropout=c.dropout if c.n_layers > 1 else 0.0)
+            self.rnn = cell(
+                n_in,
+                c.hidden,
+                c.n_layers,
+                batch_first=True,
+                dropout=c.dropout if c.n_layers > 1 else 0.0,
+            )
         width = c.hidden
         if c.variant == "attention":  # additive score per step: v^T tanh(W o_t)
-            self.score = nn.Sequential(nn.Linear(c.hidden, c.hidden), nn.Tanh(),
-                                       nn.Linear(c.hidden, 1, bias=False))
+            self.score = nn.Sequential(
+                nn.Linear(c.hidden, c.hidden), nn.Tanh(), nn.Linear(c.hidden, 1, bias=False)
+            )
             width = 2 * c.hidden  # pooled context + last step
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(width, 2 if c.multitask else c.n_outputs)
@@ -152,14 +158,26 @@ class RNNNet(nn.Module):
 _FIXED = ("n_features", "cell", "variant", "n_outputs", "multitask")  # set by the class
 _PLAIN = Part(RNNConfig, "net", exclude=(*_FIXED, "conv_channels", "conv_kernel"))
 RNNParams = compose_params(
-    "RNNParams", module=__name__, net=_PLAIN, extra=(SequenceFields,),
-    doc="Params of the LSTM/GRU forecasters: window, recurrent stack, training.")
+    "RNNParams",
+    module=__name__,
+    net=_PLAIN,
+    extra=(SequenceFields,),
+    doc="Params of the LSTM/GRU forecasters: window, recurrent stack, training.",
+)
 CNNLSTMParams = compose_params(
-    "CNNLSTMParams", module=__name__, net=Part(RNNConfig, "net", exclude=_FIXED),
-    extra=(SequenceFields,), doc=":data:`RNNParams` plus the causal conv front end.")
+    "CNNLSTMParams",
+    module=__name__,
+    net=Part(RNNConfig, "net", exclude=_FIXED),
+    extra=(SequenceFields,),
+    doc=":data:`RNNParams` plus the causal conv front end.",
+)
 MultiTaskRNNParams = compose_params(
-    "MultiTaskRNNParams", module=__name__, net=_PLAIN, extra=(SequenceFields, MultiTaskFields),
-    doc=":data:`RNNParams` plus the multi-task fields (target, vol_loss, vol_weight).")
+    "MultiTaskRNNParams",
+    module=__name__,
+    net=_PLAIN,
+    extra=(SequenceFields, MultiTaskFields),
+    doc=":data:`RNNParams` plus the multi-task fields (target, vol_loss, vol_weight).",
+)
 
 
 def _suggest_rnn(trial: optuna.Trial, max_layers: int = 3) -> dict[str, Any]:
@@ -171,8 +189,15 @@ def _suggest_rnn(trial: optuna.Trial, max_layers: int = 3) -> dict[str, Any]:
     }
 
 
-_TINY = {"lookback": 8, "hidden": 8, "n_layers": 2, "max_epochs": 2, "batch_size": 64,
-         "device": "cpu", "predict_batch_size": 1024}
+_TINY = {
+    "lookback": 8,
+    "hidden": 8,
+    "n_layers": 2,
+    "max_epochs": 2,
+    "batch_size": 64,
+    "device": "cpu",
+    "predict_batch_size": 1024,
+}
 
 
 class _RNNForecaster(TorchForecaster):

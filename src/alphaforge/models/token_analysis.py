@@ -19,8 +19,16 @@ from alphaforge.errors import ConfigError
 from alphaforge.models.token_streams import TokenStreams
 from alphaforge.models.tokenizer import ReturnTokenizer, codebook_usage
 
-__all__ = ["analyze_tokens", "bigram_baseline", "outlier_tokens", "token_entropy",
-           "token_frequencies", "top_ngrams", "transition_matrix", "unigram_baseline"]
+__all__ = [
+    "analyze_tokens",
+    "bigram_baseline",
+    "outlier_tokens",
+    "token_entropy",
+    "token_frequencies",
+    "top_ngrams",
+    "transition_matrix",
+    "unigram_baseline",
+]
 
 
 def _score(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -30,13 +38,18 @@ def _score(probs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     ce = float(-np.mean(np.log(np.maximum(p_true, 1e-12))))
     # rank of the target = number of tokens with a strictly higher probability
     rank = (probs > p_true[:, None]).sum(1)
-    return {"cross_entropy": ce, "perplexity": float(np.exp(ce)),
-            "accuracy": float(np.mean(rank == 0)), "top5_accuracy": float(np.mean(rank < 5)),
-            "n_tokens": int(m)}
+    return {
+        "cross_entropy": ce,
+        "perplexity": float(np.exp(ce)),
+        "accuracy": float(np.mean(rank == 0)),
+        "top5_accuracy": float(np.mean(rank < 5)),
+        "n_tokens": int(m),
+    }
 
 
-def unigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
-                     alpha: float = 1.0) -> dict[str, float]:
+def unigram_baseline(
+    train: TokenStreams, valid: TokenStreams, vocab_size: int, alpha: float = 1.0
+) -> dict[str, float]:
     """Score the training token frequencies (add-``alpha`` smoothed) on the valid targets.
 
     Returns:
@@ -48,8 +61,9 @@ def unigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
     return _score(np.broadcast_to(p / p.sum(), (len(targets), vocab_size)), targets)
 
 
-def bigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
-                    alpha: float = 1.0) -> dict[str, float]:
+def bigram_baseline(
+    train: TokenStreams, valid: TokenStreams, vocab_size: int, alpha: float = 1.0
+) -> dict[str, float]:
     """Score a first-order Markov chain (transition matrix from training, add-``alpha``) on the
     valid targets; a document's first token falls back to the unigram frequencies.
 
@@ -66,20 +80,23 @@ def bigram_baseline(train: TokenStreams, valid: TokenStreams, vocab_size: int,
 
 
 # ============================================================================ analysis
-def token_frequencies(streams: TokenStreams, vocab_size: int,
-                      tokenizer: ReturnTokenizer | None = None) -> pd.DataFrame:
+def token_frequencies(
+    streams: TokenStreams, vocab_size: int, tokenizer: ReturnTokenizer | None = None
+) -> pd.DataFrame:
     """Count and share of every token; with a tokenizer also its decoded return (sum over the
     patch, return units). Columns ``token, count, share[, decoded_return]``."""
     counts = np.bincount(streams.tokens, minlength=vocab_size)[:vocab_size]
-    out = pd.DataFrame({"token": np.arange(vocab_size), "count": counts,
-                        "share": counts / max(1, counts.sum())})
+    out = pd.DataFrame(
+        {"token": np.arange(vocab_size), "count": counts, "share": counts / max(1, counts.sum())}
+    )
     if tokenizer is not None:
         out["decoded_return"] = tokenizer.decode_returns(np.arange(vocab_size)).sum(1)
     return out
 
 
-def transition_matrix(streams: TokenStreams, vocab_size: int,
-                      normalize: bool = True) -> pd.DataFrame:
+def transition_matrix(
+    streams: TokenStreams, vocab_size: int, normalize: bool = True
+) -> pd.DataFrame:
     """``(V, V)`` counts (or row-normalised probabilities) of token ``j`` following ``i``,
     within documents only. Rows never seen stay 0 when normalised."""
     V = vocab_size
@@ -89,8 +106,9 @@ def transition_matrix(streams: TokenStreams, vocab_size: int,
     m = counts.reshape(V, V).astype(np.float64)
     if normalize:
         m = m / np.maximum(m.sum(1, keepdims=True), 1)
-    return pd.DataFrame(m, index=pd.Index(range(V), name="from"),
-                        columns=pd.Index(range(V), name="to"))
+    return pd.DataFrame(
+        m, index=pd.Index(range(V), name="from"), columns=pd.Index(range(V), name="to")
+    )
 
 
 def token_entropy(streams: TokenStreams, vocab_size: int) -> pd.DataFrame:
@@ -104,11 +122,15 @@ def token_entropy(streams: TokenStreams, vocab_size: int) -> pd.DataFrame:
     pr = pj.sum(1, keepdims=True)
     nz = pj > 0
     h_cond = float(-(pj[nz] * np.log2((pj / np.maximum(pr, 1e-300))[nz])).sum())
-    rows = {"unigram_entropy_bits": h1, "unigram_perplexity": 2**h1,
-            "conditional_entropy_bits": h_cond, "conditional_perplexity": 2**h_cond,
-            "max_entropy_bits": float(np.log2(vocab_size)),
-            "codebook_usage": codebook_usage(streams.tokens, vocab_size),
-            "n_tokens": float(len(streams.tokens))}
+    rows = {
+        "unigram_entropy_bits": h1,
+        "unigram_perplexity": 2**h1,
+        "conditional_entropy_bits": h_cond,
+        "conditional_perplexity": 2**h_cond,
+        "max_entropy_bits": float(np.log2(vocab_size)),
+        "codebook_usage": codebook_usage(streams.tokens, vocab_size),
+        "n_tokens": float(len(streams.tokens)),
+    }
     return pd.DataFrame({"metric": list(rows), "value": list(rows.values())})
 
 
@@ -122,31 +144,48 @@ def top_ngrams(streams: TokenStreams, n: int, top: int = 20) -> pd.DataFrame:
         raise ConfigError(f"n-gram length must be >= 1, got {n}")
     t, doc = streams.tokens, streams.doc_ids()
     m = len(t) - n + 1
-    starts = np.flatnonzero(doc[:m] == doc[n - 1:]) if m > 0 else np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(doc[:m] == doc[n - 1 :]) if m > 0 else np.zeros(0, dtype=np.int64)
     if len(starts) == 0:
         return pd.DataFrame({"ngram": [], "count": [], "share": []})
     grams = t[starts[:, None] + np.arange(n)]  # (m, n)
     uniq, counts = np.unique(grams, axis=0, return_counts=True)
     order = np.argsort(-counts, kind="stable")[:top]
-    return pd.DataFrame({"ngram": [" ".join(map(str, g)) for g in uniq[order]],
-                         "count": counts[order], "share": counts[order] / len(starts)})
+    return pd.DataFrame(
+        {
+            "ngram": [" ".join(map(str, g)) for g in uniq[order]],
+            "count": counts[order],
+            "share": counts[order] / len(starts),
+        }
+    )
 
 
-def analyze_tokens(streams: TokenStreams, vocab_size: int,
-                   tokenizer: ReturnTokenizer | None = None, *, top: int = 20
-                   ) -> dict[str, pd.DataFrame]:
+def analyze_tokens(
+    streams: TokenStreams,
+    vocab_size: int,
+    tokenizer: ReturnTokenizer | None = None,
+    *,
+    top: int = 20,
+) -> dict[str, pd.DataFrame]:
     """Every token table at once: ``frequencies``, ``transitions``, ``entropy``, ``ngrams_2``,
     ``ngrams_3`` and ``outliers`` (see the functions of the same names)."""
-    return {"frequencies": token_frequencies(streams, vocab_size, tokenizer),
-            "transitions": transition_matrix(streams, vocab_size),
-            "entropy": token_entropy(streams, vocab_size),
-            "ngrams_2": top_ngrams(streams, 2, top), "ngrams_3": top_ngrams(streams, 3, top),
-            "outliers": outlier_tokens(streams, vocab_size, tokenizer)}
+    return {
+        "frequencies": token_frequencies(streams, vocab_size, tokenizer),
+        "transitions": transition_matrix(streams, vocab_size),
+        "entropy": token_entropy(streams, vocab_size),
+        "ngrams_2": top_ngrams(streams, 2, top),
+        "ngrams_3": top_ngrams(streams, 3, top),
+        "outliers": outlier_tokens(streams, vocab_size, tokenizer),
+    }
 
 
-def outlier_tokens(streams: TokenStreams, vocab_size: int,
-                   tokenizer: ReturnTokenizer | None = None, *, z: float = 3.0,
-                   rare: float = 0.1) -> pd.DataFrame:
+def outlier_tokens(
+    streams: TokenStreams,
+    vocab_size: int,
+    tokenizer: ReturnTokenizer | None = None,
+    *,
+    z: float = 3.0,
+    rare: float = 0.1,
+) -> pd.DataFrame:
     """Tokens that are rare (share below ``rare / V``) or, with a tokenizer, decode to an extreme
     return (more than ``z`` frequency-weighted standard deviations from the mean).
 
@@ -167,8 +206,7 @@ def outlier_tokens(streams: TokenStreams, vocab_size: int,
     reason = np.where(is_rare, "rare", "")
     if tokenizer is not None:
         extreme = (freq["z"].abs() > z).to_numpy()
-        reason = np.where(extreme & is_rare, "rare, extreme", np.where(extreme, "extreme",
-                                                                         reason))
+        reason = np.where(extreme & is_rare, "rare, extreme", np.where(extreme, "extreme", reason))
     freq["reason"] = reason
     out = freq[flagged.to_numpy()]
     key = out["z"].abs() if tokenizer is not None else -out["share"]

@@ -59,8 +59,9 @@ class TokenStreams:
         """
         missing = {"symbol", "timestamp", "token"} - set(frame.columns)
         if missing:
-            raise DataError(f"token frame lacks columns {sorted(missing)}; has "
-                            f"{list(frame.columns)}")
+            raise DataError(
+                f"token frame lacks columns {sorted(missing)}; has {list(frame.columns)}"
+            )
         f = frame.sort_values(["symbol", "timestamp"], kind="stable")
         tokens = f["token"].to_numpy(np.int64)
         if len(tokens) and tokens.min() < 0:
@@ -97,12 +98,18 @@ class TokenStreams:
 
     def to_frame(self) -> pd.DataFrame:
         """Long frame ``timestamp, symbol, token`` (timestamp NaT when unknown)."""
-        ts = self.timestamps if self.timestamps is not None else pd.DatetimeIndex(
-            [pd.NaT] * len(self.tokens))
-        return pd.DataFrame({"timestamp": ts,
-                             "symbol": np.repeat(np.asarray(self.symbols, dtype=object),
-                                                 self.lengths),
-                             "token": self.tokens})
+        ts = (
+            self.timestamps
+            if self.timestamps is not None
+            else pd.DatetimeIndex([pd.NaT] * len(self.tokens))
+        )
+        return pd.DataFrame(
+            {
+                "timestamp": ts,
+                "symbol": np.repeat(np.asarray(self.symbols, dtype=object), self.lengths),
+                "token": self.tokens,
+            }
+        )
 
     def split(self, train_end: Any) -> tuple[TokenStreams, TokenStreams]:
         """Split by time: training tokens at or before ``train_end``; validation targets after.
@@ -118,8 +125,11 @@ class TokenStreams:
         if self.timestamps is None:
             raise DataError("cannot split tokens by time: they carry no timestamps")
         keep_train = np.asarray(self.timestamps <= train_end)
-        n_before = np.add.reduceat(keep_train.astype(np.int64), self.offsets[:-1]) \
-            if len(self.tokens) else np.zeros(0, dtype=np.int64)
+        n_before = (
+            np.add.reduceat(keep_train.astype(np.int64), self.offsets[:-1])
+            if len(self.tokens)
+            else np.zeros(0, dtype=np.int64)
+        )
         n_before = np.where(self.lengths > 0, n_before, 0)
         train = _subset(self, keep_train, np.arange(len(self.symbols)))
         has_valid = n_before < self.lengths
@@ -128,24 +138,33 @@ class TokenStreams:
         valid = _subset(self, keep_valid, valid_docs)
         valid = dataclasses.replace(valid, target_from=n_before[valid_docs])
         if len(train.tokens) == 0 or len(valid.tokens) == 0:
-            raise DataError(f"time split at {train_end}: {len(train.tokens)} training and "
-                            f"{int((~keep_train).sum())} validation tokens; need both > 0")
+            raise DataError(
+                f"time split at {train_end}: {len(train.tokens)} training and "
+                f"{int((~keep_train).sum())} validation tokens; need both > 0"
+            )
         return train, valid
 
 
 def _subset(s: TokenStreams, keep: np.ndarray, docs: np.ndarray) -> TokenStreams:
     """Tokens where ``keep``; documents ``docs`` (those left empty are dropped)."""
-    lengths = np.add.reduceat(keep.astype(np.int64), s.offsets[:-1])[docs] if len(keep) else \
-        np.zeros(len(docs), dtype=np.int64)
+    lengths = (
+        np.add.reduceat(keep.astype(np.int64), s.offsets[:-1])[docs]
+        if len(keep)
+        else np.zeros(len(docs), dtype=np.int64)
+    )
     lengths = np.where(s.lengths[docs] > 0, lengths, 0)
     nonempty = lengths > 0
-    return TokenStreams(s.tokens[keep], np.r_[0, np.cumsum(lengths[nonempty])].astype(np.int64),
-                        tuple(np.asarray(s.symbols, dtype=object)[docs][nonempty]),
-                        None if s.timestamps is None else s.timestamps[keep])
+    return TokenStreams(
+        s.tokens[keep],
+        np.r_[0, np.cumsum(lengths[nonempty])].astype(np.int64),
+        tuple(np.asarray(s.symbols, dtype=object)[docs][nonempty]),
+        None if s.timestamps is None else s.timestamps[keep],
+    )
 
 
-def write_tokens(path: str | os.PathLike[str], frame: pd.DataFrame,
-                 meta: dict[str, Any] | None = None) -> Path:
+def write_tokens(
+    path: str | os.PathLike[str], frame: pd.DataFrame, meta: dict[str, Any] | None = None
+) -> Path:
     """Write a token frame (``timestamp, symbol, token``) to Parquet atomically, with ``meta``
     (JSON) in the file's key-value metadata."""
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)

@@ -50,9 +50,22 @@ from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "FIELDS", "TOKENIZERS", "QuantileTokenizer", "ReturnTokenizer", "TokenizerConfig", "VQVAE",
-    "VQVAETokenizer", "bar_fields", "code_perplexity", "codebook_usage", "first_valid",
-    "kmeans", "load_tokenizer", "panel_patches", "sortable_time", "symbol_major",
+    "FIELDS",
+    "TOKENIZERS",
+    "QuantileTokenizer",
+    "ReturnTokenizer",
+    "TokenizerConfig",
+    "VQVAE",
+    "VQVAETokenizer",
+    "bar_fields",
+    "code_perplexity",
+    "codebook_usage",
+    "first_valid",
+    "kmeans",
+    "load_tokenizer",
+    "panel_patches",
+    "sortable_time",
+    "symbol_major",
     "tokenize_panel",
 ]
 
@@ -168,7 +181,10 @@ def panel_patches(
 
 
 def tokenize_panel(
-    panel: pd.DataFrame, tokenizer: ReturnTokenizer, *, fields: Sequence[str] = ("ret",),
+    panel: pd.DataFrame,
+    tokenizer: ReturnTokenizer,
+    *,
+    fields: Sequence[str] = ("ret",),
     train_frac: float = 0.8,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Fit ``tokenizer`` on the first ``train_frac`` of the timestamps, then encode every patch.
@@ -197,9 +213,14 @@ def tokenize_panel(
     train = np.asarray(where["timestamp"] <= train_end)
     tokenizer.fit(patches[train], fields=fields)
     tokens = where.assign(token=tokenizer.encode(patches))
-    meta = {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-            "patch": tokenizer.config.patch, "fields": list(fields), "train_end": str(train_end),
-            "report_train": tokenizer.report(patches[train])}
+    meta = {
+        "kind": tokenizer.kind,
+        "vocab_size": tokenizer.vocab_size,
+        "patch": tokenizer.config.patch,
+        "fields": list(fields),
+        "train_end": str(train_end),
+        "report_train": tokenizer.report(patches[train]),
+    }
     if (~train).any():
         meta["report_later"] = tokenizer.report(patches[~train])
     return tokens, meta
@@ -277,12 +298,20 @@ class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.encoder = nn.Sequential(nn.Linear(c.n_inputs, c.hidden), nn.GELU(),
-                                     nn.Linear(c.hidden, c.hidden), nn.GELU(),
-                                     nn.Linear(c.hidden, c.code_dim))
-        self.decoder = nn.Sequential(nn.Linear(c.code_dim, c.hidden), nn.GELU(),
-                                     nn.Linear(c.hidden, c.hidden), nn.GELU(),
-                                     nn.Linear(c.hidden, c.n_inputs))
+        self.encoder = nn.Sequential(
+            nn.Linear(c.n_inputs, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, c.code_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(c.code_dim, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, c.hidden),
+            nn.GELU(),
+            nn.Linear(c.hidden, c.n_inputs),
+        )
         # buffers, not parameters: the optimiser never touches the codebook, the EMA does
         self.register_buffer("codebook", torch.randn(c.codebook_size, c.code_dim))
         self.register_buffer("ema_count", torch.ones(c.codebook_size))
@@ -372,8 +401,15 @@ class TokenizerConfig:
         require(self.codebook_size >= 2, self, "codebook_size", "an int >= 2")
         require(self.patch >= 1, self, "patch", "an int >= 1")
         require(self.clip > 0, self, "clip", "> 0")
-        for name in ("code_dim", "hidden", "restart_every", "kmeans_points", "max_epochs",
-                     "batch_size", "encode_batch_size"):
+        for name in (
+            "code_dim",
+            "hidden",
+            "restart_every",
+            "kmeans_points",
+            "max_epochs",
+            "batch_size",
+            "encode_batch_size",
+        ):
             require(getattr(self, name) >= 1, self, name, "an int >= 1")
         require(self.beta >= 0, self, "beta", ">= 0")
         require(0 < self.decay < 1, self, "decay", "in (0, 1)")
@@ -397,8 +433,9 @@ class ReturnTokenizer:
 
     kind: ClassVar[str] = "base"
 
-    def __init__(self, config: TokenizerConfig | None = None, *, random_state: int = 0,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, config: TokenizerConfig | None = None, *, random_state: int = 0, **overrides: Any
+    ) -> None:
         self.config = dataclasses.replace(config or TokenizerConfig(), **overrides)
         self.random_state = random_state
 
@@ -423,8 +460,9 @@ class ReturnTokenizer:
         """
         x = self._check(patches, fitted=False)
         C = x.shape[2]
-        self.fields_ = tuple(fields) if fields is not None else ("ret",) + tuple(
-            f"ch{i}" for i in range(1, C))
+        self.fields_ = (
+            tuple(fields) if fields is not None else ("ret",) + tuple(f"ch{i}" for i in range(1, C))
+        )
         if len(self.fields_) != C:
             raise DataError(f"{len(self.fields_)} field names for {C} channels: {self.fields_}")
         flat = x.reshape(-1, C)
@@ -467,9 +505,12 @@ class ReturnTokenizer:
         """Codebook usage, perplexity, reconstruction MSE/MAE and return std of ``patches``."""
         x = self._check(patches, fitted=True)
         tokens = self._encode(x)
-        return {"usage": codebook_usage(tokens, self.vocab_size),
-                "perplexity": code_perplexity(tokens, self.vocab_size),
-                **self.reconstruction_error(x), "return_std": float(x[..., 0].std())}
+        return {
+            "usage": codebook_usage(tokens, self.vocab_size),
+            "perplexity": code_perplexity(tokens, self.vocab_size),
+            **self.reconstruction_error(x),
+            "return_std": float(x[..., 0].std()),
+        }
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -477,10 +518,17 @@ class ReturnTokenizer:
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": _FORMAT, "kind": self.kind, "config": dataclasses.asdict(self.config),
-                "random_state": self.random_state, "fields": list(self.fields_),
-                "mean": self.mean_.tolist(), "std": self.std_.tolist(),
-                "table": self.table_.tolist(), "state": self._save_state(path)}
+        meta = {
+            "format": _FORMAT,
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.config),
+            "random_state": self.random_state,
+            "fields": list(self.fields_),
+            "mean": self.mean_.tolist(),
+            "std": self.std_.tolist(),
+            "table": self.table_.tolist(),
+            "state": self._save_state(path),
+        }
         atomic_write_text(path / META_FILE, json.dumps(meta) + "\n")  # last: marks completeness
         return path
 
@@ -508,8 +556,7 @@ class ReturnTokenizer:
         P = self.config.patch
         if x.ndim != 3 or x.shape[1] != P or (fitted and x.shape[2] != len(self.fields_)):
             want = f"(n, {P}, {len(self.fields_) if fitted else 'C'})"
-            raise DataError(f"{type(self).__name__}: patches must have shape {want}, "
-                            f"got {x.shape}")
+            raise DataError(f"{type(self).__name__}: patches must have shape {want}, got {x.shape}")
         if not fitted and len(x) == 0:
             raise DataError(f"{type(self).__name__}: no training patches")
         if not np.isfinite(x).all():
@@ -525,9 +572,15 @@ class VQVAETokenizer(ReturnTokenizer):
 
     def _net_config(self, n_inputs: int) -> VQVAEConfig:
         c = self.config
-        return VQVAEConfig(n_inputs=n_inputs, codebook_size=c.codebook_size, code_dim=c.code_dim,
-                           hidden=c.hidden, decay=c.decay, dead_fraction=c.dead_fraction,
-                           restart_every=c.restart_every)
+        return VQVAEConfig(
+            n_inputs=n_inputs,
+            codebook_size=c.codebook_size,
+            code_dim=c.code_dim,
+            hidden=c.hidden,
+            decay=c.decay,
+            dead_fraction=c.dead_fraction,
+            restart_every=c.restart_every,
+        )
 
     def _fit_codes(self, x: np.ndarray) -> None:
         c = self.config
@@ -548,14 +601,24 @@ class VQVAETokenizer(ReturnTokenizer):
 
         batch = min(c.batch_size, len(z))
         epochs = max(c.max_epochs, -(-c.min_steps * batch // len(z)))  # >= min_steps steps
-        train = TrainConfig(max_epochs=epochs, batch_size=batch, lr=c.lr, weight_decay=0.0,
-                            patience=0, device=c.device, precision="fp32")
+        train = TrainConfig(
+            max_epochs=epochs,
+            batch_size=batch,
+            lr=c.lr,
+            weight_decay=0.0,
+            patience=0,
+            device=c.device,
+            precision="fp32",
+        )
         history = fit_torch(net, TensorSource({"x": z}, device=device), loss_fn, train, seed=seed)
         self.net_ = net.eval()
         self.history_ = history.to_frame()
         self.table_ = self._decode_codes()
-        logger.info("VQ-VAE tokenizer: %d codes, final loss %.4g", c.codebook_size,
-                    self.history_["train_loss"].iloc[-1])
+        logger.info(
+            "VQ-VAE tokenizer: %d codes, final loss %.4g",
+            c.codebook_size,
+            self.history_["train_loss"].iloc[-1],
+        )
 
     @torch.no_grad()
     def _decode_codes(self) -> np.ndarray:
@@ -570,20 +633,22 @@ class VQVAETokenizer(ReturnTokenizer):
         size = self.config.encode_batch_size
         out = np.empty(len(z), dtype=np.int64)
         for lo in range(0, len(z), size):
-            chunk = z[lo:lo + size]
+            chunk = z[lo : lo + size]
             n = len(chunk)
             if n < size:  # fixed shape: pad the last chunk (its outputs are dropped)
                 chunk = torch.cat([chunk, chunk.new_zeros(size - n, chunk.shape[1])])
             codes = self.net_.quantize(self.net_.encoder(chunk.to(device)).float())
-            out[lo:lo + n] = codes[:n].cpu().numpy()
+            out[lo : lo + n] = codes[:n].cpu().numpy()
         return out
 
     def _save_state(self, path: Path) -> dict[str, Any]:
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in self.net_.state_dict().items()}, buf)
         atomic_write_bytes(path / WEIGHTS_FILE, buf.getvalue())
-        return {"net_config": dataclasses.asdict(self.net_.config),
-                "history": self.history_.to_dict(orient="list")}
+        return {
+            "net_config": dataclasses.asdict(self.net_.config),
+            "history": self.history_.to_dict(orient="list"),
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         weights = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
@@ -614,8 +679,9 @@ class QuantileTokenizer(ReturnTokenizer):
         sums = np.zeros((K, *x.shape[1:]))
         np.add.at(sums, codes, x)
         mean = x.mean(0)
-        self.table_ = np.where(counts[:, None, None] > 0,
-                               sums / np.maximum(counts, 1)[:, None, None], mean)
+        self.table_ = np.where(
+            counts[:, None, None] > 0, sums / np.maximum(counts, 1)[:, None, None], mean
+        )
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges_, self._score(x), side="right").astype(np.int64)
@@ -627,8 +693,10 @@ class QuantileTokenizer(ReturnTokenizer):
         self.edges_ = np.asarray(state["edges"], dtype=np.float64)
 
 
-TOKENIZERS: dict[str, type[ReturnTokenizer]] = {"vqvae": VQVAETokenizer,
-                                                "quantile": QuantileTokenizer}
+TOKENIZERS: dict[str, type[ReturnTokenizer]] = {
+    "vqvae": VQVAETokenizer,
+    "quantile": QuantileTokenizer,
+}
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> ReturnTokenizer:
@@ -642,8 +710,9 @@ def load_tokenizer(path: str | os.PathLike[str]) -> ReturnTokenizer:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
         klass = TOKENIZERS[meta["kind"]]
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"not a saved tokenizer ({type(exc).__name__}: {exc})",
-                        path=str(path)) from None
+        raise DataError(
+            f"not a saved tokenizer ({type(exc).__name__}: {exc})", path=str(path)
+        ) from None
     if meta.get("format") != _FORMAT:
         raise DataError(f"not a saved tokenizer (format {meta.get('format')!r})", path=str(path))
     tok = klass(TokenizerConfig(**meta["config"]), random_state=meta["random_state"])

@@ -100,8 +100,13 @@ class MultiTaskFields:
         require(self.vol_weight > 0, self, "vol_weight", "> 0")
 
 
-SEQUENCE_CAPS = Capabilities(family="neural", supports_valid=True, early_stopping=True,
-                             needs_sequence=True, checkpointable=True)
+SEQUENCE_CAPS = Capabilities(
+    family="neural",
+    supports_valid=True,
+    early_stopping=True,
+    needs_sequence=True,
+    checkpointable=True,
+)
 MULTITASK_CAPS = dataclasses.replace(SEQUENCE_CAPS, multi_output=True)
 
 
@@ -111,8 +116,7 @@ def check_window(params: Any) -> None:
     Raises:
         ConfigError: ``max_len < lookback``.
     """
-    require(params.max_len >= params.lookback, params, "max_len",
-            f">= lookback={params.lookback}")
+    require(params.max_len >= params.lookback, params, "max_len", f">= lookback={params.lookback}")
 
 
 def suggest_training(trial: optuna.Trial) -> dict[str, Any]:
@@ -177,15 +181,26 @@ class TorchForecaster(BaseForecaster):
         self.net_config_ = self._net_config(layout.n_channels)
         with seeded(self.seed_, device):  # weight init; the global RNG is restored on exit
             net = self.Net(self.net_config_)
-            history = fit_torch(net, train, self._loss_fn(), c.train_config(), valid=valid_src,
-                                seed=self.seed_, checkpoint_dir=self.checkpoint_dir,
-                                resume=self.resume and self.checkpoint_dir is not None,
-                                extra_loss=self._extra_loss(),
-                                on_epoch=self.iteration_callback if valid is not None else None)
+            history = fit_torch(
+                net,
+                train,
+                self._loss_fn(),
+                c.train_config(),
+                valid=valid_src,
+                seed=self.seed_,
+                checkpoint_dir=self.checkpoint_dir,
+                resume=self.resume and self.checkpoint_dir is not None,
+                extra_loss=self._extra_loss(),
+                on_epoch=self.iteration_callback if valid is not None else None,
+            )
         self.net_ = net.eval()
         self.history_ = history.to_frame()
-        logger.info("%s: %d epochs, %d parameters", type(self).__name__, len(self.history_),
-                    sum(p.numel() for p in net.parameters()))
+        logger.info(
+            "%s: %d epochs, %d parameters",
+            type(self).__name__,
+            len(self.history_),
+            sum(p.numel() for p in net.parameters()),
+        )
 
     def _fit_target(self, y: pd.Series) -> None:
         """Set ``target_``, ``target_mean_`` and ``target_scale_`` from the training labels."""
@@ -195,18 +210,31 @@ class TorchForecaster(BaseForecaster):
         scale = float(np.sqrt(np.mean((y_train - self.target_mean_) ** 2)))
         self.target_scale_ = scale if scale > 0 else 1.0
 
-    def _sources(self, layout: SequenceLayout, X_all: pd.DataFrame, y: pd.Series,
-                 valid: Valid | None, valid_rows: npt.NDArray[np.intp] | None
-                 ) -> tuple[Any, Any]:
+    def _sources(
+        self,
+        layout: SequenceLayout,
+        X_all: pd.DataFrame,
+        y: pd.Series,
+        valid: Valid | None,
+        valid_rows: npt.NDArray[np.intp] | None,
+    ) -> tuple[Any, Any]:
         """Training and valid batch sources over ``layout`` (rows of ``X_all``; the training
         rows come first, in ``y``'s order, then valid rows not already among them)."""
         c = self.config_
         labelled = y.notna().to_numpy()
-        train = WindowSource(layout, c.lookback, rows=np.flatnonzero(labelled),
-                             y=self._targets(y.to_numpy(np.float64)[labelled]))
-        valid_src = None if valid is None else WindowSource(
-            layout, c.lookback, rows=valid_rows,
-            y=self._targets(valid[1].to_numpy(np.float64)))
+        train = WindowSource(
+            layout,
+            c.lookback,
+            rows=np.flatnonzero(labelled),
+            y=self._targets(y.to_numpy(np.float64)[labelled]),
+        )
+        valid_src = (
+            None
+            if valid is None
+            else WindowSource(
+                layout, c.lookback, rows=valid_rows, y=self._targets(valid[1].to_numpy(np.float64))
+            )
+        )
         return train, valid_src
 
     def _extra_loss(self) -> Any:
@@ -218,8 +246,10 @@ class TorchForecaster(BaseForecaster):
         if target == "auto":
             target = "volatility" if self.label_.label_kind == "volatility" else "return"
         if target == "volatility" and (y.dropna() < 0).any():
-            raise DataError(f"{type(self).__name__}: a volatility label must be >= 0, got "
-                            f"min {float(y.min()):g}")
+            raise DataError(
+                f"{type(self).__name__}: a volatility label must be >= 0, got "
+                f"min {float(y.min()):g}"
+            )
         return target
 
     def _targets(self, y: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
@@ -246,12 +276,18 @@ class TorchForecaster(BaseForecaster):
         # without a return label the NLL has no mean to centre on: QLIKE on the vol label
         vol_loss = "qlike" if self.target_ == "volatility" else c.vol_loss
         return lambda net, batch: multitask_loss(
-            net(batch["x"]).float(), batch["y"], return_weight=return_weight,
-            vol_weight=c.vol_weight, vol_loss=vol_loss, huber=c.loss == "huber")
+            net(batch["x"]).float(),
+            batch["y"],
+            return_weight=return_weight,
+            vol_weight=c.vol_weight,
+            vol_loss=vol_loss,
+            huber=c.loss == "huber",
+        )
 
     def _layout(self, X: pd.DataFrame, device: torch.device) -> SequenceLayout:
-        return SequenceLayout.build(X, self.standardizer_, device=device,
-                                    missing=self.config_.missing_mask)
+        return SequenceLayout.build(
+            X, self.standardizer_, device=device, missing=self.config_.missing_mask
+        )
 
     # ------------------------------------------------------------------ predict
     def _outputs(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
@@ -269,7 +305,7 @@ class TorchForecaster(BaseForecaster):
                 # fixed batch shape: the last batch is padded with row 0, whose output is dropped
                 idx = torch.where(idx < len(source), idx, 0)
                 pred = self.net_(source.batch(idx)["x"]).float()  # (size, K)
-                out[lo:lo + n] = pred[:n].cpu().numpy()
+                out[lo : lo + n] = pred[:n].cpu().numpy()
         return out
 
     def _n_outputs(self) -> int:
@@ -298,8 +334,10 @@ class TorchForecaster(BaseForecaster):
             NotFittedError: before ``fit``.
         """
         if not self.multitask:
-            raise ConfigError(f"{type(self).__name__} has no volatility head; use a multitask "
-                              f"model (multitask_lstm, multitask_transformer)")
+            raise ConfigError(
+                f"{type(self).__name__} has no volatility head; use a multitask "
+                f"model (multitask_lstm, multitask_transformer)"
+            )
         X = self._checked_X(X)
         vol = self._outputs(X)[:, 1] * self.target_scale_
         return pd.Series(vol, index=X.index, name="vol_pred")

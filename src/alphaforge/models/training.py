@@ -152,8 +152,12 @@ class TrainConfig:
         require(self.batch_size >= 1, self, "batch_size", "an int >= 1")
         require(self.lr > 0, self, "lr", "> 0")
         require(self.weight_decay >= 0, self, "weight_decay", ">= 0")
-        require(self.schedule in ("cosine", "onecycle", "constant"), self, "schedule",
-                "one of 'cosine', 'onecycle', 'constant'")
+        require(
+            self.schedule in ("cosine", "onecycle", "constant"),
+            self,
+            "schedule",
+            "one of 'cosine', 'onecycle', 'constant'",
+        )
         require(0 <= self.warmup_frac < 1, self, "warmup_frac", "in [0, 1)")
         require(self.grad_clip >= 0, self, "grad_clip", ">= 0 (0: no clipping)")
         require(self.patience >= 0, self, "patience", "an int >= 0 (0: no early stopping)")
@@ -495,8 +499,10 @@ def fit_torch(
     run = _start_run(model, train, valid, loss_fn, config, extra_loss, checkpoint_dir, resume)
     st = _State(perm_state=torch.Generator().manual_seed(seed).get_state())
     # dropout draws from the global RNG: seeded per rank, the caller's state restored on exit
-    with (dev.seeded(seed + dev.rank(), run.device),
-          dev.cudnn_benchmark(run.device, config.drop_last)):
+    with (
+        dev.seeded(seed + dev.rank(), run.device),
+        dev.cudnn_benchmark(run.device, config.drop_last),
+    ):
         last = run.ckpt_dir / "last.pt" if run.ckpt_dir is not None else None
         if resume and last is not None and last.exists():
             _load_last(run, st, last)
@@ -604,12 +610,13 @@ def _epoch_order(run: _Run, st: _State, train: BatchSource) -> tuple[torch.Tenso
     next_perm_state = gen.get_state()
     n_ranks = dev.world_size()
     if n_ranks > 1:
-        perm = perm[dev.rank()::n_ranks][:run.n_shard]  # (N // W,) this rank's shard
+        perm = perm[dev.rank() :: n_ranks][: run.n_shard]  # (N // W,) this rank's shard
     return perm.to(train.device), next_perm_state
 
 
-def _run_steps(run: _Run, st: _State, train: BatchSource, perm: torch.Tensor,
-               max_steps: int | None, lr: float) -> float:
+def _run_steps(
+    run: _Run, st: _State, train: BatchSource, perm: torch.Tensor, max_steps: int | None, lr: float
+) -> float:
     """The epoch's remaining optimizer steps over ``perm``; returns the last step's lr."""
     bs, device = run.config.batch_size, run.device
     acc = torch.tensor([st.loss_sum, st.loss_count], dtype=torch.float64, device=device)

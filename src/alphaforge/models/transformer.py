@@ -83,8 +83,12 @@ def check_attention(c: Any) -> None:
         ConfigError: ``d_model`` not a multiple of ``n_heads``, or a bad depth, dropout or MLP
             width.
     """
-    require(c.n_heads >= 1 and c.d_model % c.n_heads == 0, c, "d_model",
-            f"a multiple of n_heads={c.n_heads}")
+    require(
+        c.n_heads >= 1 and c.d_model % c.n_heads == 0,
+        c,
+        "d_model",
+        f"a multiple of n_heads={c.n_heads}",
+    )
     require(c.n_layers >= 1, c, "n_layers", "an int >= 1")
     require(0 <= c.dropout < 1, c, "dropout", "in [0, 1)")
     require(c.ff_mult >= 1, c, "ff_mult", "an int >= 1")
@@ -101,10 +105,12 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
-                   for t in (q, k, v))  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = (
+            t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
+        )  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+        )
         y = y.transpose(1, 2).contiguous().view(B, T, D)  # re-assemble heads
         return self.resid_drop(self.proj(y))
 
@@ -192,12 +198,21 @@ class TransformerNet(nn.Module):
 # ============================================================================ forecasters
 _NET = Part(TransformerConfig, "net", exclude=("n_features", "n_outputs", "multitask"))
 TransformerParams = compose_params(
-    "TransformerParams", module=__name__, net=_NET, extra=(SequenceFields,), check=check_window,
-    doc="Params of the transformer forecaster: window, encoder, training.")
+    "TransformerParams",
+    module=__name__,
+    net=_NET,
+    extra=(SequenceFields,),
+    check=check_window,
+    doc="Params of the transformer forecaster: window, encoder, training.",
+)
 MultiTaskTransformerParams = compose_params(
-    "MultiTaskTransformerParams", module=__name__, net=_NET,
-    extra=(SequenceFields, MultiTaskFields), check=check_window,
-    doc=":data:`TransformerParams` plus the multi-task fields (target, vol_loss, vol_weight).")
+    "MultiTaskTransformerParams",
+    module=__name__,
+    net=_NET,
+    extra=(SequenceFields, MultiTaskFields),
+    check=check_window,
+    doc=":data:`TransformerParams` plus the multi-task fields (target, vol_loss, vol_weight).",
+)
 
 
 def _suggest_transformer(trial: optuna.Trial) -> dict[str, Any]:
@@ -212,8 +227,17 @@ def _suggest_transformer(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-_TINY = {"lookback": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "ff_mult": 2,
-         "max_epochs": 2, "batch_size": 64, "device": "cpu", "predict_batch_size": 1024}
+_TINY = {
+    "lookback": 8,
+    "d_model": 8,
+    "n_heads": 2,
+    "n_layers": 1,
+    "ff_mult": 2,
+    "max_epochs": 2,
+    "batch_size": 64,
+    "device": "cpu",
+    "predict_batch_size": 1024,
+}
 
 
 class TransformerForecaster(TorchForecaster):

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TREE_CAPS = Capabilities(family="tree", supports_valid=True, early_stopping=True,
-                         feature_importance=True)
+TREE_CAPS = Capabilities(
+    family="tree", supports_valid=True, early_stopping=True, feature_importance=True
+)
 
 
 def _check_gbdt(cfg: Any) -> None:
@@ -135,30 +136,49 @@ class LightGBMForecaster(_GBDTForecaster):
     def _params(self) -> dict[str, Any]:
         c = self.config_
         return {
-            "objective": c.objective, "learning_rate": c.learning_rate,
-            "num_leaves": c.num_leaves, "max_depth": c.max_depth,
-            "min_data_in_leaf": c.min_child_samples, "min_gain_to_split": c.min_split_gain,
-            "bagging_fraction": c.subsample, "bagging_freq": 1 if c.subsample < 1 else 0,
-            "feature_fraction": c.colsample_bytree, "lambda_l1": c.reg_alpha,
-            "lambda_l2": c.reg_lambda, "max_bin": c.max_bin,
+            "objective": c.objective,
+            "learning_rate": c.learning_rate,
+            "num_leaves": c.num_leaves,
+            "max_depth": c.max_depth,
+            "min_data_in_leaf": c.min_child_samples,
+            "min_gain_to_split": c.min_split_gain,
+            "bagging_fraction": c.subsample,
+            "bagging_freq": 1 if c.subsample < 1 else 0,
+            "feature_fraction": c.colsample_bytree,
+            "lambda_l1": c.reg_alpha,
+            "lambda_l2": c.reg_lambda,
+            "max_bin": c.max_bin,
             # bit-identical reruns: fixed seeds, deterministic histograms, row-wise layout
-            "seed": self.seed_, "deterministic": True, "force_row_wise": True,
-            "num_threads": max(c.n_jobs, 0), "verbose": -1,
+            "seed": self.seed_,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": max(c.n_jobs, 0),
+            "verbose": -1,
         }
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
         names = [f"f{i}" for i in range(self.n_features_in_)]  # LightGBM rejects JSON chars
-        train = lgb.Dataset(features_array(X), label=y.to_numpy(np.float64), feature_name=names,
-                            params={"max_bin": c.max_bin, "verbose": -1})
+        train = lgb.Dataset(
+            features_array(X),
+            label=y.to_numpy(np.float64),
+            feature_name=names,
+            params={"max_bin": c.max_bin, "verbose": -1},
+        )
         valid_sets, callbacks = [], []
         if valid is not None:
             X_valid, y_valid = valid
-            valid_sets = [lgb.Dataset(features_array(X_valid), label=y_valid.to_numpy(np.float64),
-                                      reference=train)]
+            valid_sets = [
+                lgb.Dataset(
+                    features_array(X_valid), label=y_valid.to_numpy(np.float64), reference=train
+                )
+            ]
             if c.early_stopping_rounds:
-                callbacks = [lgb.early_stopping(c.early_stopping_rounds, first_metric_only=True,
-                                                verbose=False)]
+                callbacks = [
+                    lgb.early_stopping(
+                        c.early_stopping_rounds, first_metric_only=True, verbose=False
+                    )
+                ]
             if self.iteration_callback is not None:
                 report = self.iteration_callback
 
@@ -167,9 +187,14 @@ class LightGBMForecaster(_GBDTForecaster):
                     report(env.iteration, float(env.evaluation_result_list[0][2]))
 
                 callbacks.append(on_round)
-        booster = lgb.train(self._params(), train, num_boost_round=c.n_estimators,
-                            valid_sets=valid_sets, valid_names=["valid"][: len(valid_sets)],
-                            callbacks=callbacks)
+        booster = lgb.train(
+            self._params(),
+            train,
+            num_boost_round=c.n_estimators,
+            valid_sets=valid_sets,
+            valid_names=["valid"][: len(valid_sets)],
+            callbacks=callbacks,
+        )
         self.booster_ = booster
         # best_iteration is 0 when early stopping did not run
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
@@ -178,8 +203,11 @@ class LightGBMForecaster(_GBDTForecaster):
         logger.info("LightGBM: %d of %d rounds", self.best_iteration_, c.n_estimators)
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
-        return self.booster_.predict(features_array(X), num_iteration=self.best_iteration_,
-                                     num_threads=max(self.config_.n_jobs, 0))
+        return self.booster_.predict(
+            features_array(X),
+            num_iteration=self.best_iteration_,
+            num_threads=max(self.config_.n_jobs, 0),
+        )
 
     def _feature_importances(self) -> npt.NDArray[np.float64]:
         return self.booster_.feature_importance("gain", iteration=self.best_iteration_)
@@ -255,29 +283,57 @@ class XGBoostForecaster(_GBDTForecaster):
     def _params(self) -> dict[str, Any]:
         c = self.config_
         return {
-            "objective": c.objective, "eta": c.learning_rate, "max_depth": c.max_depth,
-            "min_child_weight": c.min_child_weight, "subsample": c.subsample,
-            "colsample_bytree": c.colsample_bytree, "alpha": c.reg_alpha,
-            "lambda": c.reg_lambda, "gamma": c.gamma, "max_bin": c.max_bin,
-            "tree_method": "hist", "seed": self.seed_, "nthread": max(c.n_jobs, 0),
+            "objective": c.objective,
+            "eta": c.learning_rate,
+            "max_depth": c.max_depth,
+            "min_child_weight": c.min_child_weight,
+            "subsample": c.subsample,
+            "colsample_bytree": c.colsample_bytree,
+            "alpha": c.reg_alpha,
+            "lambda": c.reg_lambda,
+            "gamma": c.gamma,
+            "max_bin": c.max_bin,
+            "tree_method": "hist",
+            "seed": self.seed_,
+            "nthread": max(c.n_jobs, 0),
             "verbosity": 0,
         }
 
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
-        train = xgb.QuantileDMatrix(features_array(X), label=y.to_numpy(np.float64),
-                                    max_bin=c.max_bin, nthread=max(c.n_jobs, 0))
+        train = xgb.QuantileDMatrix(
+            features_array(X),
+            label=y.to_numpy(np.float64),
+            max_bin=c.max_bin,
+            nthread=max(c.n_jobs, 0),
+        )
         evals, stop = [], None
         if valid is not None:
             X_valid, y_valid = valid
-            evals = [(xgb.QuantileDMatrix(features_array(X_valid), label=y_valid.to_numpy(
-                np.float64), ref=train, nthread=max(c.n_jobs, 0)), "valid")]
+            evals = [
+                (
+                    xgb.QuantileDMatrix(
+                        features_array(X_valid),
+                        label=y_valid.to_numpy(np.float64),
+                        ref=train,
+                        nthread=max(c.n_jobs, 0),
+                    ),
+                    "valid",
+                )
+            ]
             stop = c.early_stopping_rounds
         callbacks = []
         if evals and self.iteration_callback is not None:
             callbacks.append(_XGBReport(self.iteration_callback))
-        booster = xgb.train(self._params(), train, num_boost_round=c.n_estimators, evals=evals,
-                            early_stopping_rounds=stop, verbose_eval=False, callbacks=callbacks)
+        booster = xgb.train(
+            self._params(),
+            train,
+            num_boost_round=c.n_estimators,
+            evals=evals,
+            early_stopping_rounds=stop,
+            verbose_eval=False,
+            callbacks=callbacks,
+        )
         if stop:
             n_rounds = booster.best_iteration + 1
             self.best_score_: float | None = float(booster.best_score)
@@ -330,12 +386,17 @@ class RandomForestConfig:
 
     def __post_init__(self) -> None:
         require(self.n_estimators >= 1, self, "n_estimators", "an int >= 1")
-        require(self.max_depth is None or self.max_depth >= 1, self, "max_depth",
-                "None or an int >= 1")
+        require(
+            self.max_depth is None or self.max_depth >= 1, self, "max_depth", "None or an int >= 1"
+        )
         require(self.min_samples_leaf >= 1, self, "min_samples_leaf", "an int >= 1")
         require(0 < self.max_features <= 1, self, "max_features", "in (0, 1]")
-        require(self.max_samples is None or 0 < self.max_samples <= 1, self, "max_samples",
-                "None or in (0, 1]")
+        require(
+            self.max_samples is None or 0 < self.max_samples <= 1,
+            self,
+            "max_samples",
+            "None or in (0, 1]",
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -384,7 +445,7 @@ class PackedForest:
         n_trees, out = len(self.roots), np.empty(len(X32))
         chunk = max(256, 2**20 // n_trees)  # keep the (n_trees, chunk) work arrays ~8 MB
         for start in range(0, len(X32), chunk):
-            xb = X32[start:start + chunk]
+            xb = X32[start : start + chunk]
             rows = np.arange(len(xb))[None, :]
             node = np.repeat(self.roots[:, None], len(xb), axis=1)  # (n_trees, chunk)
             for _ in range(self.depth):  # one level per step, all trees and rows at once
@@ -399,13 +460,15 @@ class PackedForest:
             total = np.zeros(len(xb))
             for k in range(n_trees):  # tree by tree, like sklearn's accumulation
                 total += values[k]
-            out[start:start + len(xb)] = total / n_trees
+            out[start : start + len(xb)] = total / n_trees
         return out
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        arrays = {k: getattr(self, k) for k in
-                  ("roots", "left", "right", "feature", "threshold", "missing_left", "value")}
+        arrays = {
+            k: getattr(self, k)
+            for k in ("roots", "left", "right", "feature", "threshold", "missing_left", "value")
+        }
         np.savez_compressed(buf, depth=np.int64(self.depth), **arrays)
         return buf.getvalue()
 
@@ -435,9 +498,13 @@ class RandomForestForecaster(BaseForecaster):
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
         forest = RandomForestRegressor(
-            n_estimators=c.n_estimators, max_depth=c.max_depth,
-            min_samples_leaf=c.min_samples_leaf, max_features=c.max_features,
-            max_samples=c.max_samples, bootstrap=True, n_jobs=c.n_jobs,
+            n_estimators=c.n_estimators,
+            max_depth=c.max_depth,
+            min_samples_leaf=c.min_samples_leaf,
+            max_features=c.max_features,
+            max_samples=c.max_samples,
+            bootstrap=True,
+            n_jobs=c.n_jobs,
             random_state=self.seed_,
         ).fit(features_array(X), y.to_numpy(np.float64))
         self.forest_ = PackedForest.from_sklearn(forest)  # the sklearn object is dropped

@@ -53,8 +53,9 @@ class Standardizer:
     clip: float | None = 10.0
 
     @classmethod
-    def fit(cls, X: pd.DataFrame | npt.NDArray[np.float64], clip: float | None = 10.0
-            ) -> Standardizer:
+    def fit(
+        cls, X: pd.DataFrame | npt.NDArray[np.float64], clip: float | None = 10.0
+    ) -> Standardizer:
         """Fit on ``X`` (the training rows), NaN ignored.
 
         Args:
@@ -69,8 +70,7 @@ class Standardizer:
         total = np.nansum(values, axis=0)
         mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         centred = np.where(np.isnan(values), 0.0, values - mean)
-        var = np.divide((centred**2).sum(axis=0), count, out=np.zeros_like(total),
-                        where=count > 0)
+        var = np.divide((centred**2).sum(axis=0), count, out=np.zeros_like(total), where=count > 0)
         std = np.sqrt(var)
         std = np.where(std > 1e-12, std, 1.0)  # constant or empty feature: leave it centred
         return cls(mean=mean, std=std, clip=clip)
@@ -79,8 +79,9 @@ class Standardizer:
         """``(n_rows, F) -> (n_rows, F)`` float32 ``(x - mean) / std``, NaN -> 0, clipped."""
         values = _as_array(X)
         if values.shape[1] != len(self.mean):
-            raise DataError(f"standardiser fitted on {len(self.mean)} features, got "
-                            f"{values.shape[1]}")
+            raise DataError(
+                f"standardiser fitted on {len(self.mean)} features, got {values.shape[1]}"
+            )
         z = values - self.mean  # one float64 temporary, then in place
         z /= self.std
         if self.clip is not None:
@@ -93,8 +94,11 @@ class Standardizer:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Standardizer:
-        return cls(mean=np.asarray(state["mean"], dtype=np.float64),
-                   std=np.asarray(state["std"], dtype=np.float64), clip=state["clip"])
+        return cls(
+            mean=np.asarray(state["mean"], dtype=np.float64),
+            std=np.asarray(state["std"], dtype=np.float64),
+            clip=state["clip"],
+        )
 
 
 def _as_array(X: pd.DataFrame | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -153,13 +157,14 @@ class SequenceLayout:
         first = np.full(len(symbols), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first, s_code, pos)  # (N,) first position of each symbol
         # (1 + R, C) written in place: [standardised F | observed | F missing flags]
-        values = np.zeros((n_rows + 1, n_features + observed + n_features * missing),
-                          dtype=np.float32)
+        values = np.zeros(
+            (n_rows + 1, n_features + observed + n_features * missing), dtype=np.float32
+        )
         values[1:, :n_features] = standardizer.transform(raw)[order]
         if observed:
             values[1:, n_features] = 1.0
         if missing:
-            values[1:, n_features + observed:] = np.isnan(raw[order])
+            values[1:, n_features + observed :] = np.isnan(raw[order])
         dev = torch.device(device)
         return cls(
             values=torch.from_numpy(values).to(dev),
@@ -210,8 +215,9 @@ class _LayoutSamples:
         """Where the layout lives: batch indices and batches are on it too."""
         return self.layout.device
 
-    def _per_sample(self, values: npt.ArrayLike | torch.Tensor | None, name: str,
-                    n: int) -> torch.Tensor | None:
+    def _per_sample(
+        self, values: npt.ArrayLike | torch.Tensor | None, name: str, n: int
+    ) -> torch.Tensor | None:
         """``values`` as float32 on the device, checked to have ``n`` rows (``None`` kept)."""
         if values is None:
             return None
@@ -251,8 +257,11 @@ class WindowSource(_LayoutSamples):
     ) -> None:
         super().__init__(layout, lookback)
         dev = layout.device
-        self.rows = (torch.arange(len(layout), device=dev) if rows is None
-                     else torch.as_tensor(rows, dtype=torch.int64).to(dev))
+        self.rows = (
+            torch.arange(len(layout), device=dev)
+            if rows is None
+            else torch.as_tensor(rows, dtype=torch.int64).to(dev)
+        )
         n = int(self.rows.shape[0])
         self.y = self._per_sample(y, "y", n)
         self.weights = self._per_sample(weights, "weights", n)

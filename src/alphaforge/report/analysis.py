@@ -69,8 +69,10 @@ def ic_over_time(rows: pd.DataFrame) -> pd.DataFrame | None:
         return None
     idx = pd.MultiIndex.from_arrays([rows[TS], rows[SYM]], names=[TS, SYM])
     try:
-        per = per_timestamp(pd.Series(rows["y_true"].to_numpy(), index=idx),
-                            pd.Series(rows["y_pred"].to_numpy(), index=idx))
+        per = per_timestamp(
+            pd.Series(rows["y_true"].to_numpy(), index=idx),
+            pd.Series(rows["y_pred"].to_numpy(), index=idx),
+        )
     except DataError as exc:  # e.g. no valid pair at all
         logger.info("report: no IC series: %s", exc)
         return None
@@ -117,8 +119,9 @@ def quantile_returns(rows: pd.DataFrame, n_quantiles: int = 5) -> pd.DataFrame |
     return table
 
 
-def scatter_sample(rows: pd.DataFrame, n_max: int = 5000,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def scatter_sample(
+    rows: pd.DataFrame, n_max: int = 5000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n_max`` (y_pred, y_true) pairs with both finite, drawn with a fixed seed."""
     ok = rows[np.isfinite(rows["y_true"]) & np.isfinite(rows["y_pred"])]
     x, y = ok["y_pred"].to_numpy(np.float64), ok["y_true"].to_numpy(np.float64)
@@ -144,6 +147,7 @@ def mean_by_feature(frame: pd.DataFrame, value: str, top: int = 20) -> pd.DataFr
     stats = vals.groupby(frame["feature"].astype(str)).agg(["mean", "std"])
     stats["std"] = stats["std"].fillna(0.0)
     stats = stats[np.isfinite(stats["mean"])]
-    stats = stats.reset_index().sort_values(["mean", "feature"], ascending=[False, True],
-                                            kind="stable")
+    stats = stats.reset_index().sort_values(
+        ["mean", "feature"], ascending=[False, True], kind="stable"
+    )
     return stats.head(top).set_index("feature")

@@ -99,21 +99,40 @@ def render(run_dir: str | os.PathLike[str]) -> str:
     ranked, rank_metric = rank_models(data)
     best = next((m for m in ranked if not data.is_baseline(m)), ranked[0] if ranked else None)
     ctx = _Ctx(data, ranked, rank_metric, best, plots.model_colors(ranked))
-    builders = (_summary, _metrics, _ensembles, _equity, _ic, _quantiles, _scatter, _importance,
-                _gates, _training, _tuning)
+    builders = (
+        _summary,
+        _metrics,
+        _ensembles,
+        _equity,
+        _ic,
+        _quantiles,
+        _scatter,
+        _importance,
+        _gates,
+        _training,
+        _tuning,
+    )
     sections = [s for b in builders if (s := b(ctx)) is not None]
     nav = "".join(f'<a href="#{s.id}">{escape(s.title)}</a>' for s in sections)
-    body = "\n".join(f'<section id="{s.id}"><h2>{escape(s.title)}</h2>\n{s.body}\n</section>'
-                     for s in sections)
+    body = "\n".join(
+        f'<section id="{s.id}"><h2>{escape(s.title)}</h2>\n{s.body}\n</section>' for s in sections
+    )
     name = str(data.config.get("name") or data.run_dir.name)
-    template = Template(resources.files("alphaforge.report").joinpath("template.html")
-                        .read_text(encoding="utf-8"))
-    return template.substitute(title=escape(f"alphaforge report: {name}"), name=escape(name),
-                               subtitle=_subtitle(ctx), nav=nav, body=body)
+    template = Template(
+        resources.files("alphaforge.report").joinpath("template.html").read_text(encoding="utf-8")
+    )
+    return template.substitute(
+        title=escape(f"alphaforge report: {name}"),
+        name=escape(name),
+        subtitle=_subtitle(ctx),
+        nav=nav,
+        body=body,
+    )
 
 
-def write_report(run_dir: str | os.PathLike[str],
-                 out: str | os.PathLike[str] | None = None) -> Path:
+def write_report(
+    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
     """Render the report and write it atomically.
 
     Args:
@@ -139,8 +158,10 @@ def write_report(run_dir: str | os.PathLike[str],
 def _img(uri: str, name: str, alt: str, model: str | None = None, narrow: bool = False) -> str:
     extra = f' data-model="{escape(model)}"' if model is not None else ""
     cls = "plot narrow" if narrow else "plot"
-    return (f'<figure><img class="{cls}" data-plot="{name}"{extra} alt="{escape(alt)}" '
-            f'src="{uri}"></figure>')
+    return (
+        f'<figure><img class="{cls}" data-plot="{name}"{extra} alt="{escape(alt)}" '
+        f'src="{uri}"></figure>'
+    )
 
 
 def _note(text: str) -> str:
@@ -153,8 +174,11 @@ def _absent(filename: str) -> str:
 
 def _subtitle(ctx: _Ctx) -> str:
     cfg = ctx.data.config
-    parts = [f"data <code>{escape(str(get_path(cfg, 'data', 'source') or DASH))}</code>",
-             f"{len(ctx.ranked)} models", f"{ctx.data.metrics.get('n_folds', DASH)} folds"]
+    parts = [
+        f"data <code>{escape(str(get_path(cfg, 'data', 'source') or DASH))}</code>",
+        f"{len(ctx.ranked)} models",
+        f"{ctx.data.metrics.get('n_folds', DASH)} folds",
+    ]
     if ctx.best:
         parts.append(f"plots show <b>{escape(ctx.best)}</b>")
     return " &middot; ".join(parts)
@@ -180,23 +204,32 @@ def _summary(ctx: _Ctx) -> Section:
     ends = [get_path(f, "test", "end") for f in folds if get_path(f, "test", "n_bars")]
     period = f"{fmt_time(starts[0])} \u2192 {fmt_time(ends[-1])}" if starts else DASH
     spec = data.metrics.get("backtest_spec")
-    spec_text = (", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in spec.items())
-                 if isinstance(spec, dict) and spec else DASH)
+    spec_text = (
+        ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in spec.items())
+        if isinstance(spec, dict) and spec
+        else DASH
+    )
     n_base = len(ctx.baselines)
     best = DASH
     if ctx.best:
         score = ctx.data.metric(ctx.best, "test", ctx.rank_metric) if ctx.rank_metric else math.nan
-        best = (f"<b>{escape(ctx.best)}</b>" + (f" (test {escape(ctx.rank_metric)} "
-                                                f"{fmt(score)})" if ctx.rank_metric else ""))
+        best = f"<b>{escape(ctx.best)}</b>" + (
+            f" (test {escape(ctx.rank_metric)} {fmt(score)})" if ctx.rank_metric else ""
+        )
     facts = [
         ("Run", escape(str(cfg.get("name") or data.run_dir.name))),
         ("Data source", f"<code>{escape(str(get_path(cfg, 'data', 'source') or DASH))}</code>"),
-        ("Label", f"{escape(kind)} ({escape(str(data.metrics.get('label_kind', DASH)))}), "
-                  f"horizon {horizon}"),
+        (
+            "Label",
+            f"{escape(kind)} ({escape(str(data.metrics.get('label_kind', DASH)))}), "
+            f"horizon {horizon}",
+        ),
         ("Seed", escape(str(cfg.get("seed", DASH)))),
         ("Models", f"{len(ctx.ranked) - n_base} + {n_base} baselines"),
-        ("Folds", f"{escape(str(data.metrics.get('n_folds', len(folds) or DASH)))}; "
-                  f"test bars {period}"),
+        (
+            "Folds",
+            f"{escape(str(data.metrics.get('n_folds', len(folds) or DASH)))}; test bars {period}",
+        ),
         ("Backtest", spec_text),
         ("Best model", best),
         ("Elapsed", fmt_seconds(data.metrics.get("elapsed_s"))),
@@ -207,31 +240,47 @@ def _summary(ctx: _Ctx) -> Section:
     elif len(folds) <= MAX_OPEN_FOLDS:
         body.append("<h3>Walk-forward folds</h3>" + folds_table(folds))
     else:  # a long table would push the metrics far down: folded away
-        body.append(f"<details><summary>Walk-forward folds ({len(folds)})</summary>"
-                    f"{folds_table(folds)}</details>")
+        body.append(
+            f"<details><summary>Walk-forward folds ({len(folds)})</summary>"
+            f"{folds_table(folds)}</details>"
+        )
     body.append(f'<h3>Configuration</h3><pre id="config">{escape(data.config_text)}</pre>')
     if data.log_tail:
-        body.append(f'<details><summary>Last lines of <code>run.log</code></summary>'
-                    f'<pre id="run-log">{escape(data.log_tail)}</pre></details>')
+        body.append(
+            f"<details><summary>Last lines of <code>run.log</code></summary>"
+            f'<pre id="run-log">{escape(data.log_tail)}</pre></details>'
+        )
     return Section("summary", "Run summary", "\n".join(body))
 
 
 def _metrics(ctx: _Ctx) -> Section:
     data = ctx.data
     test_cols = model_columns(data, "test", backtest=True)
-    bt_note = (" Backtest columns are the test-split portfolio of each model's predictions "
-               "(Sharpe lag+1: the same book traded one bar later)."
-               if any(c.key.startswith("bt_") for c in test_cols) else "")
-    body = ['<p class="intro">Out-of-sample metrics over all folds; \u2191 higher / \u2193 lower '
-            'is better, the best value of each column is <span class="best">highlighted</span>.'
-            f"{bt_note}</p>"]
-    body.append("<h3>Test</h3>" + (model_table(data, ctx.ranked, test_cols, "metrics-test",
-                                                ctx.best) if test_cols
-                                    else _note("No test metrics in <code>metrics.json</code>.")))
+    bt_note = (
+        " Backtest columns are the test-split portfolio of each model's predictions "
+        "(Sharpe lag+1: the same book traded one bar later)."
+        if any(c.key.startswith("bt_") for c in test_cols)
+        else ""
+    )
+    body = [
+        '<p class="intro">Out-of-sample metrics over all folds; \u2191 higher / \u2193 lower '
+        'is better, the best value of each column is <span class="best">highlighted</span>.'
+        f"{bt_note}</p>"
+    ]
+    body.append(
+        "<h3>Test</h3>"
+        + (
+            model_table(data, ctx.ranked, test_cols, "metrics-test", ctx.best)
+            if test_cols
+            else _note("No test metrics in <code>metrics.json</code>.")
+        )
+    )
     valid_cols = model_columns(data, "valid", backtest=False)
     if valid_cols:
-        body.append("<h3>Validation</h3>"
-                    + model_table(data, ctx.ranked, valid_cols, "metrics-valid", ctx.best))
+        body.append(
+            "<h3>Validation</h3>"
+            + model_table(data, ctx.ranked, valid_cols, "metrics-valid", ctx.best)
+        )
     if ctx.rank_metric:
         table = per_fold_table(data, ctx.ranked, ctx.rank_metric)
         if table:
@@ -240,8 +289,11 @@ def _metrics(ctx: _Ctx) -> Section:
 
 
 def _ensembles(ctx: _Ctx) -> Section | None:
-    entries = {m: e for m, e in ctx.data.model_entries.items() if isinstance(e, dict)
-               and isinstance(e.get("ensemble"), dict)}
+    entries = {
+        m: e
+        for m, e in ctx.data.model_entries.items()
+        if isinstance(e, dict) and isinstance(e.get("ensemble"), dict)
+    }
     if not entries:
         return None
     rows = []
@@ -254,21 +306,31 @@ def _ensembles(ctx: _Ctx) -> Section | None:
                 cells.append(f"<td>{fmt(None)}</td><td>{fmt(None)}</td><td>{fmt(None)}</td>")
                 continue
             css = "best" if d.get("better") else ""
-            cells.append(f"<td>{fmt(d.get('ensemble'))}</td><td>{escape(str(d.get('best_member')))}"
-                         f" {fmt(d.get('best'))}</td><td class=\"{css}\">"
-                         f"{as_float(d.get('diff')):+.4f}</td>")
+            cells.append(
+                f"<td>{fmt(d.get('ensemble'))}</td><td>{escape(str(d.get('best_member')))}"
+                f' {fmt(d.get("best"))}</td><td class="{css}">'
+                f"{as_float(d.get('diff')):+.4f}</td>"
+            )
         weights = e.get("fusion_weights")
-        wtext = ", ".join(f"{escape(str(k))} {as_float(v):.3f}"
-                          for k, v in (weights or {}).get("mean", {}).items())
+        wtext = ", ".join(
+            f"{escape(str(k))} {as_float(v):.3f}"
+            for k, v in (weights or {}).get("mean", {}).items()
+        )
         members = ", ".join(escape(str(m)) for m in info.get("members", []))
-        rows.append(f"<tr><td>{escape(name)}</td><td>{escape(str(info.get('kind')))}</td>"
-                    f"<td>{members}</td>{''.join(cells)}<td>{wtext or fmt(None)}</td></tr>")
-    head = ("<tr><th>ensemble</th><th>kind</th><th>members</th><th>rank_ic</th>"
-            "<th>best member</th><th>diff</th><th>mae</th><th>best member</th><th>diff</th>"
-            "<th>fusion weights (mean over folds)</th></tr>")
-    body = ('<p class="intro">Each ensemble against its best member on the test bars that all '
-            "of them predicted; learned ensembles were fitted on out-of-fold predictions only."
-            f"</p><table>{head}{''.join(rows)}</table>")
+        rows.append(
+            f"<tr><td>{escape(name)}</td><td>{escape(str(info.get('kind')))}</td>"
+            f"<td>{members}</td>{''.join(cells)}<td>{wtext or fmt(None)}</td></tr>"
+        )
+    head = (
+        "<tr><th>ensemble</th><th>kind</th><th>members</th><th>rank_ic</th>"
+        "<th>best member</th><th>diff</th><th>mae</th><th>best member</th><th>diff</th>"
+        "<th>fusion weights (mean over folds)</th></tr>"
+    )
+    body = (
+        '<p class="intro">Each ensemble against its best member on the test bars that all '
+        "of them predicted; learned ensembles were fitted on out-of-fold predictions only."
+        f"</p><table>{head}{''.join(rows)}</table>"
+    )
     return Section("ensembles", "Ensembles", body)
 
 
@@ -283,18 +345,30 @@ def _equity(ctx: _Ctx) -> Section:
         rows = an.backtest_returns(bt, m, "base")
         if rows.empty:
             continue
-        eq = pd.DataFrame({c: an.equity_curve(pd.to_numeric(rows[c], errors="coerce"))
-                           for c in ("gross", "net")})
+        eq = pd.DataFrame(
+            {c: an.equity_curve(pd.to_numeric(rows[c], errors="coerce")) for c in ("gross", "net")}
+        )
         curves[m], dds[m] = eq, an.drawdown(eq["net"])
     if not curves:
-        return Section("equity", "Equity curves",
-                       _note("No base-variant rows in <code>backtest.parquet</code>."))
-    body = ['<p class="intro">Compounded equity of each model\'s test-split portfolio (baselines '
-            "dashed), before and after trading costs, and its drawdown after costs.</p>",
-            _img(plots.equity_plot(curves, ctx.baselines, ctx.colors), "equity",
-                 "Equity curves of each model, gross and net of costs"),
-            _img(plots.drawdown_plot(dds, ctx.baselines, ctx.colors), "drawdown",
-                 "Drawdown after costs of each model")]
+        return Section(
+            "equity",
+            "Equity curves",
+            _note("No base-variant rows in <code>backtest.parquet</code>."),
+        )
+    body = [
+        '<p class="intro">Compounded equity of each model\'s test-split portfolio (baselines '
+        "dashed), before and after trading costs, and its drawdown after costs.</p>",
+        _img(
+            plots.equity_plot(curves, ctx.baselines, ctx.colors),
+            "equity",
+            "Equity curves of each model, gross and net of costs",
+        ),
+        _img(
+            plots.drawdown_plot(dds, ctx.baselines, ctx.colors),
+            "drawdown",
+            "Drawdown after costs of each model",
+        ),
+    ]
     return Section("equity", "Equity curves", "\n".join(body))
 
 
@@ -307,13 +381,23 @@ def _ic(ctx: _Ctx) -> Section:
                 per[f"{col}_roll"] = an.rolling_mean(per[col], IC_WINDOW)
             series[m] = per
     if not series:
-        return Section("ic", "IC over time", _note(
-            "No cross-sectional IC: the test predictions have fewer than two symbols per bar."))
-    body = [f'<p class="intro">Per-bar cross-sectional Pearson (IC) and Spearman (rank IC) '
-            f"correlation of predictions with realised labels on the test split, with a "
-            f"{IC_WINDOW}-bar trailing mean, for the {len(series)} best models.</p>",
-            _img(plots.ic_plot(series, ctx.colors, IC_WINDOW), "ic_over_time",
-                 "IC and rank IC over time for " + ", ".join(series))]
+        return Section(
+            "ic",
+            "IC over time",
+            _note(
+                "No cross-sectional IC: the test predictions have fewer than two symbols per bar."
+            ),
+        )
+    body = [
+        f'<p class="intro">Per-bar cross-sectional Pearson (IC) and Spearman (rank IC) '
+        f"correlation of predictions with realised labels on the test split, with a "
+        f"{IC_WINDOW}-bar trailing mean, for the {len(series)} best models.</p>",
+        _img(
+            plots.ic_plot(series, ctx.colors, IC_WINDOW),
+            "ic_over_time",
+            "IC and rank IC over time for " + ", ".join(series),
+        ),
+    ]
     return Section("ic", "IC over time", "\n".join(body))
 
 
@@ -324,16 +408,24 @@ def _quantiles(ctx: _Ctx) -> Section:
     rows = an.split_predictions(ctx.data.predictions, ctx.best, "test")
     table = an.quantile_returns(rows)
     if table is None:
-        return Section("quantiles", title, _note(
-            "Not enough symbols per bar to form prediction quantiles."))
-    units = ("cumulative mean realised volatility"
-             if ctx.data.metrics.get("label_kind") == "volatility"
-             else "cumulative mean label (sum)")
-    body = [f'<p class="intro">At each test bar the symbols are sorted by '
-            f"<b>{escape(ctx.best)}</b>'s prediction into {table.shape[1]} equal groups; lines "
-            "cumulate each group's mean realised label. A good ranker fans out in order.</p>",
-            _img(plots.quantile_plot(table, ctx.best, units), "quantile_returns",
-                 f"Cumulative label by prediction quantile for {ctx.best}")]
+        return Section(
+            "quantiles", title, _note("Not enough symbols per bar to form prediction quantiles.")
+        )
+    units = (
+        "cumulative mean realised volatility"
+        if ctx.data.metrics.get("label_kind") == "volatility"
+        else "cumulative mean label (sum)"
+    )
+    body = [
+        f'<p class="intro">At each test bar the symbols are sorted by '
+        f"<b>{escape(ctx.best)}</b>'s prediction into {table.shape[1]} equal groups; lines "
+        "cumulate each group's mean realised label. A good ranker fans out in order.</p>",
+        _img(
+            plots.quantile_plot(table, ctx.best, units),
+            "quantile_returns",
+            f"Cumulative label by prediction quantile for {ctx.best}",
+        ),
+    ]
     return Section("quantiles", title, "\n".join(body))
 
 
@@ -346,13 +438,21 @@ def _scatter(ctx: _Ctx) -> Section:
     if len(x) < 2:
         return Section("scatter", title, _note("Fewer than two finite test predictions."))
     n_total = int((rows["y_true"].notna() & rows["y_pred"].notna()).sum())
-    return Section("scatter", title, _img(
-        plots.scatter_plot(x, y, ctx.best, n_total), "scatter",
-        f"Predicted vs realised test labels for {ctx.best}", narrow=True))
+    return Section(
+        "scatter",
+        title,
+        _img(
+            plots.scatter_plot(x, y, ctx.best, n_total),
+            "scatter",
+            f"Predicted vs realised test labels for {ctx.best}",
+            narrow=True,
+        ),
+    )
 
 
-def _per_model_bars(ctx: _Ctx, frame: pd.DataFrame, value: str, plot: str, xlabel: str,
-                    what: str) -> str:
+def _per_model_bars(
+    ctx: _Ctx, frame: pd.DataFrame, value: str, plot: str, xlabel: str, what: str
+) -> str:
     present = set(frame["model"].astype(str))
     models = [m for m in ctx.ranked if m in present] + sorted(present - set(ctx.ranked))
     figs = []
@@ -360,8 +460,9 @@ def _per_model_bars(ctx: _Ctx, frame: pd.DataFrame, value: str, plot: str, xlabe
         stats = an.mean_by_feature(frame[frame["model"].astype(str) == m], value, TOP_FEATURES)
         if stats.empty:
             continue
-        uri = plots.bar_plot(stats, f"{m}: top {len(stats)} {what}", xlabel,
-                             ctx.colors.get(m, plots.PALETTE[0]))
+        uri = plots.bar_plot(
+            stats, f"{m}: top {len(stats)} {what}", xlabel, ctx.colors.get(m, plots.PALETTE[0])
+        )
         figs.append(_img(uri, plot, f"Top {what} of {m}", model=m))
     return f'<div class="grid">{"".join(figs)}</div>' if figs else _note(f"No {what} values.")
 
@@ -369,20 +470,31 @@ def _per_model_bars(ctx: _Ctx, frame: pd.DataFrame, value: str, plot: str, xlabe
 def _importance(ctx: _Ctx) -> Section | None:
     if ctx.data.importance is None:
         return None
-    body = ('<p class="intro">Mean importance over folds (error bars: std over folds) of the '
-            f"{TOP_FEATURES} most important features of each tree model.</p>"
-            + _per_model_bars(ctx, ctx.data.importance, "importance", "feature_importance",
-                              "mean importance over folds", "feature importances"))
+    body = (
+        '<p class="intro">Mean importance over folds (error bars: std over folds) of the '
+        f"{TOP_FEATURES} most important features of each tree model.</p>"
+        + _per_model_bars(
+            ctx,
+            ctx.data.importance,
+            "importance",
+            "feature_importance",
+            "mean importance over folds",
+            "feature importances",
+        )
+    )
     return Section("importance", "Feature importances", body)
 
 
 def _gates(ctx: _Ctx) -> Section | None:
     if ctx.data.gates is None:
         return None
-    body = ('<p class="intro">Mean learned feature gate over folds (error bars: std over folds), '
-            f"{TOP_FEATURES} largest.</p>"
-            + _per_model_bars(ctx, ctx.data.gates, "gate", "gates", "mean gate over folds",
-                              "feature gates"))
+    body = (
+        '<p class="intro">Mean learned feature gate over folds (error bars: std over folds), '
+        f"{TOP_FEATURES} largest.</p>"
+        + _per_model_bars(
+            ctx, ctx.data.gates, "gate", "gates", "mean gate over folds", "feature gates"
+        )
+    )
     return Section("gates", "Feature gates", body)
 
 
@@ -392,8 +504,15 @@ def _training(ctx: _Ctx) -> Section | None:
         return None
     present = set(hist["model"].astype(str))
     models = [m for m in ctx.ranked if m in present] + sorted(present - set(ctx.ranked))
-    figs = [_img(plots.history_plot(hist[hist["model"].astype(str) == m], m), "training",
-                 f"Training and validation loss per epoch of {m}", model=m) for m in models]
+    figs = [
+        _img(
+            plots.history_plot(hist[hist["model"].astype(str) == m], m),
+            "training",
+            f"Training and validation loss per epoch of {m}",
+            model=m,
+        )
+        for m in models
+    ]
     body = f'<div class="grid">{"".join(figs)}</div>' if figs else _note("No epochs recorded.")
     return Section("training", "Training curves", body)
 
@@ -405,7 +524,13 @@ def _tuning(ctx: _Ctx) -> Section | None:
     figs = []
     for study, g in tun.groupby(tun["study"].astype(str), sort=True):
         direction = str(g["direction"].iloc[0]).lower() if "direction" in g else "maximize"
-        figs.append(_img(plots.tuning_plot(g, str(study), direction != "minimize"), "tuning",
-                         f"Objective per trial of study {study}", model=str(study)))
+        figs.append(
+            _img(
+                plots.tuning_plot(g, str(study), direction != "minimize"),
+                "tuning",
+                f"Objective per trial of study {study}",
+                model=str(study),
+            )
+        )
     body = f'<div class="grid">{"".join(figs)}</div>' if figs else _note("No trials recorded.")
     return Section("tuning", "Tuning history", body)

@@ -133,8 +133,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         raise DataError("run directory not found", path=str(root))
     for name in REQUIRED_FILES:
         if not (root / name).is_file():
-            raise DataError(f"required file {name} is missing from the run directory",
-                            path=str(root / name))
+            raise DataError(
+                f"required file {name} is missing from the run directory", path=str(root / name)
+            )
     config_text = _read_text(root / files.CONFIG)
     try:
         parsed = yaml.safe_load(config_text)
@@ -142,8 +143,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         raise DataError(f"not valid YAML: {exc}", path=str(root / files.CONFIG)) from None
     metrics = _read_json(root / files.METRICS)
     if not isinstance(metrics, dict):
-        raise DataError(f"expected a JSON object, got {type(metrics).__name__}",
-                        path=str(root / files.METRICS))
+        raise DataError(
+            f"expected a JSON object, got {type(metrics).__name__}", path=str(root / files.METRICS)
+        )
     preds = _read_table(root / files.PREDICTIONS, PREDICTION_COLUMNS)
     preds["model"] = preds["model"].astype(str)
     preds["symbol"] = preds["symbol"].astype(str)
@@ -160,18 +162,31 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     if (root / files.FOLDS).is_file():
         raw = _read_json(root / files.FOLDS)
         if not isinstance(raw, list):
-            raise DataError(f"expected a JSON list of folds, got {type(raw).__name__}",
-                            path=str(root / files.FOLDS))
+            raise DataError(
+                f"expected a JSON list of folds, got {type(raw).__name__}",
+                path=str(root / files.FOLDS),
+            )
         folds = [f for f in raw if isinstance(f, dict)]
     log_tail = None
     if (root / files.RUN_LOG).is_file():
         lines = _read_text(root / files.RUN_LOG).splitlines()
         log_tail = "\n".join(lines[-LOG_TAIL_LINES:])
-    logger.debug("report: loaded %s (%d prediction rows, optional: %s)", root, len(preds),
-                 ", ".join(sorted(optional)) or "none")
-    return RunData(run_dir=root, config_text=config_text,
-                   config=parsed if isinstance(parsed, dict) else {}, metrics=metrics,
-                   predictions=preds, folds=folds, log_tail=log_tail, **optional)
+    logger.debug(
+        "report: loaded %s (%d prediction rows, optional: %s)",
+        root,
+        len(preds),
+        ", ".join(sorted(optional)) or "none",
+    )
+    return RunData(
+        run_dir=root,
+        config_text=config_text,
+        config=parsed if isinstance(parsed, dict) else {},
+        metrics=metrics,
+        predictions=preds,
+        folds=folds,
+        log_tail=log_tail,
+        **optional,
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -196,8 +211,11 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
         raise DataError(f"cannot read parquet: {exc}", path=str(path)) from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; expected {', '.join(columns)}, "
-                        f"got {', '.join(map(str, frame.columns))}", path=str(path))
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; expected {', '.join(columns)}, "
+            f"got {', '.join(map(str, frame.columns))}",
+            path=str(path),
+        )
     if "timestamp" in frame.columns:
         frame["timestamp"] = naive_timestamps(frame["timestamp"], path)
     return frame
@@ -208,8 +226,9 @@ def naive_timestamps(values: pd.Series, path: Path | None = None) -> pd.Series:
     try:
         ts = pd.to_datetime(values)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"column timestamp is not datetime-like: {exc}",
-                        path=str(path) if path else None) from None
+        raise DataError(
+            f"column timestamp is not datetime-like: {exc}", path=str(path) if path else None
+        ) from None
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     return ts

@@ -22,8 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 DPI = 110
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 GREY = "#7f7f7f"
 FONT = 9
 
@@ -38,8 +37,9 @@ def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1,
-               **kw: object) -> tuple[Figure, np.ndarray]:
+def new_figure(
+    width: float, height: float, nrows: int = 1, ncols: int = 1, **kw: object
+) -> tuple[Figure, np.ndarray]:
     """A constrained-layout figure of ``width x height`` inches and its (nrows, ncols) axes."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)  # type: ignore[arg-type]
@@ -76,8 +76,14 @@ def fig_legend(fig: Figure, ax: Axes, max_cols: int = 6) -> None:
     """Legend of ``ax``'s lines below the whole figure, where it never hides data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", fontsize=FONT - 1,
-                   frameon=False, ncols=min(max_cols, len(handles)))
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            fontsize=FONT - 1,
+            frameon=False,
+            ncols=min(max_cols, len(handles)),
+        )
 
 
 def to_uri(fig: Figure) -> str:
@@ -92,8 +98,9 @@ def _x(index: pd.Index) -> np.ndarray:
     return np.asarray(index.to_numpy())
 
 
-def equity_plot(curves: Mapping[str, pd.DataFrame], baselines: set[str],
-                colors: Mapping[str, str]) -> str:
+def equity_plot(
+    curves: Mapping[str, pd.DataFrame], baselines: set[str], colors: Mapping[str, str]
+) -> str:
     """Side-by-side equity curves before and after costs, one line per model.
 
     Args:
@@ -105,14 +112,21 @@ def equity_plot(curves: Mapping[str, pd.DataFrame], baselines: set[str],
         PNG data URI.
     """
     fig, axes = new_figure(11, 4.2, 1, 2, sharey=True)
-    for j, (col, title) in enumerate((("gross", "Gross (before costs)"),
-                                      ("net", "Net (after costs)"))):
+    for j, (col, title) in enumerate(
+        (("gross", "Gross (before costs)"), ("net", "Net (after costs)"))
+    ):
         ax = axes[0, j]
         for model, eq in curves.items():
             base = model in baselines
-            ax.plot(_x(eq.index), eq[col].to_numpy(), color=colors[model], label=plain(model),
-                    linewidth=1.0 if base else 1.6, linestyle="--" if base else "-",
-                    alpha=0.8 if base else 1.0)
+            ax.plot(
+                _x(eq.index),
+                eq[col].to_numpy(),
+                color=colors[model],
+                label=plain(model),
+                linewidth=1.0 if base else 1.6,
+                linestyle="--" if base else "-",
+                alpha=0.8 if base else 1.0,
+            )
         ax.axhline(1.0, color=GREY, linewidth=0.8)
         ax.set_title(title, fontsize=FONT + 1)
         date_axis(ax)
@@ -121,15 +135,22 @@ def equity_plot(curves: Mapping[str, pd.DataFrame], baselines: set[str],
     return to_uri(fig)
 
 
-def drawdown_plot(drawdowns: Mapping[str, pd.Series], baselines: set[str],
-                  colors: Mapping[str, str]) -> str:
+def drawdown_plot(
+    drawdowns: Mapping[str, pd.Series], baselines: set[str], colors: Mapping[str, str]
+) -> str:
     """Net-of-cost drawdown of each model over time, in percent (baselines dashed)."""
     fig, axes = new_figure(11, 3.2)
     ax = axes[0, 0]
     for model, dd in drawdowns.items():
         base = model in baselines
-        ax.plot(_x(dd.index), dd.to_numpy() * 100, color=colors[model], label=plain(model),
-                linewidth=1.0 if base else 1.4, linestyle="--" if base else "-")
+        ax.plot(
+            _x(dd.index),
+            dd.to_numpy() * 100,
+            color=colors[model],
+            label=plain(model),
+            linewidth=1.0 if base else 1.4,
+            linestyle="--" if base else "-",
+        )
     ax.set_ylabel("drawdown, net (%)", fontsize=FONT)
     ax.set_title("Drawdown from the running peak (after costs)", fontsize=FONT + 1)
     date_axis(ax)
@@ -156,15 +177,21 @@ def ic_plot(series: Mapping[str, pd.DataFrame], colors: Mapping[str, str], windo
             ax = axes[i, j]
             x, v = _x(frame.index), frame[col].to_numpy(np.float64)
             ax.plot(x, v, color=colors[model], linewidth=0.6, alpha=0.35, label="per bar")
-            ax.plot(x, frame[f"{col}_roll"].to_numpy(), color=colors[model], linewidth=1.8,
-                    label=f"{window}-bar mean")
+            ax.plot(
+                x,
+                frame[f"{col}_roll"].to_numpy(),
+                color=colors[model],
+                linewidth=1.8,
+                label=f"{window}-bar mean",
+            )
             ax.axhline(0.0, color=GREY, linewidth=0.8)
             ok = v[np.isfinite(v)]
             mean = float(ok.mean()) if ok.size else math.nan
             sd = float(ok.std(ddof=1)) if ok.size > 1 else math.nan
             ir = mean / sd if sd > 0 else math.nan
-            ax.set_title(f"{plain(model)}: {name}  (mean {mean:.3f}, IR {ir:.2f})",
-                         fontsize=FONT + 1)
+            ax.set_title(
+                f"{plain(model)}: {name}  (mean {mean:.3f}, IR {ir:.2f})", fontsize=FONT + 1
+            )
             date_axis(ax)
     fig_legend(fig, axes[0, 1])
     return to_uri(fig)
@@ -192,12 +219,19 @@ def quantile_plot(table: pd.DataFrame, model: str, label_units: str) -> str:
         note = " (lowest)" if i == 0 else " (highest)" if i == len(cols) - 1 else ""
         ax.plot(x, cum[col].to_numpy(), color=palette[i], linewidth=1.6, label=col + note)
     spread = (table[cols[-1]] - table[cols[0]]).fillna(0.0).cumsum()
-    ax.plot(x, spread.to_numpy(), color="black", linewidth=1.2, linestyle="--",
-            label=f"{cols[-1]} \u2212 {cols[0]}")
+    ax.plot(
+        x,
+        spread.to_numpy(),
+        color="black",
+        linewidth=1.2,
+        linestyle="--",
+        label=f"{cols[-1]} \u2212 {cols[0]}",
+    )
     ax.axhline(0.0, color=GREY, linewidth=0.8)
     ax.set_ylabel(label_units, fontsize=FONT)
-    ax.set_title(f"{plain(model)}: cumulative mean label by prediction quantile (test)",
-                 fontsize=FONT + 1)
+    ax.set_title(
+        f"{plain(model)}: cumulative mean label by prediction quantile (test)", fontsize=FONT + 1
+    )
     date_axis(ax)
     fig_legend(fig, ax, max_cols=6)
     return to_uri(fig)
@@ -208,13 +242,19 @@ def scatter_plot(x: np.ndarray, y: np.ndarray, model: str, n_total: int) -> str:
     fig, axes = new_figure(6.4, 5.0)
     ax = axes[0, 0]
     ax.scatter(x, y, s=5, alpha=0.25, color=PALETTE[0], linewidths=0, rasterized=False)
-    corr = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 \
-        else math.nan
+    corr = (
+        float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else math.nan
+    )
     if len(x) > 2 and x.std() > 0:
         slope, intercept = np.polyfit(x, y, 1)
         grid = np.linspace(*np.percentile(x, [0.5, 99.5]), 50)
-        ax.plot(grid, slope * grid + intercept, color="#d62728", linewidth=1.4,
-                label=f"least squares (slope {slope:.2f})")
+        ax.plot(
+            grid,
+            slope * grid + intercept,
+            color="#d62728",
+            linewidth=1.4,
+            label=f"least squares (slope {slope:.2f})",
+        )
     for arr, setter in ((x, ax.set_xlim), (y, ax.set_ylim)):
         lo, hi = np.percentile(arr, [0.5, 99.5]) if len(arr) else (0.0, 1.0)
         pad = (hi - lo) * 0.05 or 1e-6
@@ -224,8 +264,9 @@ def scatter_plot(x: np.ndarray, y: np.ndarray, model: str, n_total: int) -> str:
     ax.set_xlabel("predicted", fontsize=FONT)
     ax.set_ylabel("realised", fontsize=FONT)
     shown = f"{len(x):,} of {n_total:,} points" if n_total > len(x) else f"{len(x):,} points"
-    ax.set_title(f"{plain(model)}: predicted vs realised (test, {shown}, corr {corr:.3f})",
-                 fontsize=FONT)
+    ax.set_title(
+        f"{plain(model)}: predicted vs realised (test, {shown}, corr {corr:.3f})", fontsize=FONT
+    )
     legend(ax, loc="upper left")
     return to_uri(fig)
 
@@ -236,8 +277,14 @@ def bar_plot(stats: pd.DataFrame, title: str, xlabel: str, bar_color: str) -> st
     fig, axes = new_figure(6.4, 0.24 * n + 1.0)
     ax = axes[0, 0]
     pos = np.arange(n)[::-1]
-    ax.barh(pos, stats["mean"].to_numpy(), xerr=stats["std"].to_numpy(), color=bar_color,
-            alpha=0.85, error_kw={"elinewidth": 0.8, "ecolor": "#555555", "capsize": 2})
+    ax.barh(
+        pos,
+        stats["mean"].to_numpy(),
+        xerr=stats["std"].to_numpy(),
+        color=bar_color,
+        alpha=0.85,
+        error_kw={"elinewidth": 0.8, "ecolor": "#555555", "capsize": 2},
+    )
     ax.set_yticks(pos, [plain(f) for f in stats.index], fontsize=FONT - 1)
     ax.set_xlabel(xlabel, fontsize=FONT)
     ax.set_title(plain(title), fontsize=FONT + 1)
@@ -252,10 +299,20 @@ def history_plot(frame: pd.DataFrame, model: str) -> str:
     for i, (fold, g) in enumerate(frame.groupby("fold", sort=True)):
         g = g.sort_values("epoch", kind="stable")
         ep = g["epoch"].to_numpy()
-        ax.plot(ep, pd.to_numeric(g["train_loss"], errors="coerce").to_numpy(), color=color(i),
-                linewidth=1.4, label=f"fold {fold}")
-        ax.plot(ep, pd.to_numeric(g["valid_loss"], errors="coerce").to_numpy(), color=color(i),
-                linewidth=1.4, linestyle="--")
+        ax.plot(
+            ep,
+            pd.to_numeric(g["train_loss"], errors="coerce").to_numpy(),
+            color=color(i),
+            linewidth=1.4,
+            label=f"fold {fold}",
+        )
+        ax.plot(
+            ep,
+            pd.to_numeric(g["valid_loss"], errors="coerce").to_numpy(),
+            color=color(i),
+            linewidth=1.4,
+            linestyle="--",
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch", fontsize=FONT)
     ax.set_ylabel("loss", fontsize=FONT)
@@ -274,15 +331,30 @@ def tuning_plot(frame: pd.DataFrame, study: str, maximize: bool) -> str:
     done = frame["state"].astype(str).str.upper() == "COMPLETE"
     ax.scatter(frame.loc[done, "trial"], value[done], s=14, color=PALETTE[0], label="complete")
     if (~done).any():
-        ax.scatter(frame.loc[~done, "trial"], value[~done], s=14, marker="x", color=GREY,
-                   label="pruned / failed")
+        ax.scatter(
+            frame.loc[~done, "trial"],
+            value[~done],
+            s=14,
+            marker="x",
+            color=GREY,
+            label="pruned / failed",
+        )
     best = value.where(done).cummax() if maximize else value.where(done).cummin()
-    ax.step(frame["trial"].to_numpy(), best.ffill().to_numpy(), where="post",
-            color="#d62728", linewidth=1.4, label="best so far")
+    ax.step(
+        frame["trial"].to_numpy(),
+        best.ffill().to_numpy(),
+        where="post",
+        color="#d62728",
+        linewidth=1.4,
+        label="best so far",
+    )
     ax.set_xlabel("trial", fontsize=FONT)
     ax.set_ylabel("objective", fontsize=FONT)
-    ax.set_title(f"study {plain(study)}: {int(done.sum())} of {len(frame)} trials complete "
-                 f"({'maximize' if maximize else 'minimize'})", fontsize=FONT + 1)
+    ax.set_title(
+        f"study {plain(study)}: {int(done.sum())} of {len(frame)} trials complete "
+        f"({'maximize' if maximize else 'minimize'})",
+        fontsize=FONT + 1,
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig_legend(fig, ax)
     return to_uri(fig)

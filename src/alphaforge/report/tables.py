@@ -20,10 +20,18 @@ from alphaforge.report.load import RunData, as_float, get_path
 DASH = "\u2013"  # shown for every missing or NaN value
 PERCENT_METRICS = frozenset({"direction_accuracy", "top5_hit_rate", "top10_hit_rate"})
 SHORT_NAMES = {
-    "mae": "MAE", "rmse": "RMSE", "pct_return_mae": "MAE (pp)", "direction_accuracy": "Dir. acc.",
-    "ic": "IC", "rank_ic": "Rank IC", "icir": "ICIR", "rank_icir": "Rank ICIR",
-    "top5_hit_rate": "Top-5 hit", "top10_hit_rate": "Top-10 hit",
-    "quantile_spread": "Q5\u2212Q1", "qlike": "QLIKE",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "pct_return_mae": "MAE (pp)",
+    "direction_accuracy": "Dir. acc.",
+    "ic": "IC",
+    "rank_ic": "Rank IC",
+    "icir": "ICIR",
+    "rank_icir": "Rank ICIR",
+    "top5_hit_rate": "Top-5 hit",
+    "top10_hit_rate": "Top-10 hit",
+    "quantile_spread": "Q5\u2212Q1",
+    "qlike": "QLIKE",
 }
 # model-ranking keys, in order of preference: (metric, higher is better)
 RANK_KEYS = (("rank_ic", True), ("ic", True), ("qlike", False), ("rmse", False), ("mae", False))
@@ -119,8 +127,14 @@ def rank_models(data: RunData) -> tuple[list[str], str | None]:
         ``(models, metric)``: ranked names and the metric used (None if no model had any).
     """
     names = data.models()
-    chosen = next(((metric, higher) for metric, higher in RANK_KEYS
-                   if any(math.isfinite(data.metric(m, "test", metric)) for m in names)), None)
+    chosen = next(
+        (
+            (metric, higher)
+            for metric, higher in RANK_KEYS
+            if any(math.isfinite(data.metric(m, "test", metric)) for m in names)
+        ),
+        None,
+    )
     if chosen is None:
         return sorted(names, key=data.is_baseline), None  # stable: metrics.json order kept
     metric, higher = chosen
@@ -150,31 +164,65 @@ def model_columns(data: RunData, split: str, *, backtest: bool) -> list[Column]:
         spec = METRICS.get(name)
         higher = None if spec is None else spec.direction == "maximize"
         arrow = "" if higher is None else ("\u00a0\u2191" if higher else "\u00a0\u2193")
-        cols.append(Column(name, SHORT_NAMES.get(name, name) + arrow,
-                           spec.description if spec else name,
-                           lambda m, n=name: data.metric(m, split, n), fmt_metric(name), higher))
+        cols.append(
+            Column(
+                name,
+                SHORT_NAMES.get(name, name) + arrow,
+                spec.description if spec else name,
+                lambda m, n=name: data.metric(m, split, n),
+                fmt_metric(name),
+                higher,
+            )
+        )
     if backtest and any(isinstance(e.get("backtest"), dict) for e in data.model_entries.values()):
+
         def bt(variant: str, key: str) -> Callable[[str], float]:
             return lambda m: data.backtest_summary(m, variant, "net", key)
 
         cols += [
-            Column("bt_sharpe", "Sharpe net\u00a0\u2191", "annualised Sharpe ratio after costs",
-                   bt("base", "sharpe"), lambda v: fmt(v, "ratio"), True),
-            Column("bt_ann_return", "Ann. ret. net\u00a0\u2191",
-                   "annualised geometric return after costs", bt("base", "ann_return"),
-                   lambda v: fmt(v, "pct"), True),
-            Column("bt_max_drawdown", "Max DD net\u00a0\u2191", "maximum drawdown after costs "
-                   "(closer to 0 is better)", bt("base", "max_drawdown"),
-                   lambda v: fmt(v, "pct"), True),
-            Column("bt_lag_sharpe", "Sharpe lag+1", "net Sharpe when trading one bar later "
-                   "(lag test: a collapse hints at look-ahead)", bt("lagged", "sharpe"),
-                   lambda v: fmt(v, "ratio"), None),
+            Column(
+                "bt_sharpe",
+                "Sharpe net\u00a0\u2191",
+                "annualised Sharpe ratio after costs",
+                bt("base", "sharpe"),
+                lambda v: fmt(v, "ratio"),
+                True,
+            ),
+            Column(
+                "bt_ann_return",
+                "Ann. ret. net\u00a0\u2191",
+                "annualised geometric return after costs",
+                bt("base", "ann_return"),
+                lambda v: fmt(v, "pct"),
+                True,
+            ),
+            Column(
+                "bt_max_drawdown",
+                "Max DD net\u00a0\u2191",
+                "maximum drawdown after costs (closer to 0 is better)",
+                bt("base", "max_drawdown"),
+                lambda v: fmt(v, "pct"),
+                True,
+            ),
+            Column(
+                "bt_lag_sharpe",
+                "Sharpe lag+1",
+                "net Sharpe when trading one bar later (lag test: a collapse hints at look-ahead)",
+                bt("lagged", "sharpe"),
+                lambda v: fmt(v, "ratio"),
+                None,
+            ),
         ]
     return cols
 
 
-def model_table(data: RunData, models: Sequence[str], columns: Sequence[Column],
-                table_id: str, best: str | None = None) -> str:
+def model_table(
+    data: RunData,
+    models: Sequence[str],
+    columns: Sequence[Column],
+    table_id: str,
+    best: str | None = None,
+) -> str:
     """HTML table: one row per model, baselines tagged, best value per column marked.
 
     Args:
@@ -217,8 +265,10 @@ def per_fold_table(data: RunData, models: Sequence[str], metric: str, split: str
         folds = get_path(data.model_entries.get(m), split, "per_fold")
         if isinstance(folds, dict):
             per[m] = {str(k): as_float(get_path(v, metric)) for k, v in folds.items()}
-    fold_ids = sorted({k for d in per.values() for k in d},
-                      key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k))
+    fold_ids = sorted(
+        {k for d in per.values() for k in d},
+        key=lambda k: (0, int(k), "") if k.isdigit() else (1, 0, k),
+    )
     if not fold_ids:
         return ""
     formatter = fmt_metric(metric)
@@ -242,9 +292,11 @@ def _model_row(data: RunData, model: str, cells: Sequence[str], tags: str = "") 
 
 def _model_table_html(table_id: str, head: str, rows: Sequence[str]) -> str:
     """A numeric table with a leading "Model" column, in a horizontally scrollable ``<div>``."""
-    return (f'<div class="table-wrap"><table class="num" id="{table_id}">'
-            f'<thead><tr><th>Model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></div>")
+    return (
+        f'<div class="table-wrap"><table class="num" id="{table_id}">'
+        f"<thead><tr><th>Model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        "</table></div>"
+    )
 
 
 def facts_table(facts: Sequence[tuple[str, str]]) -> str:
@@ -255,17 +307,23 @@ def facts_table(facts: Sequence[tuple[str, str]]) -> str:
 
 def folds_table(folds: Sequence[dict[str, object]]) -> str:
     """Walk-forward folds with each segment's first and last bar and its length."""
+
     def seg(fold: dict[str, object], part: str) -> str:
         s = fold.get(part)
         if not isinstance(s, dict) or not s.get("n_bars"):
             return DASH
-        return (f"{fmt_time(s.get('start'))} \u2192 {fmt_time(s.get('end'))} "
-                f'<span class="muted">({fmt(s.get("n_bars"), "int")} bars)</span>')
+        return (
+            f"{fmt_time(s.get('start'))} \u2192 {fmt_time(s.get('end'))} "
+            f'<span class="muted">({fmt(s.get("n_bars"), "int")} bars)</span>'
+        )
 
     rows = "".join(
         f"<tr><td>{escape(str(f.get('fold', i)))}</td><td>{seg(f, 'train')}</td>"
         f"<td>{seg(f, 'valid')}</td><td>{seg(f, 'test')}</td></tr>"
-        for i, f in enumerate(folds))
-    return ('<div class="table-wrap"><table id="folds-table"><thead><tr><th>Fold</th>'
-            "<th>Train</th><th>Valid</th><th>Test</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>")
+        for i, f in enumerate(folds)
+    )
+    return (
+        '<div class="table-wrap"><table id="folds-table"><thead><tr><th>Fold</th>'
+        "<th>Train</th><th>Valid</th><th>Test</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )

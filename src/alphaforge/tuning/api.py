@@ -40,10 +40,13 @@ __all__ = ["tune"]
 logger = logging.getLogger(__name__)
 
 
-def tune(config: TuneConfig | Mapping[str, Any] | None = None, *,
-         progress: Progress | None = None,
-         monitor: Callable[[list[StudyStatus]], None] | None = None,
-         **options: Any) -> TuneSummary:
+def tune(
+    config: TuneConfig | Mapping[str, Any] | None = None,
+    *,
+    progress: Progress | None = None,
+    monitor: Callable[[list[StudyStatus]], None] | None = None,
+    **options: Any,
+) -> TuneSummary:
     """Tune every ``(symbol, model)`` pair, then promote improved configs.
 
     For each symbol the labelled bars are cut into walk-forward validation folds and a held-out
@@ -72,8 +75,9 @@ def tune(config: TuneConfig | Mapping[str, Any] | None = None, *,
     started = time.time()
     cfg = make_tune_config(config, **options)
     if cfg.data is None:
-        raise ConfigError("tune option 'data' is required (a file, builtin:NAME, synthetic:... "
-                          "or a DataFrame)")
+        raise ConfigError(
+            "tune option 'data' is required (a file, builtin:NAME, synthetic:... or a DataFrame)"
+        )
     models = resolve_models(cfg.model)
     direction = get_metric(cfg.metric).direction
     root = Path(cfg.root).resolve()
@@ -83,27 +87,50 @@ def tune(config: TuneConfig | Mapping[str, Any] | None = None, *,
         storage = resolve_storage(cfg.storage, root, cfg.workers)
         prepared = prepare_config(cfg)
         _remove_stale_temp(root)
-        resolved = make_tune_config(cfg, symbols=list(prepared), model=models, root=root,
-                                    fixed_params=_fixed_params(cfg, models))
+        resolved = make_tune_config(
+            cfg,
+            symbols=list(prepared),
+            model=models,
+            root=root,
+            fixed_params=_fixed_params(cfg, models),
+        )
         deadline = None if cfg.timeout is None else started + cfg.timeout
         job = TuneJob(resolved, storage, direction, deadline)
-        logger.info("tune: %d studies, %d trials each, %d workers, storage %s",
-                    len(job.study_names), cfg.trials, cfg.workers, storage)
+        logger.info(
+            "tune: %d studies, %d trials each, %d workers, storage %s",
+            len(job.study_names),
+            cfg.trials,
+            cfg.workers,
+            storage,
+        )
         sweep(storage, job.study_names)
-        search(job, progress, prepared,
-               None if monitor is None else StudyMonitor(monitor, storage, job.study_names))
+        search(
+            job,
+            progress,
+            prepared,
+            None if monitor is None else StudyMonitor(monitor, storage, job.study_names),
+        )
         sweep(storage, job.study_names)  # trials of workers that died during this run
         summary = _gate(job, prepared, root, stamp, progress)
         summary.wall_s = time.time() - started
         summary.log_path = log_path
         write_summary(summary)
-        logger.info("tune: %d of %d promoted in %.1f s", summary.n_promoted,
-                    len(summary.results), summary.wall_s)
+        logger.info(
+            "tune: %d of %d promoted in %.1f s",
+            summary.n_promoted,
+            len(summary.results),
+            summary.wall_s,
+        )
         return summary
 
 
-def _gate(job: TuneJob, prepared: Mapping[str, SymbolData], root: Path, stamp: str,
-          progress: Progress | None) -> TuneSummary:
+def _gate(
+    job: TuneJob,
+    prepared: Mapping[str, SymbolData],
+    root: Path,
+    stamp: str,
+    progress: Progress | None,
+) -> TuneSummary:
     """Finish every study (test score, records, promotion gate) into a summary."""
     results = []
     names = job.study_names
@@ -114,8 +141,17 @@ def _gate(job: TuneJob, prepared: Mapping[str, SymbolData], root: Path, stamp: s
         if progress:
             progress("promotion gate", i + 1, len(names), f"{s} {m}")
     c = job.config
-    return TuneSummary(results, c.metric, job.direction, job.storage.url, c.workers, c.trials,
-                       0.0, stamp, root / "results" / f"tune_{stamp}.json")
+    return TuneSummary(
+        results,
+        c.metric,
+        job.direction,
+        job.storage.url,
+        c.workers,
+        c.trials,
+        0.0,
+        stamp,
+        root / "results" / f"tune_{stamp}.json",
+    )
 
 
 @contextlib.contextmanager
@@ -154,6 +190,6 @@ def _n_jobs_default(model: str, workers: int) -> dict[str, Any]:
 
 def _fixed_params(cfg: TuneConfig, models: list[str]) -> dict[str, dict[str, Any]]:
     """Each model's fixed params: the thread default, then ``cfg.fixed_params`` over it."""
-    return {m: {**_n_jobs_default(m, cfg.workers), **dict(cfg.fixed_params.get(m, {}))}
-            for m in models}
-
+    return {
+        m: {**_n_jobs_default(m, cfg.workers), **dict(cfg.fixed_params.get(m, {}))} for m in models
+    }

@@ -33,48 +33,88 @@ class TuneConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    data: Any = Field(None, description="panel source: CSV/Parquet file, builtin:NAME, "
-                      "synthetic:... or a DataFrame (required)")
-    model: str | list[str] = Field("lightgbm", description="registry name, 'both' "
-                                   "(lightgbm + xgboost), 'all' or a list of names")
-    symbols: list[str] | None = Field(None, description="symbols to tune (default: all in "
-                                      "the data)")
-    trials: int = Field(100, ge=1, description="new trials per (symbol, model) study in this "
-                        "run, shared between the workers")
-    workers: int = Field(1, ge=1, description="worker processes on this machine (> 1 needs a "
-                         "journal file or PostgreSQL storage)")
-    storage: str | None = Field(None, description="Optuna storage: sqlite:///F.db, F.journal or "
-                                "postgresql://... (default: ROOT/optuna.db, or "
-                                "ROOT/optuna.journal with several workers)")
-    min_improvement: float = Field(1.0, ge=0, description="relative validation improvement "
-                                   "needed to promote, percent (1.0 = 1%)")
+    data: Any = Field(
+        None,
+        description="panel source: CSV/Parquet file, builtin:NAME, "
+        "synthetic:... or a DataFrame (required)",
+    )
+    model: str | list[str] = Field(
+        "lightgbm",
+        description="registry name, 'both' (lightgbm + xgboost), 'all' or a list of names",
+    )
+    symbols: list[str] | None = Field(
+        None, description="symbols to tune (default: all in the data)"
+    )
+    trials: int = Field(
+        100,
+        ge=1,
+        description="new trials per (symbol, model) study in this run, shared between the workers",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="worker processes on this machine (> 1 needs a "
+        "journal file or PostgreSQL storage)",
+    )
+    storage: str | None = Field(
+        None,
+        description="Optuna storage: sqlite:///F.db, F.journal or "
+        "postgresql://... (default: ROOT/optuna.db, or "
+        "ROOT/optuna.journal with several workers)",
+    )
+    min_improvement: float = Field(
+        1.0,
+        ge=0,
+        description="relative validation improvement needed to promote, percent (1.0 = 1%)",
+    )
     force: bool = Field(False, description="promote the new best whatever the stored one")
-    timeout: float | None = Field(None, ge=0, description="search time limit, seconds (default: "
-                                  "none); the promotion gate runs afterwards")
-    seed: int = Field(0, ge=0, description="base seed: worker i samples with seed + i, models fit "
-                      "with seed")
-    root: Path = Field(Path("."), description="directory for hyperparams/, results/, logs/ and "
-                       "the default storage")
+    timeout: float | None = Field(
+        None,
+        ge=0,
+        description="search time limit, seconds (default: "
+        "none); the promotion gate runs afterwards",
+    )
+    seed: int = Field(
+        0, ge=0, description="base seed: worker i samples with seed + i, models fit with seed"
+    )
+    root: Path = Field(
+        Path("."), description="directory for hyperparams/, results/, logs/ and the default storage"
+    )
     val: int = Field(30, ge=1, description="validation window, bars")
-    test: int = Field(20, ge=1, description="held-out test window, bars (scored once for the "
-                      "best params)")
-    metric: str = Field("pct_return_mae", description="validation metric, a key of "
-                        "alphaforge.metrics.METRICS (its direction is used)")
-    folds: int = Field(1, ge=1, description="walk-forward validation windows of VAL bars; a "
-                       "trial scores their mean")
-    stop: int | None = Field(None, ge=1, description="early-stopping bars before each scored "
-                             "window (default: VAL)")
-    prune: bool = Field(True, description="median-prune hopeless trials of iterative models "
-                        "on their early-stopping loss")
-    label: str = Field("forward_return", description="label kind, a key of "
-                       "alphaforge.labels.LABELS")
-    horizon: int = Field(1, ge=1, description="label horizon, bars ahead; also the purge "
-                         "between windows")
-    features: list[str] | None = Field(None, description="feature names (default: the whole "
-                                       "catalogue)")
+    test: int = Field(
+        20, ge=1, description="held-out test window, bars (scored once for the best params)"
+    )
+    metric: str = Field(
+        "pct_return_mae",
+        description="validation metric, a key of "
+        "alphaforge.metrics.METRICS (its direction is used)",
+    )
+    folds: int = Field(
+        1,
+        ge=1,
+        description="walk-forward validation windows of VAL bars; a trial scores their mean",
+    )
+    stop: int | None = Field(
+        None, ge=1, description="early-stopping bars before each scored window (default: VAL)"
+    )
+    prune: bool = Field(
+        True,
+        description="median-prune hopeless trials of iterative models on their early-stopping loss",
+    )
+    label: str = Field(
+        "forward_return", description="label kind, a key of alphaforge.labels.LABELS"
+    )
+    horizon: int = Field(
+        1, ge=1, description="label horizon, bars ahead; also the purge between windows"
+    )
+    features: list[str] | None = Field(
+        None, description="feature names (default: the whole catalogue)"
+    )
     fixed_params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="{model: {param: value}} applied over every sampled "
-        "config (e.g. a thread count)")
+        default_factory=dict,
+        description="{model: {param: value}} applied over every sampled "
+        "config (e.g. a thread count)",
+    )
 
     def __init__(self, **options: Any) -> None:
         """Validate ``options``.
@@ -99,8 +139,9 @@ class TuneConfig(BaseModel):
         return {name: getattr(self, name) for name in type(self).model_fields}
 
 
-def make_tune_config(config: TuneConfig | Mapping[str, Any] | None = None, *,
-                     source: str = "tune", **options: Any) -> TuneConfig:
+def make_tune_config(
+    config: TuneConfig | Mapping[str, Any] | None = None, *, source: str = "tune", **options: Any
+) -> TuneConfig:
     """A validated :class:`TuneConfig` from a config or mapping, with ``options`` over it.
 
     Args:
@@ -122,8 +163,9 @@ def make_tune_config(config: TuneConfig | Mapping[str, Any] | None = None, *,
     elif isinstance(config, Mapping):
         base = dict(config)
     else:
-        raise ConfigError(f"{source}: config must be a TuneConfig, a mapping or None, got "
-                          f"{type(config).__name__}")
+        raise ConfigError(
+            f"{source}: config must be a TuneConfig, a mapping or None, got {type(config).__name__}"
+        )
     merged = {**base, **options}
     try:
         _check_names(merged)
@@ -137,8 +179,7 @@ def _check_names(options: Mapping[Any, Any]) -> None:
     valid = list(TuneConfig.model_fields)
     unknown = sorted(str(k) for k in options if k not in valid)
     if unknown:
-        raise ConfigError(f"unknown tune option(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(valid)}")
+        raise ConfigError(f"unknown tune option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -182,11 +223,15 @@ def resolve_models(model: str | Sequence[str]) -> list[str]:
         elif name == "all":
             # ensembles tune through their members' studies, baselines have nothing to tune
             # foundation models need local weights: tune them by name with fixed_params
-            out += [n for n in MODELS if n not in BASELINES
-                    and MODELS[n].family not in ("ensemble", "foundation")]
+            out += [
+                n
+                for n in MODELS
+                if n not in BASELINES and MODELS[n].family not in ("ensemble", "foundation")
+            ]
         elif name in MODELS:
             out.append(name)
         else:
-            raise ConfigError(f"unknown model {name!r}; valid: 'both', 'all', "
-                              f"{', '.join(sorted(MODELS))}")
+            raise ConfigError(
+                f"unknown model {name!r}; valid: 'both', 'all', {', '.join(sorted(MODELS))}"
+            )
     return list(dict.fromkeys(out))

@@ -15,8 +15,13 @@ from alphaforge.errors import ConfigError
 Direction = Literal["minimize", "maximize"]
 
 
-def promote(old_score: float | None, new_score: float | None, direction: Direction,
-            min_improvement: float = 1.0, force: bool = False) -> tuple[bool, str]:
+def promote(
+    old_score: float | None,
+    new_score: float | None,
+    direction: Direction,
+    min_improvement: float = 1.0,
+    force: bool = False,
+) -> tuple[bool, str]:
     """Decide whether a new validation score replaces the stored best.
 
     Args:

@@ -37,9 +37,16 @@ def _windows(d: SymbolData, on: Literal["val", "test"]) -> tuple[Window, ...]:
     return d.folds if on == "val" else (d.test,)
 
 
-def fit_score(model: str, params: Mapping[str, Any], d: SymbolData, metric: str,
-              *, seed: int, on: Literal["val", "test"] = "val",
-              report: Callable[[int, float], None] | None = None) -> float:
+def fit_score(
+    model: str,
+    params: Mapping[str, Any],
+    d: SymbolData,
+    metric: str,
+    *,
+    seed: int,
+    on: Literal["val", "test"] = "val",
+    report: Callable[[int, float], None] | None = None,
+) -> float:
     """Fit ``model`` per window of ``d`` and score it: mean over the folds, or the test window.
 
     Each window's model is fitted on the rows before its early-stopping rows, early-stops on
@@ -67,7 +74,7 @@ def fit_score(model: str, params: Mapping[str, Any], d: SymbolData, metric: str,
     for k, w in enumerate(_windows(d, on)):
         est = proto.clone()
         if report is not None:
-            est.iteration_callback = (lambda i, v, k=k: report(k * PRUNE_STRIDE + i, v))
+            est.iteration_callback = lambda i, v, k=k: report(k * PRUNE_STRIDE + i, v)
         X_fit, y_fit = d.rows(0, w.fit_end)
         est.fit(X_fit, y_fit, valid=d.rows(w.stop_start, w.stop_end), label=d.label)
         X, y = d.rows(w.score_start, w.score_end)
@@ -81,9 +88,16 @@ def fit_score(model: str, params: Mapping[str, Any], d: SymbolData, metric: str,
     return float(np.mean(scores))
 
 
-def fit_score_bank(model: str, params: Mapping[str, Any], d: SymbolData, metric: str, *,
-                   seed: int, on: Literal["val", "test"] = "val",
-                   cache: dict[Any, Any] | None = None) -> float:
+def fit_score_bank(
+    model: str,
+    params: Mapping[str, Any],
+    d: SymbolData,
+    metric: str,
+    *,
+    seed: int,
+    on: Literal["val", "test"] = "val",
+    cache: dict[Any, Any] | None = None,
+) -> float:
     """:func:`fit_score` for sampling models (foundation adapters), from one bank of samples.
 
     Each window's samples are drawn once at the model's ``bank_size`` and rescored for the
@@ -107,8 +121,11 @@ def fit_score_bank(model: str, params: Mapping[str, Any], d: SymbolData, metric:
     defaults = cls.Config()
     n = int(params.get("num_samples", getattr(defaults, "num_samples", 1)))
     size = cls.bank_size or n
-    key = (on, size, tuple(sorted((k, repr(v)) for k, v in params.items()
-                                  if k not in cls.bank_params)))
+    key = (
+        on,
+        size,
+        tuple(sorted((k, repr(v)) for k, v in params.items() if k not in cls.bank_params)),
+    )
     banks = None if cache is None else cache.get(key)
     if banks is None:
         extra = {"num_samples": size} if hasattr(defaults, "num_samples") else {}
@@ -116,8 +133,7 @@ def fit_score_bank(model: str, params: Mapping[str, Any], d: SymbolData, metric:
         banks = []
         for w in _windows(d, on):
             est = proto.clone()
-            est.fit(*d.rows(0, w.fit_end), valid=d.rows(w.stop_start, w.stop_end),
-                    label=d.label)
+            est.fit(*d.rows(0, w.fit_end), valid=d.rows(w.stop_start, w.stop_end), label=d.label)
             X, y = d.rows(w.score_start, w.score_end)
             banks.append((est.sample_targets(X, num_samples=size), y))
         if cache is not None:
@@ -127,8 +143,9 @@ def fit_score_bank(model: str, params: Mapping[str, Any], d: SymbolData, metric:
     return float(np.mean(scores)) if np.isfinite(scores).all() else float("nan")
 
 
-def make_objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any], seed: int,
-                   prune: bool = True) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    model: str, d: SymbolData, metric: str, fixed: Mapping[str, Any], seed: int, prune: bool = True
+) -> Callable[[optuna.Trial], float]:
     """The Optuna objective of one ``(symbol, model)`` study.
 
     Each trial records its owner (``host:pid``, for the sweeper), its full params and the
@@ -170,9 +187,14 @@ def make_objective(model: str, d: SymbolData, metric: str, fixed: Mapping[str, A
             if getattr(cls, "bank_params", None):  # foundation adapters: score a sample bank
                 score = fit_score_bank(model, params, d, metric, seed=seed, cache=bank_cache)
             else:
-                score = fit_score(model, params, d, metric, seed=seed,
-                                  report=report if prune and cls.capabilities.early_stopping
-                                  else None)
+                score = fit_score(
+                    model,
+                    params,
+                    d,
+                    metric,
+                    seed=seed,
+                    report=report if prune and cls.capabilities.early_stopping else None,
+                )
         finally:  # benchmarks: the objective's own time, less the pruner's storage calls
             trial.set_user_attr("fit_s", time.perf_counter() - t0 - prune_s[0])
         return score  # NaN makes Optuna mark the trial FAIL (it never becomes the best)

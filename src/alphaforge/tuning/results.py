@@ -107,8 +107,11 @@ class TuneSummary:
         out = asdict(self)
         out["summary_path"] = str(self.summary_path) if self.summary_path else None
         out["log_path"] = str(self.log_path) if self.log_path else None
-        out["totals"] = {"studies": len(self.results), "promoted": self.n_promoted,
-                         "trials": sum(r.n_trials for r in self.results)}
+        out["totals"] = {
+            "studies": len(self.results),
+            "promoted": self.n_promoted,
+            "trials": sum(r.n_trials for r in self.results),
+        }
         return out
 
 
@@ -123,23 +126,37 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _record(res: SymbolResult, best: optuna.trial.FrozenTrial, d: SymbolData, job: TuneJob,
-            stamp: str) -> dict[str, Any]:
+def _record(
+    res: SymbolResult, best: optuna.trial.FrozenTrial, d: SymbolData, job: TuneJob, stamp: str
+) -> dict[str, Any]:
     """The hyperparams record of a study's best trial."""
     c = job.config
     return {
-        "symbol": res.symbol, "model": res.model, "params": res.params,
-        "val_score": res.new_score, "test_score": res.test_score, "metric": c.metric,
-        "direction": job.direction, "label": c.label, "horizon": c.horizon,
-        "val_bars": c.val, "test_bars": c.test, "folds": c.folds,
-        "stop_bars": c.stop_bars, "study": study_name(res.symbol, res.model),
-        "trial": best.number, "n_trials": res.n_trials, "data_hash": d.data_hash,
-        "timestamp": stamp, "alphaforge_version": __version__,
+        "symbol": res.symbol,
+        "model": res.model,
+        "params": res.params,
+        "val_score": res.new_score,
+        "test_score": res.test_score,
+        "metric": c.metric,
+        "direction": job.direction,
+        "label": c.label,
+        "horizon": c.horizon,
+        "val_bars": c.val,
+        "test_bars": c.test,
+        "folds": c.folds,
+        "stop_bars": c.stop_bars,
+        "study": study_name(res.symbol, res.model),
+        "trial": best.number,
+        "n_trials": res.n_trials,
+        "data_hash": d.data_hash,
+        "timestamp": stamp,
+        "alphaforge_version": __version__,
     }
 
 
-def finish_study(symbol: str, model: str, d: SymbolData, job: TuneJob, root: Path,
-                 stamp: str) -> SymbolResult:
+def finish_study(
+    symbol: str, model: str, d: SymbolData, job: TuneJob, root: Path, stamp: str
+) -> SymbolResult:
     """Score a study's best on the test window, write its records and apply the gate.
 
     ``hyperparams/optimized/{model}/{SYMBOL}.json`` always receives the best trial;
@@ -161,8 +178,9 @@ def finish_study(symbol: str, model: str, d: SymbolData, job: TuneJob, root: Pat
     c = job.config
     res = SymbolResult(symbol, model)
     try:
-        study = optuna.load_study(study_name=study_name(symbol, model),
-                                  storage=open_storage(job.storage))
+        study = optuna.load_study(
+            study_name=study_name(symbol, model), storage=open_storage(job.storage)
+        )
     except KeyError:  # the timeout ran out before this study started
         res.reason = "no completed trials (timeout before the study started)"
         return res
@@ -182,27 +200,37 @@ def finish_study(symbol: str, model: str, d: SymbolData, job: TuneJob, root: Pat
     res.new_score = float(best.value)
     res.test_score = fit_score(model, res.params, d, c.metric, seed=c.seed, on="test")
     text = json.dumps(_record(res, best, d, job, stamp), indent=2, allow_nan=True) + "\n"
-    atomic_write_text(root / "hyperparams" / "optimized" / model / f"{safe_filename(symbol)}.json",
-                      text)
+    atomic_write_text(
+        root / "hyperparams" / "optimized" / model / f"{safe_filename(symbol)}.json", text
+    )
     if old is not None and old.get("metric") not in (None, c.metric) and not c.force:
         res.reason = f"stored best uses metric {old.get('metric')!r}; not comparable"
         return res
     if res.old_score is not None:
         res.improvement = improvement(res.old_score, res.new_score, job.direction)
-    res.promoted, res.reason = promote(res.old_score, res.new_score, job.direction,
-                                       c.min_improvement, c.force)
+    res.promoted, res.reason = promote(
+        res.old_score, res.new_score, job.direction, c.min_improvement, c.force
+    )
     if res.promoted:
         atomic_write_text(best_path, text)
-    logger.info("%s %s: val %.6g (old %s) test %.6g: %s", symbol, model, res.new_score,
-                res.old_score, res.test_score, res.reason)
+    logger.info(
+        "%s %s: val %.6g (old %s) test %.6g: %s",
+        symbol,
+        model,
+        res.new_score,
+        res.old_score,
+        res.test_score,
+        res.reason,
+    )
     return res
 
 
 def write_summary(summary: TuneSummary) -> None:
     """Write ``summary`` to its ``summary_path`` (atomically, as indented JSON)."""
     assert summary.summary_path is not None  # set by tune before writing
-    atomic_write_text(summary.summary_path,
-                      json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
+    atomic_write_text(
+        summary.summary_path, json.dumps(summary.to_dict(), indent=2, default=str) + "\n"
+    )
 
 
 def tune_history(root: str | os.PathLike[str] = ".") -> list[dict[str, Any]]:

@@ -26,8 +26,18 @@ from alphaforge.tuning.objective import PRUNE_EVERY, make_objective
 from alphaforge.tuning.storage import StorageSpec, open_storage
 from alphaforge.tuning.windows import SymbolData, prepare
 
-__all__ = ["Progress", "StudyMonitor", "StudyStatus", "TuneJob", "prepare_config", "run_worker",
-           "search", "spawn_worker", "study_name", "study_status"]
+__all__ = [
+    "Progress",
+    "StudyMonitor",
+    "StudyStatus",
+    "TuneJob",
+    "prepare_config",
+    "run_worker",
+    "search",
+    "spawn_worker",
+    "study_name",
+    "study_status",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +73,9 @@ class StudyStatus:
     last: float | None = None
 
 
-def study_status(storage: optuna.storages.BaseStorage | StorageSpec | str,
-                 names: Sequence[str]) -> list[StudyStatus]:
+def study_status(
+    storage: optuna.storages.BaseStorage | StorageSpec | str, names: Sequence[str]
+) -> list[StudyStatus]:
     """One :class:`StudyStatus` per study name (zeros for a study not created yet).
 
     Args:
@@ -133,13 +144,26 @@ class TuneJob:
 def prepare_config(config: TuneConfig) -> dict[str, SymbolData]:
     """:func:`~alphaforge.tuning.prepare` the config's data, symbols, label and windows."""
     c = config
-    return prepare(c.data, c.symbols, label=c.label, horizon=c.horizon, features=c.features,
-                   val=c.val, test=c.test, folds=c.folds, stop=c.stop)
+    return prepare(
+        c.data,
+        c.symbols,
+        label=c.label,
+        horizon=c.horizon,
+        features=c.features,
+        val=c.val,
+        test=c.test,
+        folds=c.folds,
+        stop=c.stop,
+    )
 
 
-def run_worker(job: TuneJob, worker: int, n_trials: int,
-               on_trial: Callable[[str, int], None] | None = None,
-               prepared: Mapping[str, SymbolData] | None = None) -> None:
+def run_worker(
+    job: TuneJob,
+    worker: int,
+    n_trials: int,
+    on_trial: Callable[[str, int], None] | None = None,
+    prepared: Mapping[str, SymbolData] | None = None,
+) -> None:
     """Run ``n_trials`` trials of every study in ``job``; the body of one worker process.
 
     Args:
@@ -162,17 +186,28 @@ def run_worker(job: TuneJob, worker: int, n_trials: int,
             if remaining is not None and remaining <= 0:
                 return
             study = optuna.create_study(
-                storage=storage, study_name=name, direction=job.direction, load_if_exists=True,
+                storage=storage,
+                study_name=name,
+                direction=job.direction,
+                load_if_exists=True,
                 sampler=optuna.samplers.TPESampler(seed=c.seed + worker),
-                pruner=(optuna.pruners.MedianPruner(n_startup_trials=5,
-                                                    n_warmup_steps=5 * PRUNE_EVERY)
-                        if c.prune else optuna.pruners.NopPruner()))
-            objective = make_objective(model, prepared[symbol], c.metric,
-                                       c.fixed_params.get(model, {}), c.seed, c.prune)
+                pruner=(
+                    optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5 * PRUNE_EVERY)
+                    if c.prune
+                    else optuna.pruners.NopPruner()
+                ),
+            )
+            objective = make_objective(
+                model, prepared[symbol], c.metric, c.fixed_params.get(model, {}), c.seed, c.prune
+            )
             callbacks = [] if on_trial is None else [lambda s, t, n=name: on_trial(n, t.number)]
-            study.optimize(objective, n_trials=n_trials, timeout=remaining,
-                           catch=(AlphaforgeError, ValueError, FloatingPointError),
-                           callbacks=callbacks)
+            study.optimize(
+                objective,
+                n_trials=n_trials,
+                timeout=remaining,
+                catch=(AlphaforgeError, ValueError, FloatingPointError),
+                callbacks=callbacks,
+            )
 
 
 def spawn_worker(job: TuneJob, worker: int, n_trials: int) -> None:
@@ -195,8 +230,13 @@ class StudyMonitor:
         every: Least seconds between two reads, unless forced.
     """
 
-    def __init__(self, fn: Callable[[list[StudyStatus]], None], storage: StorageSpec,
-                 names: Sequence[str], every: float = 0.5) -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[StudyStatus]], None],
+        storage: StorageSpec,
+        names: Sequence[str],
+        every: float = 0.5,
+    ) -> None:
         self.fn, self.spec, self.names, self.every = fn, storage, list(names), every
         self.storage: optuna.storages.BaseStorage | None = None
         self.last = -math.inf
@@ -211,9 +251,12 @@ class StudyMonitor:
         self.last = time.monotonic()
 
 
-def search(job: TuneJob, progress: Progress | None = None,
-           prepared: Mapping[str, SymbolData] | None = None,
-           monitor: StudyMonitor | None = None) -> None:
+def search(
+    job: TuneJob,
+    progress: Progress | None = None,
+    prepared: Mapping[str, SymbolData] | None = None,
+    monitor: StudyMonitor | None = None,
+) -> None:
     """Run ``job.config.trials`` new trials per study with ``job.config.workers`` workers.
 
     One worker runs here (reusing ``prepared``); several run as ``spawn`` processes sharing the
@@ -241,8 +284,11 @@ def search(job: TuneJob, progress: Progress | None = None,
         run_worker(job, 0, trials, on_trial, prepared)
         return
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=spawn_worker, args=(job, i, n), daemon=False)
-             for i, n in enumerate(_split_trials(trials, workers)) if n > 0]
+    procs = [
+        ctx.Process(target=spawn_worker, args=(job, i, n), daemon=False)
+        for i, n in enumerate(_split_trials(trials, workers))
+        if n > 0
+    ]
     for p in procs:
         p.start()
     try:
@@ -260,7 +306,12 @@ def search(job: TuneJob, progress: Progress | None = None,
         raise
     bad = [p.exitcode for p in procs if p.exitcode != 0]
     if bad:
-        logger.warning("%d of %d workers exited abnormally (exit codes %s); their RUNNING "
-                       "trials are marked FAIL", len(bad), len(procs), bad)
+        logger.warning(
+            "%d of %d workers exited abnormally (exit codes %s); their RUNNING "
+            "trials are marked FAIL",
+            len(bad),
+            len(procs),
+            bad,
+        )
     if progress:
         progress("trials", total, total, f"{len(procs)} workers")

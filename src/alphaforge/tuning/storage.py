@@ -61,8 +61,10 @@ class StorageSpec:
         if text.startswith("postgresql"):
             return cls("postgresql", text)
         if "://" not in text:
-            raise ConfigError(f"storage {text!r}: expected sqlite:///FILE.db, FILE.journal or a "
-                              "database URL such as postgresql://...")
+            raise ConfigError(
+                f"storage {text!r}: expected sqlite:///FILE.db, FILE.journal or a "
+                "database URL such as postgresql://..."
+            )
         return cls("rdb", text)
 
     @property
@@ -74,8 +76,9 @@ class StorageSpec:
         return self.url
 
 
-def resolve_storage(storage: str | os.PathLike[str] | StorageSpec | None, root: Path,
-                    workers: int) -> StorageSpec:
+def resolve_storage(
+    storage: str | os.PathLike[str] | StorageSpec | None, root: Path, workers: int
+) -> StorageSpec:
     """The storage every worker opens.
 
     Args:
@@ -93,12 +96,17 @@ def resolve_storage(storage: str | os.PathLike[str] | StorageSpec | None, root: 
             string that is neither a URL nor a journal file.
     """
     if storage is None:
-        return (StorageSpec("sqlite", f"sqlite:///{root / 'optuna.db'}") if workers == 1
-                else StorageSpec("journal", str(root / "optuna.journal")))
+        return (
+            StorageSpec("sqlite", f"sqlite:///{root / 'optuna.db'}")
+            if workers == 1
+            else StorageSpec("journal", str(root / "optuna.journal"))
+        )
     spec = storage if isinstance(storage, StorageSpec) else StorageSpec.parse(storage)
     if spec.kind == "sqlite" and workers > 1:
-        raise ConfigError(f"storage {spec.url!r}: SQLite is not safe with {workers} workers; use "
-                          "a journal file (PATH.journal) or postgresql://...")
+        raise ConfigError(
+            f"storage {spec.url!r}: SQLite is not safe with {workers} workers; use "
+            "a journal file (PATH.journal) or postgresql://..."
+        )
     return spec
 
 
@@ -119,14 +127,19 @@ def open_storage(spec: StorageSpec | str) -> optuna.storages.BaseStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # a trial whose worker stops beating for grace_period is failed and re-queued once
             if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
-                retry = {"heartbeat_stale_trial_callback":
-                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+                stale = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+                retry = {"heartbeat_stale_trial_callback": stale}
             else:
-                retry = {"failed_trial_callback":
-                         optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-            return optuna.storages.RDBStorage(spec.location, heartbeat_interval=10,
-                                              grace_period=60,
-                                              engine_kwargs={"pool_pre_ping": True}, **retry)
+                retry = {
+                    "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)
+                }
+            return optuna.storages.RDBStorage(
+                spec.location,
+                heartbeat_interval=10,
+                grace_period=60,
+                engine_kwargs={"pool_pre_ping": True},
+                **retry,
+            )
     return optuna.storages.RDBStorage(spec.location)
 
 

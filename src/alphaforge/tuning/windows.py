@@ -86,8 +86,9 @@ def _window(score_start: int, score_end: int, stop: int, horizon: int) -> Window
     return Window(stop_start - horizon, stop_start, stop_end, score_start, score_end)
 
 
-def cut_windows(n: int, *, val: int, test: int, folds: int, stop: int, horizon: int,
-                min_train: int = 50) -> tuple[tuple[Window, ...], Window]:
+def cut_windows(
+    n: int, *, val: int, test: int, folds: int, stop: int, horizon: int, min_train: int = 50
+) -> tuple[tuple[Window, ...], Window]:
     """Cut ``n`` time-ordered labelled rows into validation folds and a test window::
 
         ... [fit][h][stop][h][val 1] ... [val k][h][test]
@@ -114,22 +115,35 @@ def cut_windows(n: int, *, val: int, test: int, folds: int, stop: int, horizon: 
         DataError: Fewer than ``min_train`` rows left to fit the first fold.
     """
     if val < 1 or test < 1 or folds < 1 or stop < 1:
-        raise ConfigError(f"val, test, folds and stop must be >= 1, got val={val}, "
-                          f"test={test}, folds={folds}, stop={stop}")
+        raise ConfigError(
+            f"val, test, folds and stop must be >= 1, got val={val}, "
+            f"test={test}, folds={folds}, stop={stop}"
+        )
     test_start = n - test
     val_end = test_start - horizon
     starts = [val_end - (folds - i) * val for i in range(folds)]
     fold_windows = tuple(_window(a, a + val, stop, horizon) for a in starts)
     if fold_windows[0].fit_end < min_train:
         need = n - fold_windows[0].fit_end + min_train
-        raise DataError(f"{n} labelled bars, need at least {need} (test {test}, {folds} x val "
-                        f"{val}, early-stopping {stop}, purges of {horizon}, {min_train} train)")
+        raise DataError(
+            f"{n} labelled bars, need at least {need} (test {test}, {folds} x val "
+            f"{val}, early-stopping {stop}, purges of {horizon}, {min_train} train)"
+        )
     return fold_windows, _window(test_start, n, stop, horizon)
 
 
-def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: int,
-            features: Sequence[str] | None, val: int, test: int, folds: int = 1,
-            stop: int | None = None) -> dict[str, SymbolData]:
+def prepare(
+    data: Any,
+    symbols: Sequence[str] | None,
+    *,
+    label: str,
+    horizon: int,
+    features: Sequence[str] | None,
+    val: int,
+    test: int,
+    folds: int = 1,
+    stop: int | None = None,
+) -> dict[str, SymbolData]:
     """Load the panel, build features on the whole panel, then cut each symbol's bars.
 
     Features are built on the full panel so cross-sectional columns exist (each looks only
@@ -169,10 +183,10 @@ def prepare(data: Any, symbols: Sequence[str] | None, *, label: str, horizon: in
     for s in chosen:
         mask = (X.index.get_level_values("symbol") == s) & y.notna().to_numpy()
         try:
-            fold_windows, test_window = cut_windows(int(mask.sum()), val=val, test=test,
-                                                    folds=folds, stop=stop, horizon=horizon)
+            fold_windows, test_window = cut_windows(
+                int(mask.sum()), val=val, test=test, folds=folds, stop=stop, horizon=horizon
+            )
         except DataError as exc:
             raise DataError(f"symbol {s!r}: {exc}") from None
-        out[s] = SymbolData(X[mask], y[mask], fold_windows, test_window, data_hash(panel, s),
-                            spec)
+        out[s] = SymbolData(X[mask], y[mask], fold_windows, test_window, data_hash(panel, s), spec)
     return out

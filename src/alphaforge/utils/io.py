@@ -1,8 +1,8 @@
 """Atomic writes (temp file + ``os.replace``) and symbol -> file-name mapping.
 
 Nothing alphaforge writes is ever left half-written: a crash leaves either the old file or the new
-one. Symbols become file names only through :func:`safe_filename`, which rejects path tricks and maps
-legal-but-awkward tickers (``CON``, ``BRK.B``) to collision-free names.
+one. Symbols become file names only through :func:`safe_filename`, which rejects path tricks and
+maps legal-but-awkward tickers (``CON``, ``BRK.B``) to collision-free names.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from alphaforge.errors import DataError
 
 # Device names Windows reserves regardless of extension (CON.txt is still CON).
 _WINDOWS_RESERVED = {
-    "CON", "PRN", "AUX", "NUL",
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
     *(f"COM{i}" for i in range(1, 10)),
     *(f"LPT{i}" for i in range(1, 10)),
 }
@@ -131,10 +134,10 @@ def check_symbol(symbol: object) -> str:
 def safe_filename(symbol: str) -> str:
     """Map a (checked) symbol to a file-name stem that is safe on every common file system.
 
-    Plain upper-case tickers (letters, digits, ``_``, ``-``) that are not Windows device names map to
-    themselves. Anything else (``BRK.B``, ``CON``, ``^GSPC``, non-ASCII) keeps a readable, sanitised
-    prefix plus an 8-hex digest of the exact symbol, so ``BRK.B`` and ``BRK-B`` never collide and
-    the mapping is stable across runs and machines.
+    Plain upper-case tickers (letters, digits, ``_``, ``-``) that are not Windows device names map
+    to themselves. Anything else (``BRK.B``, ``CON``, ``^GSPC``, non-ASCII) keeps a readable,
+    sanitised prefix plus an 8-hex digest of the exact symbol, so ``BRK.B`` and ``BRK-B`` never
+    collide and the mapping is stable across runs and machines.
 
     Args:
         symbol: Symbol name; validated with :func:`check_symbol` first.

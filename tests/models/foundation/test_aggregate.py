@@ -44,8 +44,12 @@ def _reference(x: np.ndarray, name: str) -> np.ndarray:
 def test_the_table_has_every_promised_name() -> None:
     expected = {"mean", "median"}
     for p in TRIM_PERCENTS:
-        expected |= {f"trimmed_mean_{p}", f"lower_trimmed_mean_{p}", f"upper_trimmed_mean_{p}",
-                     f"winsorized_mean_{p}"}
+        expected |= {
+            f"trimmed_mean_{p}",
+            f"lower_trimmed_mean_{p}",
+            f"upper_trimmed_mean_{p}",
+            f"winsorized_mean_{p}",
+        }
     expected |= {f"q{k}" for k in QUANTILE_PERCENTS}
     assert set(AGGREGATIONS) == expected
     assert {"q10", "q90", "trimmed_mean_5", "trimmed_mean_25"} <= set(AGGREGATIONS)
@@ -56,8 +60,9 @@ def test_every_aggregation_matches_numpy_and_scipy(n: int) -> None:
     rng = np.random.default_rng(n)
     x = rng.standard_t(3, size=(5, n))  # fat tails: trimming matters
     for name in AGGREGATIONS:
-        np.testing.assert_allclose(aggregate(x, name, axis=1), _reference(x, name),
-                                   rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            aggregate(x, name, axis=1), _reference(x, name), rtol=1e-12, atol=1e-12, err_msg=name
+        )
 
 
 def test_axis_and_leading_dims() -> None:
@@ -78,20 +83,27 @@ def test_unknown_name_and_empty_samples() -> None:
 def _labels(n_rows: int) -> pd.Series:
     index = pd.MultiIndex.from_product(
         [pd.date_range("2021-01-01", periods=n_rows // 4), ["A", "B", "C", "D"]],
-        names=["timestamp", "symbol"])
+        names=["timestamp", "symbol"],
+    )
     return pd.Series(np.random.default_rng(1).normal(size=n_rows), index=index, name="y")
 
 
 def test_score_sample_bank_equals_scoring_each_choice_directly() -> None:
     y = _labels(40)
     bank = np.random.default_rng(2).normal(size=(40, 64)) + y.to_numpy()[:, None] * 0.3
-    choices = [(8, "mean"), (8, "median"), (32, "trimmed_mean_10"), (64, "q40"),
-               (64, "winsorized_mean_25")]
+    choices = [
+        (8, "mean"),
+        (8, "median"),
+        (32, "trimmed_mean_10"),
+        (64, "q40"),
+        (64, "winsorized_mean_25"),
+    ]
     for metric in ("mae", "rank_ic"):
         got = score_sample_bank(bank, y, metric, choices)
         fn = get_metric(metric).fn
-        want = [fn(y, pd.Series(aggregate(bank[:, :n], a, axis=1), index=y.index))
-                for n, a in choices]
+        want = [
+            fn(y, pd.Series(aggregate(bank[:, :n], a, axis=1), index=y.index)) for n, a in choices
+        ]
         assert list(got["num_samples"]) == [n for n, _ in choices]
         np.testing.assert_allclose(got["score"], want, rtol=1e-12)
     custom = score_sample_bank(bank, y, lambda t, p: float((t - p).abs().max()), [(4, "mean")])

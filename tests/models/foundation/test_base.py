@@ -60,9 +60,13 @@ def test_future_stamps_step_business_days_and_intraday_spacing() -> None:
     prev = pd.DatetimeIndex(["2024-03-07", "2024-03-08", "2024-03-08 10:15"]).as_unit("ns").asi8
     out = pd.DatetimeIndex(future_stamps(last, prev, np.ones(3, bool), 2).ravel())
     assert list(out.strftime("%Y-%m-%d %H:%M")) == [
-        "2024-03-11 00:00", "2024-03-12 00:00",  # Friday -> Monday, Tuesday
-        "2024-03-10 00:00", "2024-03-11 00:00",  # from a Saturday: calendar days
-        "2024-03-08 10:45", "2024-03-08 11:00"]  # intraday: the last spacing
+        "2024-03-11 00:00",
+        "2024-03-12 00:00",  # Friday -> Monday, Tuesday
+        "2024-03-10 00:00",
+        "2024-03-11 00:00",  # from a Saturday: calendar days
+        "2024-03-08 10:45",
+        "2024-03-08 11:00",
+    ]  # intraday: the last spacing
 
 
 # ------------------------------------------------------------------ checkpoints on disk
@@ -87,8 +91,12 @@ def test_find_weights_dir_direct_named_and_hf_cache(tmp_path: Path) -> None:
     assert find_weights_dir(tmp_path / "hub", files, ("Kronos-small",)) == old  # refs/main
     assert find_weights_dir(repo, files) == old
     assert new.is_dir()
-    picky = find_weights_dir(tmp_path / "hub", files, ("Kronos-small",),
-                             accept=lambda p: "new" in (p / "config.json").read_text())
+    picky = find_weights_dir(
+        tmp_path / "hub",
+        files,
+        ("Kronos-small",),
+        accept=lambda p: "new" in (p / "config.json").read_text(),
+    )
     assert picky == new
 
 
@@ -122,9 +130,11 @@ def test_sample_bank_prefix_equals_fewer_samples(panel) -> None:
 def test_targets_from_paths() -> None:
     model = _tiny()
     paths = np.array([[[1.1, 0.99, 1.21]]])  # one row, one sample, H = 3: gross returns
-    for target, want in (("return", 0.21), ("log_return", np.log(1.21)),
-                         ("volatility", np.sqrt(np.log(1.1) ** 2 + np.log(0.9) ** 2
-                                                + np.log(1.21 / 0.99) ** 2))):
+    for target, want in (
+        ("return", 0.21),
+        ("log_return", np.log(1.21)),
+        ("volatility", np.sqrt(np.log(1.1) ** 2 + np.log(0.9) ** 2 + np.log(1.21 / 0.99) ** 2)),
+    ):
         model.target_ = target
         assert model._to_target(paths)[0, 0] == pytest.approx(want)
 
@@ -159,9 +169,11 @@ def test_sample_before_fit_with_left_padding() -> None:
     short[1, :10] = np.nan  # a shorter series, padded on the left
     out_short = model.sample(short, horizon=2)
     np.testing.assert_allclose(out_short[0], out[0])  # the other row is untouched
-    np.testing.assert_allclose(out_short[1], model.sample(short[1:], horizon=2,
-                                                          keys=model_keys(model, 2)[1:])[0],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        out_short[1],
+        model.sample(short[1:], horizon=2, keys=model_keys(model, 2)[1:])[0],
+        rtol=1e-5,
+    )
 
 
 def model_keys(model: KronosAdapter, n: int) -> np.ndarray:

@@ -17,9 +17,9 @@ import torch
 
 from alphaforge.errors import DataError
 from alphaforge.models.foundation.base import calendar
-from alphaforge.models.foundation.kronos import (
+from alphaforge.models.foundation.kronos import KronosAdapter
+from alphaforge.models.foundation.kronos_net import (
     KRONOS_ARCHS,
-    KronosAdapter,
     KronosModelConfig,
     KronosNet,
     KronosTokenizerConfig,
@@ -43,16 +43,22 @@ def _net(seed: int = 0, dtype: torch.dtype = torch.float32) -> KronosNet:
 def test_released_sizes_and_the_tokenizer_depth_quirk(arch: str, millions: float) -> None:
     cfg = KRONOS_ARCHS[arch]
     with torch.device("meta"):
-        net = KronosNet(KronosTokenizerConfig(**cfg["tokenizer"]),
-                        KronosModelConfig(**cfg["model"]))
+        net = KronosNet(
+            KronosTokenizerConfig(**cfg["tokenizer"]), KronosModelConfig(**cfg["model"])
+        )
     n = sum(p.numel() for p in net.model.parameters())
     assert abs(n / 1e6 - millions) < 0.05 * millions  # the published predictor sizes
     keys = net.state_dict()
     assert "tokenizer.encoder.2.self_attn.q_proj.weight" in keys  # n_enc_layers = 4 -> 3 blocks
     assert "tokenizer.encoder.3.norm1.weight" not in keys
-    for name in ("model.embedding.emb_s1.weight", "model.time_emb.minute_embed.weight",
-                 "model.dep_layer.cross_attn.rotary.inv_freq", "model.head.proj_s2.bias",
-                 "tokenizer.tokenizer.bsq.basis", "tokenizer.post_quant_embed_pre.weight"):
+    for name in (
+        "model.embedding.emb_s1.weight",
+        "model.time_emb.minute_embed.weight",
+        "model.dep_layer.cross_attn.rotary.inv_freq",
+        "model.head.proj_s2.bias",
+        "tokenizer.tokenizer.bsq.basis",
+        "tokenizer.post_quant_embed_pre.weight",
+    ):
         assert name in keys, name
     assert tuple(keys["model.embedding.emb_s1.weight"].shape) == (1024, cfg["model"]["d_model"])
 
@@ -97,8 +103,9 @@ def test_kv_cache_sampling_equals_full_recomputation() -> None:
         cached = kronos_generate(net, x, valid, cal, u, use_cache=True, **kw)
         full = kronos_generate(net, x, valid, cal, u, use_cache=False, **kw)
         sliding = kronos_generate(net, x, valid, cal, u, **{**kw, "window": 20})
-        sliding_full = kronos_generate(net, x, valid, cal, u, use_cache=False,
-                                       **{**kw, "window": 20})
+        sliding_full = kronos_generate(
+            net, x, valid, cal, u, use_cache=False, **{**kw, "window": 20}
+        )
     assert cached.shape == (3, 5, 4, 6)
     torch.testing.assert_close(cached, full, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(sliding, sliding_full, rtol=0, atol=0)  # cache off when it slides
@@ -117,8 +124,12 @@ def test_left_padding_does_not_change_a_series() -> None:
 
 # ------------------------------------------------------------------ the reference package
 def _reference_models():
-    kronos = pytest.importorskip("kronos_finance._vendor.kronos_model", reason=(
-        "the reference package kronos-finance is not installed (pip install kronos-finance)"))
+    kronos = pytest.importorskip(
+        "kronos_finance._vendor.kronos_model",
+        reason=(
+            "the reference package kronos-finance is not installed (pip install kronos-finance)"
+        ),
+    )
     torch.manual_seed(1)
     tok = kronos.KronosTokenizer(**TINY["tokenizer"]).eval()
     model = kronos.Kronos(**TINY["model"]).eval()
@@ -151,9 +162,15 @@ def test_same_outputs_as_the_reference_package_on_random_weights() -> None:
         pick = logits1[:, -1].argmax(-1, keepdim=True)
         ref_logits2 = ref_model.decode_s2(context, pick)[:, -1]
         a = net.model.dep_layer.cross_attn
-        ours2 = net.model.head.proj_s2(_cross(
-            net.model.dep_layer, net.model.embedding.emb_s1(pick[:, 0]), hn[:, -1],
-            (a.split(a.k_proj(hn)), a.split(a.v_proj(hn))), valid))
+        ours2 = net.model.head.proj_s2(
+            _cross(
+                net.model.dep_layer,
+                net.model.embedding.emb_s1(pick[:, 0]),
+                hn[:, -1],
+                (a.split(a.k_proj(hn)), a.split(a.v_proj(hn))),
+                valid,
+            )
+        )
         torch.testing.assert_close(ours2, ref_logits2)
 
 
@@ -167,35 +184,54 @@ def test_greedy_forecast_equals_the_reference_predictor(max_context: int) -> Non
     n, H = 40, 3
     rng = np.random.default_rng(0)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    df = pd.DataFrame({"open": close * 1.001, "high": close * 1.01, "low": close * 0.99,
-                       "close": close, "volume": rng.uniform(1e5, 2e5, n)})
+    df = pd.DataFrame(
+        {
+            "open": close * 1.001,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.uniform(1e5, 2e5, n),
+        }
+    )
     xt = pd.Series(pd.bdate_range("2024-01-01", periods=n))
     yt = pd.Series(pd.bdate_range(xt.iloc[-1] + pd.offsets.BDay(), periods=H))
     ref = kronos.KronosPredictor(ref_model, ref_tok, device="cpu", max_context=max_context)
-    want = ref.predict(df, xt, yt, pred_len=H, T=1.0, top_k=1, top_p=0.9, sample_count=2,
-                       verbose=False).to_numpy()
+    want = ref.predict(
+        df, xt, yt, pred_len=H, T=1.0, top_k=1, top_p=0.9, sample_count=2, verbose=False
+    ).to_numpy()
     raw = df.to_numpy()
     raw = np.concatenate([raw, (raw[:, 4] * raw[:, :4].mean(1))[:, None]], 1).astype(np.float32)
     mean, std = raw.mean(0), raw.std(0) + 1e-5
     xn = torch.from_numpy(np.clip((raw - mean) / std, -5, 5))[None]
     stamps = np.concatenate([xt, yt]).astype("datetime64[ns]").astype(np.int64)
     with torch.inference_mode():
-        out = kronos_generate(net, xn, torch.ones(1, n, dtype=torch.bool),
-                              torch.from_numpy(calendar(stamps))[None], torch.rand(1, 2, H, 2),
-                              top_k=1, window=max_context)
+        out = kronos_generate(
+            net,
+            xn,
+            torch.ones(1, n, dtype=torch.bool),
+            torch.from_numpy(calendar(stamps))[None],
+            torch.rand(1, 2, H, 2),
+            top_k=1,
+            window=max_context,
+        )
     np.testing.assert_allclose(out[0, 0].numpy() * std + mean, want, rtol=1e-5)
 
 
 def test_candles_from_features_and_raw_candles(panel) -> None:
     X, y = panel
     Xc = X.assign(gap=0.001, hl_range=0.02, close_loc=0.4)
-    params = {**KronosAdapter.test_params(), "gap_column": "gap", "range_column": "hl_range",
-              "close_loc_column": "close_loc"}
+    params = {
+        **KronosAdapter.test_params(),
+        "gap_column": "gap",
+        "range_column": "hl_range",
+        "close_loc_column": "close_loc",
+    }
     model = KronosAdapter.from_params(params).fit(Xc, y)
     assert np.isfinite(model.predict(Xc).to_numpy()).all()
     close = 50 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, (2, 20)), 1))
-    candles = np.stack([close * 0.999, close * 1.01, close * 0.99, close,
-                        np.full_like(close, 1e5)], -1)  # OHLCV, amount filled in
+    candles = np.stack(
+        [close * 0.999, close * 1.01, close * 0.99, close, np.full_like(close, 1e5)], -1
+    )  # OHLCV, amount filled in
     stamps = np.tile(pd.bdate_range("2024-01-01", periods=20).to_numpy(), (2, 1))
     out = model.sample(candles, horizon=2, num_samples=4, timestamps=stamps)
     assert out.shape == (2, 4, 2) and np.isfinite(out).all()
@@ -206,12 +242,16 @@ def test_candles_from_features_and_raw_candles(panel) -> None:
 def _write_release(net: KronosNet, model_dir: Path, tok_dir: Path) -> None:
     from safetensors.torch import save_file
 
-    for part, folder, cfg in ((net.model, model_dir, net.model.config),
-                              (net.tokenizer, tok_dir, net.tokenizer.config)):
+    for part, folder, cfg in (
+        (net.model, model_dir, net.model.config),
+        (net.tokenizer, tok_dir, net.tokenizer.config),
+    ):
         folder.mkdir(parents=True)
         (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
-        save_file({k: v.contiguous() for k, v in part.state_dict().items()},
-                  str(folder / "model.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in part.state_dict().items()},
+            str(folder / "model.safetensors"),
+        )
 
 
 def test_loads_a_directory_laid_out_like_the_released_checkpoints(tmp_path: Path, panel) -> None:
@@ -221,13 +261,17 @@ def test_loads_a_directory_laid_out_like_the_released_checkpoints(tmp_path: Path
     reference = KronosAdapter.from_config(TINY, params, random_state=0).fit(X, y)
     want = reference.predict(X)
     net = reference.module_
-    _write_release(net, tmp_path / "plain" / "Kronos-small",
-                   tmp_path / "plain" / "Kronos-Tokenizer-base")
+    _write_release(
+        net, tmp_path / "plain" / "Kronos-small", tmp_path / "plain" / "Kronos-Tokenizer-base"
+    )
     got = KronosAdapter.from_path(tmp_path / "plain", params).fit(X, y).predict(X)
     pd.testing.assert_series_equal(got, want)
     hub = tmp_path / "hub"
-    _write_release(net, hub / "models--NeoQuasar--Kronos-small" / "snapshots" / "abc",
-                   hub / "models--NeoQuasar--Kronos-Tokenizer-base" / "snapshots" / "def")
+    _write_release(
+        net,
+        hub / "models--NeoQuasar--Kronos-small" / "snapshots" / "abc",
+        hub / "models--NeoQuasar--Kronos-Tokenizer-base" / "snapshots" / "def",
+    )
     got = KronosAdapter.from_path(hub, params).fit(X, y).predict(X)
     pd.testing.assert_series_equal(got, want)
     # the model directory itself, tokenizer as its sibling
@@ -251,11 +295,15 @@ def test_loads_weights_saved_by_the_reference_package(tmp_path: Path, panel) -> 
     assert np.isfinite(model.predict(X).to_numpy()).mean() > 0.9
 
 
-@pytest.mark.skipif(not os.environ.get("ALPHAFORGE_KRONOS_WEIGHTS"),
-                    reason="set ALPHAFORGE_KRONOS_WEIGHTS to a local Kronos checkpoint folder")
+@pytest.mark.skipif(
+    not os.environ.get("ALPHAFORGE_KRONOS_WEIGHTS"),
+    reason="set ALPHAFORGE_KRONOS_WEIGHTS to a local Kronos checkpoint folder",
+)
 def test_released_weights_forecast_the_panel(panel) -> None:
     X, y = panel
-    model = KronosAdapter.from_path(os.environ["ALPHAFORGE_KRONOS_WEIGHTS"],
-                                    {"num_samples": 8, "max_context": 64, "device": "cpu"})
+    model = KronosAdapter.from_path(
+        os.environ["ALPHAFORGE_KRONOS_WEIGHTS"],
+        {"num_samples": 8, "max_context": 64, "device": "cpu"},
+    )
     pred = model.fit(X, y).predict(X)
     assert np.isfinite(pred.to_numpy()).all() and pred.abs().max() < 0.5

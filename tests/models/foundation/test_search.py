@@ -31,5 +31,4 @@ def test_search_space_gives_valid_configs(name: str) -> None:
         elif name == "toto":
             assert 64 <= config.num_samples <= 4096
         else:
-            assert config.max_context <= 2048 and config.quantile_mode in ("levels",
-                                                                           "interpolate")
+            assert config.max_context <= 2048 and config.quantile_mode in ("levels", "interpolate")

@@ -16,9 +16,13 @@ import pytest
 import torch
 from scipy import stats
 
-pytest.importorskip("toto.model.toto", reason=(
-    "toto-ts is not installed: pip install 'alphaforge[toto]' && "
-    "pip install --no-deps toto-ts==0.2.0 gluonts==0.17.0"))
+pytest.importorskip(
+    "toto.model.toto",
+    reason=(
+        "toto-ts is not installed: pip install 'alphaforge[toto]' && "
+        "pip install --no-deps toto-ts==0.2.0 gluonts==0.17.0"
+    ),
+)
 
 from toto.data.util.dataset import MaskedTimeseries  # noqa: E402
 from toto.inference.forecaster import TotoForecaster  # noqa: E402
@@ -43,14 +47,20 @@ def test_one_pass_samples_match_the_package_forecaster() -> None:
     prices = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, (2, 32)), 1))
     ours = model.sample(prices, horizon=3)  # (2, S, 3), one forward pass per series
     series = torch.tensor(prices, dtype=torch.float32)[:, None]
-    inputs = MaskedTimeseries(series=series, padding_mask=torch.ones_like(series, dtype=torch.bool),
-                              id_mask=torch.zeros_like(series, dtype=torch.int),
-                              timestamp_seconds=torch.zeros_like(series, dtype=torch.int),
-                              time_interval_seconds=torch.full((2, 1), 86400, dtype=torch.int))
+    inputs = MaskedTimeseries(
+        series=series,
+        padding_mask=torch.ones_like(series, dtype=torch.bool),
+        id_mask=torch.zeros_like(series, dtype=torch.int),
+        timestamp_seconds=torch.zeros_like(series, dtype=torch.int),
+        time_interval_seconds=torch.full((2, 1), 86400, dtype=torch.int),
+    )
     torch.manual_seed(0)
     with torch.inference_mode():  # the package: the context repeated once per sample
-        ref = TotoForecaster(model.module_.model).forecast(
-            inputs, prediction_length=3, num_samples=3000, samples_per_batch=1000).samples
+        ref = (
+            TotoForecaster(model.module_.model)
+            .forecast(inputs, prediction_length=3, num_samples=3000, samples_per_batch=1000)
+            .samples
+        )
     for b in range(2):
         for h in range(3):
             assert stats.ks_2samp(ours[b, :, h], ref[b, 0, h].numpy()).pvalue > 1e-3, (b, h)
@@ -69,18 +79,24 @@ def test_loads_a_checkpoint_directory(tmp_path: Path, panel) -> None:
     folder = tmp_path / "Toto-Open-Base-1.0"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(reference.module_config_))
-    save_file({k: v.contiguous() for k, v in reference.module_.state_dict().items()},
-              str(folder / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in reference.module_.state_dict().items()},
+        str(folder / "model.safetensors"),
+    )
     params = {k: v for k, v in TotoAdapter.test_params().items() if k != "arch"}
     loaded = TotoAdapter.from_path(tmp_path, params, random_state=0).fit(X, y)
     pd.testing.assert_series_equal(loaded.predict(X), reference.predict(X))
 
 
-@pytest.mark.skipif(not os.environ.get("ALPHAFORGE_TOTO_WEIGHTS"),
-                    reason="set ALPHAFORGE_TOTO_WEIGHTS to a local Toto checkpoint folder")
+@pytest.mark.skipif(
+    not os.environ.get("ALPHAFORGE_TOTO_WEIGHTS"),
+    reason="set ALPHAFORGE_TOTO_WEIGHTS to a local Toto checkpoint folder",
+)
 def test_released_weights_forecast_the_panel(panel) -> None:
     X, y = panel
-    model = TotoAdapter.from_path(os.environ["ALPHAFORGE_TOTO_WEIGHTS"],
-                                  {"num_samples": 64, "max_context": 64, "device": "cpu"})
+    model = TotoAdapter.from_path(
+        os.environ["ALPHAFORGE_TOTO_WEIGHTS"],
+        {"num_samples": 64, "max_context": 64, "device": "cpu"},
+    )
     pred = model.fit(X, y).predict(X)
     assert np.isfinite(pred.to_numpy()).all() and pred.abs().max() < 0.5

@@ -27,8 +27,14 @@ from alphaforge.models.foundation.aggregate import (
 if TYPE_CHECKING:
     from alphaforge.models.foundation.base import FoundationAdapter, FoundationParams
 
-__all__ = ["AGGREGATIONS", "FoundationAdapter", "FoundationParams", "aggregate",
-           "check_aggregation", "score_sample_bank"]
+__all__ = [
+    "AGGREGATIONS",
+    "FoundationAdapter",
+    "FoundationParams",
+    "aggregate",
+    "check_aggregation",
+    "score_sample_bank",
+]
 
 _LAZY = {"FoundationAdapter", "FoundationParams"}  # torch-based: imported on first use
 

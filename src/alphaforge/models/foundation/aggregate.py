@@ -59,7 +59,7 @@ def _trimmed(share: float) -> Callable[[Array], Array]:
         k = _cut(n, share)
         if 2 * k >= n:
             raise DataError(f"trimming {share:.0%} from each end of {n} samples leaves none")
-        return s[..., k:n - k].mean(axis=-1)
+        return s[..., k : n - k].mean(axis=-1)
 
     return fn
 
@@ -68,7 +68,7 @@ def _trimmed_one(share: float, tail: str) -> Callable[[Array], Array]:
     def fn(s: Array) -> Array:
         n = s.shape[-1]
         k = _cut(n, share)
-        return (s[..., k:] if tail == "left" else s[..., :n - k]).mean(axis=-1)
+        return (s[..., k:] if tail == "left" else s[..., : n - k]).mean(axis=-1)
 
     return fn
 
@@ -77,7 +77,7 @@ def _winsorized(share: float) -> Callable[[Array], Array]:
     def fn(s: Array) -> Array:
         n = s.shape[-1]
         k = _cut(n, share)
-        lo, hi = s[..., k:k + 1], s[..., n - k - 1:n - k]  # (..., 1) nearest kept values
+        lo, hi = s[..., k : k + 1], s[..., n - k - 1 : n - k]  # (..., 1) nearest kept values
         return np.clip(s, lo, hi).mean(axis=-1)
 
     return fn
@@ -170,13 +170,16 @@ def score_sample_bank(
     fn = get_metric(metric).fn if isinstance(metric, str) else metric
     bank = np.asarray(samples, dtype=np.float64)
     if bank.ndim != 2 or bank.shape[0] != len(y):
-        raise DataError(f"samples must be (rows, S) with rows == len(y) = {len(y)}, "
-                        f"got shape {bank.shape}")
+        raise DataError(
+            f"samples must be (rows, S) with rows == len(y) = {len(y)}, got shape {bank.shape}"
+        )
     choices = [(int(n), check_aggregation(a)) for n, a in choices]
     too_many = [n for n, _ in choices if not 1 <= n <= bank.shape[1]]
     if too_many:
-        raise DataError(f"num_samples must be in [1, {bank.shape[1]}] (the bank's size), got "
-                        f"{sorted(set(too_many))}")
+        raise DataError(
+            f"num_samples must be in [1, {bank.shape[1]}] (the bank's size), got "
+            f"{sorted(set(too_many))}"
+        )
     sorted_prefix: dict[int, Array] = {}  # one sort per distinct n
     rows: list[dict[str, Any]] = []
     for n, name in choices:
@@ -193,5 +196,14 @@ def score_sample_bank(
 
 def default_aggregations() -> Sequence[str]:
     """A short list of robust aggregations for tuning search spaces."""
-    return ("mean", "median", "trimmed_mean_10", "trimmed_mean_25", "winsorized_mean_10",
-            "lower_trimmed_mean_10", "upper_trimmed_mean_10", "q40", "q60")
+    return (
+        "mean",
+        "median",
+        "trimmed_mean_10",
+        "trimmed_mean_25",
+        "winsorized_mean_10",
+        "lower_trimmed_mean_10",
+        "upper_trimmed_mean_10",
+        "q40",
+        "q60",
+    )

@@ -55,8 +55,14 @@ from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Contexts", "FoundationAdapter", "FoundationParams", "find_weights_dir",
-           "keyed_uniform", "row_keys"]
+__all__ = [
+    "Contexts",
+    "FoundationAdapter",
+    "FoundationParams",
+    "find_weights_dir",
+    "keyed_uniform",
+    "row_keys",
+]
 
 MODULE_FILE = "module.pt"
 MODULE_CONFIG_FILE = "module_config.json"
@@ -110,8 +116,14 @@ def _mix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _srl(x, 31)
 
 
-def keyed_uniform(keys: torch.Tensor, n_samples: int, n_steps: int, n_streams: int,
-                  *, device: torch.device | None = None) -> torch.Tensor:
+def keyed_uniform(
+    keys: torch.Tensor,
+    n_samples: int,
+    n_steps: int,
+    n_streams: int,
+    *,
+    device: torch.device | None = None,
+) -> torch.Tensor:
     """Uniforms in (0, 1) from per-row keys: ``(N,) -> (N, S, n_steps, n_streams)`` float32.
 
     Value ``[i, s, k, j]`` depends only on ``keys[i]`` and ``(s, k, j)``, so it does not change
@@ -126,8 +138,9 @@ def keyed_uniform(keys: torch.Tensor, n_samples: int, n_steps: int, n_streams: i
         ``(N, S, n_steps, n_streams)`` float32, values ``(m + 0.5) / 2**24``.
     """
     keys = keys.to(device or keys.device, torch.int64)
-    counter = torch.arange(n_samples * n_steps * n_streams, device=keys.device,
-                           dtype=torch.int64)  # sample-major: a prefix of samples is a prefix
+    counter = torch.arange(
+        n_samples * n_steps * n_streams, device=keys.device, dtype=torch.int64
+    )  # sample-major: a prefix of samples is a prefix
     x = _mix64(keys[:, None] + (counter[None, :] + 1) * _GOLDEN)
     u = (_srl(x, 40).to(torch.float32) + 0.5) * 2.0**-24  # top 24 bits, exact in float32
     return u.view(-1, n_samples, n_steps, n_streams)
@@ -145,8 +158,10 @@ def row_keys(seed: int, symbols: npt.ArrayLike, stamps_ns: npt.ArrayLike) -> npt
         ``(R,)`` int64 keys; stable across processes and machines (no Python ``hash``).
     """
     codes, names = pd.factorize(np.asarray(symbols, dtype=object))
-    sym = np.array([int.from_bytes(hashlib.sha256(str(n).encode()).digest()[:8], "little")
-                    for n in names], dtype=np.uint64)  # one digest per distinct symbol
+    sym = np.array(
+        [int.from_bytes(hashlib.sha256(str(n).encode()).digest()[:8], "little") for n in names],
+        dtype=np.uint64,
+    )  # one digest per distinct symbol
     with np.errstate(over="ignore"):
         x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ sym[codes]
         x = x + np.asarray(stamps_ns, dtype=np.int64).view(np.uint64) * np.uint64(_M1 % 2**64)
@@ -164,17 +179,24 @@ def calendar(stamps_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     days = np.floor_divide(ns, NS_PER_DAY)
     d = days.astype("datetime64[D]")
     month_start = d.astype("datetime64[M]")
-    return np.stack([
-        np.floor_divide(ns, 60 * 10**9) % 60,
-        np.floor_divide(ns, 3600 * 10**9) % 24,
-        (days + 3) % 7,  # 1970-01-01 was a Thursday
-        (d - month_start).astype(np.int64) + 1,
-        month_start.astype(np.int64) % 12 + 1,
-    ], axis=-1)
+    return np.stack(
+        [
+            np.floor_divide(ns, 60 * 10**9) % 60,
+            np.floor_divide(ns, 3600 * 10**9) % 24,
+            (days + 3) % 7,  # 1970-01-01 was a Thursday
+            (d - month_start).astype(np.int64) + 1,
+            month_start.astype(np.int64) % 12 + 1,
+        ],
+        axis=-1,
+    )
 
 
-def future_stamps(last_ns: npt.NDArray[np.int64], prev_ns: npt.NDArray[np.int64],
-                  prev_valid: npt.NDArray[np.bool_], horizon: int) -> npt.NDArray[np.int64]:
+def future_stamps(
+    last_ns: npt.NDArray[np.int64],
+    prev_ns: npt.NDArray[np.int64],
+    prev_valid: npt.NDArray[np.bool_],
+    horizon: int,
+) -> npt.NDArray[np.int64]:
     """Timestamps of the next ``horizon`` bars, from the row's own bar and the one before.
 
     Midnight stamps (daily bars) step in business days from a weekday (calendar days from a
@@ -197,9 +219,12 @@ def future_stamps(last_ns: npt.NDArray[np.int64], prev_ns: npt.NDArray[np.int64]
 
 
 # ============================================================================ weights on disk
-def find_weights_dir(path: str | os.PathLike[str], files: Sequence[str],
-                     names: Sequence[str] = (),
-                     accept: Callable[[Path], bool] | None = None) -> Path:
+def find_weights_dir(
+    path: str | os.PathLike[str],
+    files: Sequence[str],
+    names: Sequence[str] = (),
+    accept: Callable[[Path], bool] | None = None,
+) -> Path:
     """Locate a checkpoint directory holding ``files``.
 
     Looks in ``path`` itself, then ``path/<name>`` for each of ``names``, then in a Hugging Face
@@ -225,8 +250,15 @@ def find_weights_dir(path: str | os.PathLike[str], files: Sequence[str],
     def snapshots(repo: Path) -> list[Path]:
         snap = repo / "snapshots"
         ref = repo / "refs" / "main"
-        found = sorted((p for p in snap.glob("*") if p.is_dir()),
-                       key=lambda p: p.stat().st_mtime, reverse=True) if snap.is_dir() else []
+        found = (
+            sorted(
+                (p for p in snap.glob("*") if p.is_dir()),
+                key=lambda p: p.stat().st_mtime,
+                reverse=True,
+            )
+            if snap.is_dir()
+            else []
+        )
         if ref.is_file():  # the revision "main" points to first
             head = snap / ref.read_text(encoding="utf-8").strip()
             found = [head] + [p for p in found if p != head]
@@ -237,14 +269,19 @@ def find_weights_dir(path: str | os.PathLike[str], files: Sequence[str],
         for repo in sorted(root.glob(f"models--*--{name}")):
             candidates += snapshots(repo)
     for cand in candidates:
-        if (cand.is_dir() and all((cand / f).is_file() for f in files)
-                and (accept is None or accept(cand))):
+        if (
+            cand.is_dir()
+            and all((cand / f).is_file() for f in files)
+            and (accept is None or accept(cand))
+        ):
             return cand
     where = [str(root)] + [str(root / n) for n in names]
     raise DataError(
         f"no checkpoint found: expected files {list(files)} in one of {where}, or in a Hugging "
         f"Face cache folder (models--<org>--<name>/snapshots/<revision>/) for "
-        f"{list(names) or ['<name>']}", path=str(root))
+        f"{list(names) or ['<name>']}",
+        path=str(root),
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -286,8 +323,10 @@ class Contexts:
         return int(self.prices.shape[0])
 
     def take(self, idx: npt.NDArray[np.int64]) -> Contexts:
-        pick = [None if a is None else a[idx]
-                for a in (self.extra, self.stamps, self.future, self.candles)]
+        pick = [
+            None if a is None else a[idx]
+            for a in (self.extra, self.stamps, self.future, self.candles)
+        ]
         return Contexts(self.prices[idx], self.valid[idx], self.keys[idx], *pick)
 
 
@@ -299,8 +338,14 @@ class _Layout:
     with the price path rescaled to the row's own bar.
     """
 
-    def __init__(self, frame: pd.DataFrame, c: FoundationParams, extra: Sequence[str],
-                 seed: int, horizon: int) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        c: FoundationParams,
+        extra: Sequence[str],
+        seed: int,
+        horizon: int,
+    ) -> None:
         t_ns = _stamps_ns(frame.index.get_level_values("timestamp"))
         s_code, _ = pd.factorize(frame.index.get_level_values("symbol"), sort=True)
         order = np.lexsort((t_ns, s_code))  # grouped by symbol, then time
@@ -319,8 +364,9 @@ class _Layout:
             r = frame[c.return_column].to_numpy(np.float64, na_value=np.nan)[order]
             lr = np.nan_to_num(np.log1p(r) if c.return_kind == "simple" else r, nan=0.0)
             self.logp = pd.Series(lr).groupby(sym_sorted).cumsum().to_numpy()
-        self.extra = (frame[list(extra)].to_numpy(np.float64, na_value=np.nan)[order]
-                      if extra else None)
+        self.extra = (
+            frame[list(extra)].to_numpy(np.float64, na_value=np.nan)[order] if extra else None
+        )
         symbols = frame.index.get_level_values("symbol").to_numpy()
         self.keys = row_keys(seed, symbols, t_ns)  # (R,) in frame order
         self.lookback, self.horizon = c.max_context, horizon
@@ -369,7 +415,8 @@ class FoundationAdapter(BaseForecaster):
 
     Config: ClassVar[type] = FoundationParams
     capabilities: ClassVar[Capabilities] = Capabilities(
-        family="foundation", needs_sequence=True, label_kinds=("return", "volatility"))
+        family="foundation", needs_sequence=True, label_kinds=("return", "volatility")
+    )
     extra_columns: ClassVar[tuple[str, ...]] = ()  # config fields naming extra context columns
     # tuning: params a cached bank of samples can be rescored for without drawing again
     # (alphaforge.models.foundation.aggregate.score_sample_bank), and the bank's size
@@ -378,21 +425,32 @@ class FoundationAdapter(BaseForecaster):
     test_samples: ClassVar[int] = 8  # num_samples of test_params (1024 rows per batch)
     _keep_unlabelled_rows = True  # unlabelled rows are still context for later rows
 
-    def __init__(self, config: Any = None, *, random_state: int | None = 0,
-                 module: nn.Module | None = None) -> None:
+    def __init__(
+        self, config: Any = None, *, random_state: int | None = 0, module: nn.Module | None = None
+    ) -> None:
         super().__init__(config, random_state=random_state)
         self.module = module
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         """A tiny random-init network on CPU, ``test_samples`` samples per row."""
-        return {"arch": "tiny", "max_context": 32, "num_samples": cls.test_samples,
-                "samples_per_batch": 1024 * cls.test_samples, "device": "cpu"}
+        return {
+            "arch": "tiny",
+            "max_context": 32,
+            "num_samples": cls.test_samples,
+            "samples_per_batch": 1024 * cls.test_samples,
+            "device": "cpu",
+        }
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], params: dict[str, Any] | None = None,
-                  *, random_state: int | None = 0) -> Self:
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        params: dict[str, Any] | None = None,
+        *,
+        random_state: int | None = 0,
+    ) -> Self:
         """An adapter that loads released weights from a local directory when fitted.
 
         Args:
@@ -404,14 +462,20 @@ class FoundationAdapter(BaseForecaster):
         Raises:
             DataError: No checkpoint under ``path`` (names the expected files).
         """
-        model = cls.from_params({**(params or {}), "weights": os.fspath(path)},
-                                random_state=random_state)
+        model = cls.from_params(
+            {**(params or {}), "weights": os.fspath(path)}, random_state=random_state
+        )
         model._locate(model.config)  # fail now, not at fit, when the files are missing
         return model
 
     @classmethod
-    def from_config(cls, module_config: dict[str, Any], params: dict[str, Any] | None = None,
-                    *, random_state: int | None = 0) -> Self:
+    def from_config(
+        cls,
+        module_config: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        *,
+        random_state: int | None = 0,
+    ) -> Self:
         """An adapter over a randomly initialised network of a given architecture (tests).
 
         Args:
@@ -473,9 +537,11 @@ class FoundationAdapter(BaseForecaster):
         needed = self._context_columns(c)
         missing = [col for col in needed if col not in self.feature_names_in_]
         if missing:
-            raise DataError(f"{type(self).__name__}: context column(s) {missing} not in X; "
-                            f"columns: {self.feature_names_in_[:20]} (set return_column / "
-                            f"price_column to one of them)")
+            raise DataError(
+                f"{type(self).__name__}: context column(s) {missing} not in X; "
+                f"columns: {self.feature_names_in_[:20]} (set return_column / "
+                f"price_column to one of them)"
+            )
 
     def _context_columns(self, c: Any) -> list[str]:
         base = [c.price_column] if c.price_column is not None else [c.return_column]
@@ -493,8 +559,10 @@ class FoundationAdapter(BaseForecaster):
                 target = "log_return" if self.label_.kind == "forward_log_return" else "return"
         kinds = self.capabilities.label_kinds
         if ("volatility" if target == "volatility" else "return") not in kinds:
-            raise ConfigError(f"{type(self).__name__} cannot forecast a {target!r} label; "
-                              f"it supports {list(kinds)}")
+            raise ConfigError(
+                f"{type(self).__name__} cannot forecast a {target!r} label; "
+                f"it supports {list(kinds)}"
+            )
         return target
 
     def _ensure_module(self) -> nn.Module:
@@ -509,9 +577,12 @@ class FoundationAdapter(BaseForecaster):
         else:
             config = self._arch_config(c.arch)
             if c.arch != "tiny":
-                logger.warning("%s: no weights given, using a random %r network: its forecasts "
-                               "are noise (set weights to a local checkpoint)",
-                               type(self).__name__, c.arch)
+                logger.warning(
+                    "%s: no weights given, using a random %r network: its forecasts "
+                    "are noise (set weights to a local checkpoint)",
+                    type(self).__name__,
+                    c.arch,
+                )
             with seeded(_resolve_seed(self.random_state)):
                 module = self._build_module(config)
         device = resolve_device(c.device)
@@ -537,8 +608,9 @@ class FoundationAdapter(BaseForecaster):
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         return aggregate(self.sample_targets(X), self.config_.aggregation, axis=1)
 
-    def sample_targets(self, X: pd.DataFrame, num_samples: int | None = None
-                       ) -> npt.NDArray[np.float64]:
+    def sample_targets(
+        self, X: pd.DataFrame, num_samples: int | None = None
+    ) -> npt.NDArray[np.float64]:
         """Per-sample forecasts of the label for every row of ``X`` (the bank tuning scores).
 
         Args:
@@ -567,8 +639,9 @@ class FoundationAdapter(BaseForecaster):
         stamps = _stamps_ns(frame.index.get_level_values("timestamp"))
         first = pd.Series(stamps).groupby(frame.index.get_level_values("symbol").to_numpy()).min()
         at = first.index.get_indexer(pd.Index(hist["symbol"]))
-        limit = np.where(at >= 0, first.to_numpy(np.int64)[np.maximum(at, 0)],
-                         np.iinfo(np.int64).max)
+        limit = np.where(
+            at >= 0, first.to_numpy(np.int64)[np.maximum(at, 0)], np.iinfo(np.int64).max
+        )
         older = hist["timestamp"] < limit  # only bars before X's first bar of that symbol
         if not older.any():
             return frame, len(frame)
@@ -576,13 +649,13 @@ class FoundationAdapter(BaseForecaster):
         ts = pd.DatetimeIndex(hist["timestamp"][older].astype("datetime64[ns]"))
         if tz is not None:
             ts = ts.tz_localize(tz)
-        index = pd.MultiIndex.from_arrays([ts, hist["symbol"][older].astype(object)],
-                                          names=["timestamp", "symbol"])
+        index = pd.MultiIndex.from_arrays(
+            [ts, hist["symbol"][older].astype(object)], names=["timestamp", "symbol"]
+        )
         extra = pd.DataFrame(hist["values"][older], index=index, columns=frame.columns)
         return pd.concat([frame, extra]), len(frame)
 
-    def _draw(self, take: Any, n_rows: int, n_samples: int, H: int
-              ) -> npt.NDArray[np.float64]:
+    def _draw(self, take: Any, n_rows: int, n_samples: int, H: int) -> npt.NDArray[np.float64]:
         """Sample every row in fixed-shape batches: ``take(rows) -> Contexts`` -> (R, S, H).
 
         Every batch has the same number of series (the last one is padded with copies of its
@@ -601,8 +674,8 @@ class FoundationAdapter(BaseForecaster):
                 rows = lo + np.minimum(np.arange(size), n - 1)
                 ctx = take(rows)
                 paths = self._sample_batch(ctx, H, n_samples)  # (size, S, H)
-                out[lo:lo + n] = paths[:n].double().cpu().numpy()
-                out[lo:lo + n][~ctx.valid[:n, -1]] = np.nan
+                out[lo : lo + n] = paths[:n].double().cpu().numpy()
+                out[lo : lo + n][~ctx.valid[:n, -1]] = np.nan
         return out
 
     def _to_target(self, paths: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -617,9 +690,15 @@ class FoundationAdapter(BaseForecaster):
             return np.sqrt((steps**2).sum(axis=2))
 
     # ------------------------------------------------------------------ standalone sampling
-    def sample(self, context: npt.ArrayLike, *, horizon: int | None = None,
-               num_samples: int | None = None, timestamps: npt.ArrayLike | None = None,
-               keys: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
+    def sample(
+        self,
+        context: npt.ArrayLike,
+        *,
+        horizon: int | None = None,
+        num_samples: int | None = None,
+        timestamps: npt.ArrayLike | None = None,
+        keys: npt.ArrayLike | None = None,
+    ) -> npt.NDArray[np.float64]:
         """Sample futures of raw series, outside the estimator (works before ``fit`` too).
 
         Args:
@@ -644,22 +723,32 @@ class FoundationAdapter(BaseForecaster):
         prices = values if values.ndim == 2 else values[:, :, self._close_channel(values)]
         valid = np.isfinite(prices)
         if keys is None:
-            keys = row_keys(_resolve_seed(self.random_state), np.zeros(N, dtype=np.int64),
-                            np.arange(N))
+            keys = row_keys(
+                _resolve_seed(self.random_state), np.zeros(N, dtype=np.int64), np.arange(N)
+            )
         stamps = future = None
         if timestamps is not None:
             stamps = np.asarray(timestamps, dtype="datetime64[ns]").astype(np.int64)
             stamps = np.where(valid, stamps, 0)
             prev_ok = valid[:, -2] if values.shape[1] > 1 else np.zeros(N, dtype=bool)
-            future = future_stamps(stamps[:, -1], stamps[:, -2] if values.shape[1] > 1 else
-                                   stamps[:, -1], prev_ok, H)
-        ctx = Contexts(np.where(valid, prices, np.nan), valid, np.asarray(keys, dtype=np.int64),
-                       None, stamps, future, values if values.ndim == 3 else None)
+            future = future_stamps(
+                stamps[:, -1], stamps[:, -2] if values.shape[1] > 1 else stamps[:, -1], prev_ok, H
+            )
+        ctx = Contexts(
+            np.where(valid, prices, np.nan),
+            valid,
+            np.asarray(keys, dtype=np.int64),
+            None,
+            stamps,
+            future,
+            values if values.ndim == 3 else None,
+        )
         return self._draw(ctx.take, N, S, H)
 
     def _close_channel(self, values: npt.NDArray[np.float64]) -> int:
-        raise DataError(f"{type(self).__name__}.sample takes (N, T) price levels, got shape "
-                        f"{values.shape}")
+        raise DataError(
+            f"{type(self).__name__}.sample takes (N, T) price levels, got shape {values.shape}"
+        )
 
     # ------------------------------------------------------------------ save / load
     def _save_state(self, path: Path) -> dict[str, Any]:
@@ -672,8 +761,11 @@ class FoundationAdapter(BaseForecaster):
             buf = io.BytesIO()
             np.savez(buf, **self.history_)
             atomic_write_bytes(path / HISTORY_FILE, buf.getvalue())
-        return {"horizon": self.horizon_, "target": self.target_,
-                "history": self.history_ is not None}
+        return {
+            "horizon": self.horizon_,
+            "target": self.target_,
+            "history": self.history_ is not None,
+        }
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         self.horizon_ = int(state["horizon"])

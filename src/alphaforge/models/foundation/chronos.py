@@ -44,8 +44,10 @@ try:
     from chronos.chronos_bolt import ChronosBoltModelForForecasting
     from transformers import T5Config
 except ImportError as exc:  # the registry shows this instead of a bare ModuleNotFoundError
-    raise ConfigError(f"model 'chronos' needs the package chronos-forecasting ({exc}); install "
-                      "it with: pip install 'alphaforge[chronos]'") from exc
+    raise ConfigError(
+        f"model 'chronos' needs the package chronos-forecasting ({exc}); install "
+        "it with: pip install 'alphaforge[chronos]'"
+    ) from exc
 
 if TYPE_CHECKING:
     import optuna
@@ -55,18 +57,44 @@ __all__ = ["CHRONOS_ARCHS", "ChronosAdapter", "ChronosParams", "interpolate_quan
 _LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 CHRONOS_ARCHS: dict[str, dict[str, Any]] = {
-    "tiny": {"model_type": "t5", "architectures": ["ChronosBoltModelForForecasting"],
-             "d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1,
-             "num_decoder_layers": 1, "dropout_rate": 0.0, "feed_forward_proj": "relu",
-             "vocab_size": 2, "pad_token_id": 0, "eos_token_id": 1,
-             "decoder_start_token_id": 0, "is_encoder_decoder": True,
-             "chronos_config": {"context_length": 64, "prediction_length": 8,
-                                "input_patch_size": 8, "input_patch_stride": 8,
-                                "quantiles": _LEVELS, "use_reg_token": True}},
+    "tiny": {
+        "model_type": "t5",
+        "architectures": ["ChronosBoltModelForForecasting"],
+        "d_model": 32,
+        "d_ff": 64,
+        "d_kv": 16,
+        "num_heads": 2,
+        "num_layers": 1,
+        "num_decoder_layers": 1,
+        "dropout_rate": 0.0,
+        "feed_forward_proj": "relu",
+        "vocab_size": 2,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+        "is_encoder_decoder": True,
+        "chronos_config": {
+            "context_length": 64,
+            "prediction_length": 8,
+            "input_patch_size": 8,
+            "input_patch_stride": 8,
+            "quantiles": _LEVELS,
+            "use_reg_token": True,
+        },
+    },
 }
 
-QUANTILE_AGGREGATIONS = ("median", "mean", "trimmed_mean_10", "trimmed_mean_25",
-                         "winsorized_mean_10", "q40", "q45", "q55", "q60")
+QUANTILE_AGGREGATIONS = (
+    "median",
+    "mean",
+    "trimmed_mean_10",
+    "trimmed_mean_25",
+    "winsorized_mean_10",
+    "q40",
+    "q45",
+    "q55",
+    "q60",
+)
 
 
 @dataclass(frozen=True)
@@ -105,15 +133,16 @@ class ChronosAdapter(FoundationAdapter):
     bank_params = ("aggregation",)  # interpolated levels are not a prefix-stable sample set
     test_samples = len(_LEVELS)  # one sample per predicted quantile level
     capabilities: ClassVar[Capabilities] = Capabilities(
-        family="foundation", needs_sequence=True, label_kinds=("return",))
+        family="foundation", needs_sequence=True, label_kinds=("return",)
+    )
 
     @classmethod
     def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
         return {
-            "max_context": trial.suggest_categorical("max_context",
-                                                     [64, 128, 256, 512, 1024, 2048]),
-            "quantile_mode": trial.suggest_categorical("quantile_mode",
-                                                       ["levels", "interpolate"]),
+            "max_context": trial.suggest_categorical(
+                "max_context", [64, 128, 256, 512, 1024, 2048]
+            ),
+            "quantile_mode": trial.suggest_categorical("quantile_mode", ["levels", "interpolate"]),
             "aggregation": trial.suggest_categorical("aggregation", list(QUANTILE_AGGREGATIONS)),
         }
 
@@ -125,8 +154,10 @@ class ChronosAdapter(FoundationAdapter):
     @classmethod
     def _arch_config(cls, arch: str) -> dict[str, Any]:
         if arch not in CHRONOS_ARCHS:
-            raise ConfigError(f"ChronosParams.arch must be one of {sorted(CHRONOS_ARCHS)}, got "
-                              f"{arch!r} (released weights: set weights)")
+            raise ConfigError(
+                f"ChronosParams.arch must be one of {sorted(CHRONOS_ARCHS)}, got "
+                f"{arch!r} (released weights: set weights)"
+            )
         return json.loads(json.dumps(CHRONOS_ARCHS[arch]))
 
     def _module_config_of(self, module: nn.Module) -> dict[str, Any]:
@@ -134,14 +165,15 @@ class ChronosAdapter(FoundationAdapter):
 
     def _locate(self, c: Any) -> Any:
         return find_weights_dir(
-            c.weights, ("config.json", "model.safetensors"),
+            c.weights,
+            ("config.json", "model.safetensors"),
             ("chronos-bolt-tiny", "chronos-bolt-mini", "chronos-bolt-small", "chronos-bolt-base"),
-            accept=lambda p: "chronos_config" in read_json(p / "config.json"))
+            accept=lambda p: "chronos_config" in read_json(p / "config.json"),
+        )
 
     def _load_weights(self, c: Any) -> tuple[nn.Module, dict[str, Any]]:
         folder = self._locate(c)
-        module = ChronosBoltModelForForecasting.from_pretrained(str(folder),
-                                                                local_files_only=True)
+        module = ChronosBoltModelForForecasting.from_pretrained(str(folder), local_files_only=True)
         return module, self._module_config_of(module)
 
     def _prepare(self, module: nn.Module, device: torch.device) -> None:
@@ -163,17 +195,21 @@ class ChronosAdapter(FoundationAdapter):
         model = self.module_
         limit = model.chronos_config.prediction_length
         if horizon > limit:
-            raise ConfigError(f"Chronos-Bolt forecasts {limit} bars in one pass; horizon "
-                              f"{horizon} is longer")
+            raise ConfigError(
+                f"Chronos-Bolt forecasts {limit} bars in one pass; horizon {horizon} is longer"
+            )
         device = next(model.parameters()).device
-        context = torch.from_numpy(np.where(ctx.valid, ctx.prices, np.nan)).to(device,
-                                                                                torch.float32)
+        context = torch.from_numpy(np.where(ctx.valid, ctx.prices, np.nan)).to(
+            device, torch.float32
+        )
         q = model(context=context).quantile_preds[:, :, :horizon].float()  # (B, Q, H)
         q = torch.sort(q, dim=1).values  # monotone rearrangement of crossing quantiles
         if c.quantile_mode == "levels":
             if n_samples != q.shape[1]:
-                raise ConfigError(f"quantile_mode='levels' gives {q.shape[1]} samples per row, "
-                                  f"got num_samples {n_samples}")
+                raise ConfigError(
+                    f"quantile_mode='levels' gives {q.shape[1]} samples per row, "
+                    f"got num_samples {n_samples}"
+                )
             return q
         levels = torch.tensor(self._levels(), device=device, dtype=torch.float32)
         return interpolate_quantiles(q, levels, n_samples)

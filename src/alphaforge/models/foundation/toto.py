@@ -59,7 +59,8 @@ except ImportError as exc:  # the registry shows this instead of a bare ModuleNo
     raise ConfigError(
         f"model 'toto' needs the packages toto-ts and gluonts ({exc}); install them with: "
         "pip install 'alphaforge[toto]' && pip install --no-deps toto-ts==0.2.0 gluonts==0.17.0 "
-        "(--no-deps: toto-ts pins torch==2.7.0 and gluonts pins pandas<3)") from exc
+        "(--no-deps: toto-ts pins torch==2.7.0 and gluonts pins pandas<3)"
+    ) from exc
 
 if TYPE_CHECKING:
     import optuna
@@ -70,12 +71,23 @@ _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
 _MIXTURE = "<class 'model.distribution.MixtureOfStudentTsOutput'>"
 
 TOTO_ARCHS: dict[str, dict[str, Any]] = {
-    "tiny": {"patch_size": 8, "stride": 8, "embed_dim": 32, "num_layers": 2, "num_heads": 2,
-             "mlp_hidden_dim": 64, "dropout": 0.0, "spacewise_every_n_layers": 2,
-             "scaler_cls": _SCALER, "output_distribution_classes": [_MIXTURE],
-             "output_distribution_kwargs": {"k_components": 3}, "spacewise_first": True,
-             "use_memory_efficient_attention": False, "stabilize_with_global": True,
-             "scale_factor_exponent": 10.0},
+    "tiny": {
+        "patch_size": 8,
+        "stride": 8,
+        "embed_dim": 32,
+        "num_layers": 2,
+        "num_heads": 2,
+        "mlp_hidden_dim": 64,
+        "dropout": 0.0,
+        "spacewise_every_n_layers": 2,
+        "scaler_cls": _SCALER,
+        "output_distribution_classes": [_MIXTURE],
+        "output_distribution_kwargs": {"k_components": 3},
+        "spacewise_first": True,
+        "use_memory_efficient_attention": False,
+        "stabilize_with_global": True,
+        "scale_factor_exponent": 10.0,
+    },
 }
 
 
@@ -139,21 +151,28 @@ class TotoAdapter(FoundationAdapter):
     @classmethod
     def _arch_config(cls, arch: str) -> dict[str, Any]:
         if arch not in TOTO_ARCHS:
-            raise ConfigError(f"TotoParams.arch must be one of {sorted(TOTO_ARCHS)}, got "
-                              f"{arch!r} (released weights: set weights)")
+            raise ConfigError(
+                f"TotoParams.arch must be one of {sorted(TOTO_ARCHS)}, got "
+                f"{arch!r} (released weights: set weights)"
+            )
         return dict(TOTO_ARCHS[arch])
 
     def _module_config_of(self, module: nn.Module) -> dict[str, Any]:
         config = getattr(module, "alphaforge_config", None)  # set by _build_module / loading
         if config is None:
-            raise ConfigError("TotoAdapter needs the network's config to save it: build the "
-                              "module with TotoAdapter.from_config(config) or from_path(dir)")
+            raise ConfigError(
+                "TotoAdapter needs the network's config to save it: build the "
+                "module with TotoAdapter.from_config(config) or from_path(dir)"
+            )
         return dict(config)
 
     def _locate(self, c: Any) -> Any:
-        return find_weights_dir(c.weights, ("config.json", "model.safetensors"),
-                                ("Toto-Open-Base-1.0",),
-                                accept=lambda p: "patch_size" in read_json(p / "config.json"))
+        return find_weights_dir(
+            c.weights,
+            ("config.json", "model.safetensors"),
+            ("Toto-Open-Base-1.0",),
+            accept=lambda p: "patch_size" in read_json(p / "config.json"),
+        )
 
     def _load_weights(self, c: Any) -> tuple[nn.Module, dict[str, Any]]:
         folder = self._locate(c)
@@ -181,14 +200,14 @@ class TotoAdapter(FoundationAdapter):
         B, T = ctx.prices.shape
         Tp = -(-T // stride) * stride  # left padding to whole patches
         series = np.zeros((B, 1, Tp))
-        series[:, 0, Tp - T:] = np.where(ctx.valid, ctx.prices, 0.0)
+        series[:, 0, Tp - T :] = np.where(ctx.valid, ctx.prices, 0.0)
         mask = np.zeros((B, 1, Tp), dtype=bool)
-        mask[:, 0, Tp - T:] = ctx.valid
+        mask[:, 0, Tp - T :] = ctx.valid
         inputs = torch.from_numpy(series).to(device, torch.float32)
         padding = torch.from_numpy(mask).to(device)
-        flat, loc, scale = self.backbone_fn_(inputs, padding, torch.zeros_like(inputs,
-                                                                              dtype=torch.int),
-                                              scaling_prefix_length=Tp)
+        flat, loc, scale = self.backbone_fn_(
+            inputs, padding, torch.zeros_like(inputs, dtype=torch.int), scaling_prefix_length=Tp
+        )
         dist = inner.output_distribution(flat[:, :, -P:][:, :, :horizon].float())
         if loc.shape[-1] > 1:  # causal scaler: per-step statistics of the last input patch
             loc, scale = loc[:, :, -P:][:, :, :horizon], scale[:, :, -P:][:, :, :horizon]
@@ -199,12 +218,18 @@ class TotoAdapter(FoundationAdapter):
         else:  # a single Student-t head
             df, mu, sigma = (p[:, 0, :, None] for p in (dist.df, dist.loc, dist.scale))
             probs = torch.ones_like(df)
-        u = keyed_uniform(torch.from_numpy(ctx.keys), n_samples, horizon,
-                          1 + 2 * c.n_candidates,
-                          device=device if device.type == "cuda" else None).to(device)
+        u = keyed_uniform(
+            torch.from_numpy(ctx.keys),
+            n_samples,
+            horizon,
+            1 + 2 * c.n_candidates,
+            device=device if device.type == "cuda" else None,
+        ).to(device)
         cdf = torch.cumsum(probs, -1)[:, None].expand(B, n_samples, horizon, -1)
-        k = torch.searchsorted(cdf.contiguous(), (u[..., 0] * cdf[..., -1])[..., None],
-                               right=True).clamp_max(probs.shape[-1] - 1)  # (B, S, H, 1)
+        k = torch.searchsorted(
+            cdf.contiguous(), (u[..., 0] * cdf[..., -1])[..., None], right=True
+        ).clamp_max(probs.shape[-1] - 1)  # (B, S, H, 1)
+
         def pick(p: torch.Tensor) -> torch.Tensor:  # (B, H, K) -> (B, S, H) at component k
             return torch.gather(p[:, None].expand(B, n_samples, horizon, -1), -1, k)[..., 0]
 
