@@ -124,7 +124,7 @@ def bench_decoding(config: GPTConfig, device: torch.device) -> dict[str, Any]:
     with ctx:
         model.generate(idx[:4], 4, uniforms=u[:4, :4])  # warm-up
         t_cache, a = timed(lambda: model.generate(idx, new, uniforms=u), device)
-        t_full, b = timed(lambda: model.generate_recompute(idx, new, uniforms=u), device)
+        t_full, b = timed(lambda: model.generate(idx, new, uniforms=u, use_cache=False), device)
         prompts = torch.randint(0, config.vocab_size, (500, 65), device=device)
         prompts[:, 0] = config.bos
         t_sample, _ = timed(lambda: model.generate(prompts, 32, 1.0, num_samples=8), device)

@@ -61,8 +61,14 @@ def test_kv_cache_generation_equals_recomputation(temperature, top_k, n_kv_head)
     cached = net.generate(
         idx, 20, temperature, top_k, torch.Generator().manual_seed(1), num_samples=3
     )
-    full = net.generate_recompute(
-        idx, 20, temperature, top_k, torch.Generator().manual_seed(1), num_samples=3
+    full = net.generate(
+        idx,
+        20,
+        temperature,
+        top_k,
+        torch.Generator().manual_seed(1),
+        num_samples=3,
+        use_cache=False,
     )
     assert cached.shape == (9, 20)
     assert torch.equal(cached, full)
@@ -74,7 +80,7 @@ def test_generation_slides_past_sequence_len() -> None:
     net = _gpt(sequence_len=12)
     idx = _prompts(T=8)
     a = net.generate(idx, 10, 1.0, None, torch.Generator().manual_seed(0))
-    b = net.generate_recompute(idx, 10, 1.0, None, torch.Generator().manual_seed(0))
+    b = net.generate(idx, 10, 1.0, None, torch.Generator().manual_seed(0), use_cache=False)
     assert torch.equal(a, b) and a.shape == (3, 10)
     with pytest.raises(DataError, match="sequence_len 12"):
         net(_prompts(T=13))  # a forward pass never slides: too long a context is an error

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -345,20 +344,6 @@ class GPT(nn.Module):
             out[:, i] = tok = sample_next(logits, temperature, top_k, uniforms[:, i])
             seq = torch.cat([seq, tok[:, None]], dim=1)
         return out
-
-    def generate_recompute(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        """:meth:`generate` without the KV cache (the reference the cache must match)."""
-        return self.generate(
-            idx, max_new_tokens, temperature, top_k, generator, use_cache=False, **kwargs
-        )
 
 
 def sample_next(

@@ -55,7 +55,13 @@ from alphaforge.models.torch_base import (
     TorchForecaster,
     check_window,
 )
-from alphaforge.models.transformer import MLP, check_attention, init_linear, sinusoidal
+from alphaforge.models.transformer import (
+    MLP,
+    SelfAttention,
+    check_attention,
+    init_linear,
+    sinusoidal,
+)
 from alphaforge.models.windows import CrossSectionSource, SequenceLayout
 
 if TYPE_CHECKING:
@@ -284,27 +290,6 @@ class Time2Vec(nn.Module):
         return torch.cat([v[:, :1], torch.sin(v[:, 1:])], dim=-1)
 
 
-class MaskedAttention(nn.Module):
-    def __init__(self, c: RankerNetConfig) -> None:
-        super().__init__()
-        self.n_heads, self.dropout = c.n_heads, c.dropout
-        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
-        self.proj = nn.Linear(c.d_model, c.d_model)
-        self.resid_drop = nn.Dropout(c.dropout)
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
-        q, k, v = (
-            t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
-        )  # (B, nh, T, hd)
-        # not causal: the whole window is already at or before the row's bar
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, D)))
-
-
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Stochastic depth: zero a residual branch for a random share ``p`` of the samples."""
     if p == 0.0 or not training:
@@ -316,7 +301,7 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class RankerBlock(nn.Module):
     def __init__(self, c: RankerNetConfig, drop: float) -> None:
         super().__init__()
-        self.ln1, self.attn = nn.LayerNorm(c.d_model), MaskedAttention(c)
+        self.ln1, self.attn = nn.LayerNorm(c.d_model), SelfAttention(c)
         self.ln2, self.mlp = nn.LayerNorm(c.d_model), MLP(c)  # GELU, ff_mult * D wide
         self.drop = drop
 

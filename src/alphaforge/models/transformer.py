@@ -95,22 +95,31 @@ def check_attention(c: Any) -> None:
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, c: TransformerConfig) -> None:
+    """Multi-head self-attention (SDPA) over ``(B, T, D)``: causal, or masked by ``keep``.
+
+    Shared by the transformer (causal when ``c.causal``) and the ranker (no ``causal`` field:
+    its whole window is already at or before the row's bar; ``keep`` masks padded assets).
+    """
+
+    def __init__(self, c: Any) -> None:
         super().__init__()
-        self.n_heads, self.dropout, self.causal = c.n_heads, c.dropout, c.causal
+        self.n_heads, self.dropout = c.n_heads, c.dropout
+        self.causal = bool(getattr(c, "causal", False))
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
         self.resid_drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
         q, k, v = (
             t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
         )  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        drop = self.dropout if self.training else 0.0
+        if keep is not None:  # (B, 1, 1 or T, T) bool: True where a key may be attended
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, D)  # re-assemble heads
         return self.resid_drop(self.proj(y))
 
