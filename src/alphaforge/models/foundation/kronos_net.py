@@ -40,7 +40,9 @@ V1/V2 coarse/fine vocabularies.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -535,10 +537,25 @@ def kronos_generate(
     """
     T, H = x.shape[1], u.shape[2]
     s1c, s2c = net.tokenizer.encode(x, valid)  # (B, T) each
-    args = (temperature, top_k, top_p)
+    ctx = _Encoded(s1c, s2c, valid, stamps)
+    draw = functools.partial(sample_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     if use_cache and T + H <= window:
-        return _generate_cached(net, s1c, s2c, valid, stamps, u, *args)
-    return _generate_full(net, s1c, s2c, valid, stamps, u, *args, window)
+        return _generate_cached(net, ctx, u, draw)
+    return _generate_full(net, ctx, u, draw, window)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A batch's context as tokens: coarse and fine ids and validity ``(B, T)``, calendar."""
+
+    s1: torch.Tensor
+    s2: torch.Tensor
+    valid: torch.Tensor
+    stamps: torch.Tensor | None  # (B, T + H, 5) or None
+
+
+#: ``draw(logits (..., V), u (...)) -> tokens (...)``: :func:`sample_tokens` with its settings
+Draw = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _cross(
@@ -558,17 +575,8 @@ def _cross(
     return dep.norm(last + a.merge(out)[..., 0, :])
 
 
-def _generate_cached(
-    net: KronosNet,
-    s1c: torch.Tensor,
-    s2c: torch.Tensor,
-    valid: torch.Tensor,
-    stamps: torch.Tensor | None,
-    u: torch.Tensor,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-) -> torch.Tensor:
+def _generate_cached(net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw) -> torch.Tensor:
+    s1c, s2c, valid, stamps = ctx.s1, ctx.s2, ctx.valid, ctx.stamps
     m, tok = net.model, net.tokenizer
     B, S, H = u.shape[:3]
     T = s1c.shape[1]
@@ -587,13 +595,13 @@ def _generate_cached(
     logits1 = m.head.proj_s1(hn[:, -1])[:, None].expand(B, S, -1)  # (B, S, V1)
     out1, out2 = [], []
     for i in range(H):
-        s1 = sample_tokens(logits1, u[:, :, i, 0], temperature, top_k, top_p)  # (B, S)
+        s1 = draw(logits1, u[:, :, i, 0])  # (B, S)
         if dep_new:
             kn, vn = dep_new
         else:
             kn = vn = dep_prefix[0].new_zeros(B, S, a.n_heads, 0, a.head_dim)
         x2 = _cross(m.dep_layer, m.embedding.emb_s1(s1), last, (*dep_prefix, valid, kn, vn), None)
-        s2 = sample_tokens(m.head.proj_s2(x2), u[:, :, i, 1], temperature, top_k, top_p)
+        s2 = draw(m.head.proj_s2(x2), u[:, :, i, 1])
         out1.append(s1)
         out2.append(s2)
         if i == H - 1:
@@ -628,18 +636,10 @@ def _generate_cached(
 
 
 def _generate_full(
-    net: KronosNet,
-    s1c: torch.Tensor,
-    s2c: torch.Tensor,
-    valid: torch.Tensor,
-    stamps: torch.Tensor | None,
-    u: torch.Tensor,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    window: int,
+    net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw, window: int
 ) -> torch.Tensor:
     """Reference loop: every sample path recomputes its whole (sliding) window at every step."""
+    s1c, s2c, valid, stamps = ctx.s1, ctx.s2, ctx.valid, ctx.stamps
     m, tok = net.model, net.tokenizer
     B, S, H = u.shape[:3]
     T = s1c.shape[1]
@@ -657,10 +657,10 @@ def _generate_full(
         for block in m.transformer:
             h = block(h, pos, mask)
         hn = m.norm(h)
-        s1 = sample_tokens(m.head.proj_s1(hn[:, -1]), uu[:, i, 0], temperature, top_k, top_p)
+        s1 = draw(m.head.proj_s1(hn[:, -1]), uu[:, i, 0])
         keys = (a.split(a.k_proj(hn)), a.split(a.v_proj(hn)))
         x2 = _cross(m.dep_layer, m.embedding.emb_s1(s1), hn[:, -1], keys, vv)
-        s2 = sample_tokens(m.head.proj_s2(x2), uu[:, i, 1], temperature, top_k, top_p)
+        s2 = draw(m.head.proj_s2(x2), uu[:, i, 1])
         seq1, seq2 = torch.cat([seq1, s1[:, None]], 1), torch.cat([seq2, s2[:, None]], 1)
         ok = torch.cat([ok, ok.new_ones(B * S, 1)], 1)
     lo = max(0, T + H - window)
