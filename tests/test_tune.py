@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from alphaforge.errors import ConfigError, DataError
+from alphaforge.registry import get_model
 from alphaforge.tuning import (
     OWNER_ATTR,
     PRUNE_EVERY,
@@ -234,7 +235,8 @@ def test_scored_bars_never_pick_the_rounds(monkeypatch, tmp_path):
         folds=2,
         stop=15,
     )["S000"]
-    score = fit_score("lightgbm", FIXED["lightgbm"], d, "pct_return_mae", seed=0)
+    est = get_model("lightgbm").from_params(FIXED["lightgbm"], random_state=0)
+    score = fit_score(est, d, "pct_return_mae")
     assert math.isfinite(score) and len(seen) == 2
     ts = d.X.index.get_level_values("timestamp")
     for (fit_max, stop_ts), w in zip(seen, d.folds, strict=True):
@@ -471,8 +473,6 @@ def test_shipped_tune_yaml_loads():
 def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
     """Trials that differ only in sample count / aggregation rescore one cached bank, and the
     bank's score equals a direct fit-and-predict of the same params."""
-    from alphaforge.registry import get_model
-
     cls = get_model("kronos")
     tiny = cls.test_params()
     calls = []
@@ -514,5 +514,5 @@ def test_foundation_model_tunes_from_one_sample_bank(tmp_path, monkeypatch):
     d = prepare(DATA, ["S000"], label="forward_return", horizon=1, features=None, val=10, test=10)[
         "S000"
     ]
-    direct = fit_score("kronos", {**r.params}, d, "pct_return_mae", seed=0)
+    direct = fit_score(cls.from_params(r.params, random_state=0), d, "pct_return_mae")
     assert math.isclose(direct, r.new_score, rel_tol=1e-9)

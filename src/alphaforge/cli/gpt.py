@@ -59,6 +59,15 @@ app = typer.Typer(
     help="Tokenized market GPT: tokenize returns, train, generate, evaluate, analyze.",
 )
 
+# options several commands share, declared once
+ModelDir = Annotated[Path, typer.Option("--model", help="model directory from `gpt train`")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | mps")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+TokenFile = Annotated[Path, typer.Option(help="token file from `gpt tokenize`")]
+TokenizerDir = Annotated[
+    Optional[Path], typer.Option(help="tokenizer directory (default: the token file's)")
+]
+
 
 def _load_tokens(path: Path, tokenizer: Path | None) -> tuple[Any, dict[str, Any], Any]:
     """``(TokenStreams, meta, tokenizer or None)`` of a token file; tokenizer from meta."""
@@ -108,7 +117,7 @@ def tokenize_cmd(
         Optional[Path],
         typer.Option("--tokenizer", help="where to save the tokenizer (default OUT.tokenizer/)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Seed = 0,
     device: Annotated[
         str, typer.Option(help="auto | cpu | cuda | mps (VQ-VAE training)")
     ] = _TOK.device,
@@ -140,11 +149,9 @@ def tokenize_cmd(
 
 @app.command("train")
 def train_cmd(
-    tokens: Annotated[Path, typer.Option(help="token file from `gpt tokenize`")],
+    tokens: TokenFile,
     out_dir: Annotated[Path, typer.Option("--out", help="model directory to write")],
-    tokenizer: Annotated[
-        Optional[Path], typer.Option(help="tokenizer directory (default: the token file's)")
-    ] = None,
+    tokenizer: TokenizerDir = None,
     valid_from: Annotated[
         Optional[str],
         typer.Option(
@@ -178,12 +185,12 @@ def train_cmd(
     patience: Annotated[
         int, typer.Option(help="epochs without validation improvement before stopping (0: never)")
     ] = _FIT.patience,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = _FIT.device,
+    device: Device = _FIT.device,
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = _FIT.precision,
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model")
     ] = _FIT.compile,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Seed = 0,
 ) -> None:
     """Train the GPT on a token file (time split: training, then validation for early stopping)."""
     with ui.guard():
@@ -239,7 +246,7 @@ def train_cmd(
 
 @app.command("generate")
 def generate_cmd(
-    model_dir: Annotated[Path, typer.Option("--model", help="model directory from `gpt train`")],
+    model_dir: ModelDir,
     seed_tokens: Annotated[
         str, typer.Option(help='prompt tokens, e.g. "80 81 83" (may be empty)')
     ] = "",
@@ -255,8 +262,8 @@ def generate_cmd(
         Optional[str],
         typer.Option(help="symbol prefix token (models trained with --symbol-tokens)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "cpu",
+    seed: Seed = 0,
+    device: Device = "cpu",
 ) -> None:
     """Sample continuations of a token prompt; print tokens and their decoded cumulative return."""
     with ui.guard():
@@ -292,14 +299,14 @@ def generate_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    model_dir: Annotated[Path, typer.Option("--model", help="model directory from `gpt train`")],
+    model_dir: ModelDir,
     tokens: Annotated[Path, typer.Option(help="token file (same tokenizer as the model)")],
     valid_from: Annotated[
         Optional[str],
         typer.Option(help="score tokens after this timestamp (default: the model's training end)"),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="windows per forward pass")] = 64,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps")] = "cpu",
+    device: Device = "cpu",
 ) -> None:
     """Next-token cross-entropy, perplexity, top-1/top-5 accuracy vs unigram and bigram."""
     with ui.guard():
@@ -344,14 +351,12 @@ def evaluate_cmd(
 
 @app.command("analyze")
 def analyze_cmd(
-    tokens: Annotated[Path, typer.Option(help="token file from `gpt tokenize`")],
+    tokens: TokenFile,
     out_dir: Annotated[
         Path, typer.Option("--out", help="directory for tables (CSV) and plots (PNG)")
     ],
     top: Annotated[int, typer.Option(help="n-grams listed per length")] = 20,
-    tokenizer: Annotated[
-        Optional[Path], typer.Option(help="tokenizer directory (default: the token file's)")
-    ] = None,
+    tokenizer: TokenizerDir = None,
 ) -> None:
     """Token frequencies, transitions, entropy, frequent 2/3-grams and outliers, with plots."""
     with ui.guard():

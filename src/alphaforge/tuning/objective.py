@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 
 from alphaforge.metrics import get_metric
+from alphaforge.models.base import BaseForecaster
 from alphaforge.models.foundation.aggregate import score_sample_bank
 from alphaforge.registry import get_model
 from alphaforge.tuning.storage import OWNER_ATTR
@@ -38,26 +39,24 @@ def _windows(d: SymbolData, on: Literal["val", "test"]) -> tuple[Window, ...]:
 
 
 def fit_score(
-    model: str,
-    params: Mapping[str, Any],
+    estimator: BaseForecaster,
     d: SymbolData,
     metric: str,
     *,
-    seed: int,
     on: Literal["val", "test"] = "val",
     report: Callable[[int, float], None] | None = None,
 ) -> float:
-    """Fit ``model`` per window of ``d`` and score it: mean over the folds, or the test window.
+    """Fit a clone of ``estimator`` per window of ``d`` and score it: mean over the folds, or
+    the test window.
 
     Each window's model is fitted on the rows before its early-stopping rows, early-stops on
     those, and is scored on the window: the scored rows never choose the number of rounds.
 
     Args:
-        model: Registry name.
-        params: Config overrides for the model's ``from_params``.
+        estimator: An unfitted forecaster with the trial's params and seed; it is cloned per
+            window and never fitted itself.
         d: The symbol's rows and windows (:func:`~alphaforge.tuning.prepare`).
         metric: A key of :data:`~alphaforge.metrics.METRICS`.
-        seed: ``random_state`` of every fit.
         on: ``"val"``: the mean over the validation folds; ``"test"``: the test window.
         report: ``report(step, valid_loss)`` per boosting round / epoch of iterative models;
             fold ``k``'s iteration ``i`` is step ``k * PRUNE_STRIDE + i``. May raise to stop.
@@ -66,19 +65,16 @@ def fit_score(
         The metric; NaN when predictions or the metric are not finite.
 
     Raises:
-        ConfigError: Unknown model, metric or params.
+        ConfigError: Unknown metric.
     """
     fn = get_metric(metric).fn
-    proto = get_model(model).from_params(dict(params), random_state=seed)  # validated once
     scores = []
     for k, w in enumerate(_windows(d, on)):
-        est = proto.clone()
+        est = estimator.clone()
         if report is not None:
             est.iteration_callback = lambda i, v, k=k: report(k * PRUNE_STRIDE + i, v)
-        X_fit, y_fit = d.rows(0, w.fit_end)
-        est.fit(X_fit, y_fit, valid=d.rows(w.stop_start, w.stop_end), label=d.label)
         X, y = d.rows(w.score_start, w.score_end)
-        pred = est.predict(X)
+        pred = _fit_window(est, d, w).predict(X)
         if not np.isfinite(pred.to_numpy(dtype=np.float64)).all():
             return float("nan")
         score = float(fn(y, pred))
@@ -89,58 +85,54 @@ def fit_score(
 
 
 def fit_score_bank(
-    model: str,
-    params: Mapping[str, Any],
+    estimator: BaseForecaster,
     d: SymbolData,
     metric: str,
     *,
-    seed: int,
     on: Literal["val", "test"] = "val",
     cache: dict[Any, Any] | None = None,
 ) -> float:
     """:func:`fit_score` for sampling models (foundation adapters), from one bank of samples.
 
     Each window's samples are drawn once at the model's ``bank_size`` and rescored for the
-    trial's ``(num_samples, aggregation)``: trials that differ only in ``cls.bank_params`` share
-    the bank through ``cache`` (keyed by the other params), so one sampling pass serves many
-    trials. The first ``n`` samples of a bank equal a run with ``num_samples = n``.
+    estimator's ``(num_samples, aggregation)``: estimators that differ only in
+    ``cls.bank_params`` share the bank through ``cache`` (keyed by the other params), so one
+    sampling pass serves many trials. The first ``n`` samples of a bank equal a run with
+    ``num_samples = n``.
 
     Args:
-        model: Registry name of a sampling model.
-        params: Config overrides for the model's ``from_params``.
+        estimator: An unfitted sampling forecaster (trial params and seed).
         d: The symbol's rows and windows.
         metric: A key of :data:`~alphaforge.metrics.METRICS`.
-        seed: ``random_state`` of every fit.
         on: ``"val"`` (mean over the folds) or ``"test"``.
         cache: Banks already drawn, shared between the trials of one study in one process.
 
     Returns:
         The metric; NaN when any window's score is not finite.
     """
-    cls = get_model(model)
-    defaults = cls.Config()
-    n = int(params.get("num_samples", getattr(defaults, "num_samples", 1)))
+    cls, params = type(estimator), estimator.get_params()
+    n = int(params.get("num_samples", 1))
     size = cls.bank_size or n
-    key = (
-        on,
-        size,
-        tuple(sorted((k, repr(v)) for k, v in params.items() if k not in cls.bank_params)),
-    )
+    shared = tuple(sorted((k, repr(v)) for k, v in params.items() if k not in cls.bank_params))
+    key = (on, size, shared)
     banks = None if cache is None else cache.get(key)
     if banks is None:
-        extra = {"num_samples": size} if hasattr(defaults, "num_samples") else {}
-        proto = cls.from_params({**params, **extra}, random_state=seed)
+        proto = estimator.clone(num_samples=size) if "num_samples" in params else estimator
         banks = []
         for w in _windows(d, on):
-            est = proto.clone()
-            est.fit(*d.rows(0, w.fit_end), valid=d.rows(w.stop_start, w.stop_end), label=d.label)
             X, y = d.rows(w.score_start, w.score_end)
+            est = _fit_window(proto.clone(), d, w)
             banks.append((est.sample_targets(X, num_samples=size), y))
         if cache is not None:
             cache[key] = banks
-    choice = [(n, params.get("aggregation", defaults.aggregation))]
+    choice = [(n, params["aggregation"])]
     scores = [float(score_sample_bank(b, y, metric, choice)["score"].iloc[0]) for b, y in banks]
     return float(np.mean(scores)) if np.isfinite(scores).all() else float("nan")
+
+
+def _fit_window(est: BaseForecaster, d: SymbolData, w: Window) -> BaseForecaster:
+    """``est`` fitted on the rows before window ``w``'s early-stopping rows, stopped on those."""
+    return est.fit(*d.rows(0, w.fit_end), valid=d.rows(w.stop_start, w.stop_end), label=d.label)
 
 
 def make_objective(
@@ -184,17 +176,12 @@ def make_objective(
                 raise optuna.TrialPruned(f"valid loss {loss:.6g} at step {step}")
 
         try:
+            est = cls.from_params(params, random_state=seed)
             if getattr(cls, "bank_params", None):  # foundation adapters: score a sample bank
-                score = fit_score_bank(model, params, d, metric, seed=seed, cache=bank_cache)
+                score = fit_score_bank(est, d, metric, cache=bank_cache)
             else:
-                score = fit_score(
-                    model,
-                    params,
-                    d,
-                    metric,
-                    seed=seed,
-                    report=report if prune and cls.capabilities.early_stopping else None,
-                )
+                early = prune and cls.capabilities.early_stopping
+                score = fit_score(est, d, metric, report=report if early else None)
         finally:  # benchmarks: the objective's own time, less the pruner's storage calls
             trial.set_user_attr("fit_s", time.perf_counter() - t0 - prune_s[0])
         return score  # NaN makes Optuna mark the trial FAIL (it never becomes the best)

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from alphaforge import __version__
+from alphaforge.registry import get_model
 from alphaforge.tuning.gate import Direction, improvement, promote
 from alphaforge.tuning.objective import fit_score
 from alphaforge.tuning.search import TuneJob, study_name
@@ -198,7 +199,8 @@ def finish_study(
     best = study.best_trial
     res.params = dict(best.user_attrs.get("params", best.params))
     res.new_score = float(best.value)
-    res.test_score = fit_score(model, res.params, d, c.metric, seed=c.seed, on="test")
+    best_estimator = get_model(model).from_params(res.params, random_state=c.seed)
+    res.test_score = fit_score(best_estimator, d, c.metric, on="test")
     text = json.dumps(_record(res, best, d, job, stamp), indent=2, allow_nan=True) + "\n"
     atomic_write_text(
         root / "hyperparams" / "optimized" / model / f"{safe_filename(symbol)}.json", text
