@@ -51,6 +51,7 @@ from alphaforge.models.base import Capabilities, Valid, require
 from alphaforge.models.params import Part, compose_params
 from alphaforge.models.torch_base import (
     SEQUENCE_CAPS,
+    FitRows,
     SequenceFields,
     TorchForecaster,
     check_window,
@@ -492,26 +493,17 @@ class RankingTransformerForecaster(TorchForecaster):
             )
         self.target_, self.target_mean_, self.target_scale_ = "return", 0.0, 1.0
 
-    def _sources(
-        self,
-        layout: SequenceLayout,
-        X_all: pd.DataFrame,
-        y: pd.Series,
-        valid: Valid | None,
-        valid_rows: npt.NDArray[np.intp] | None,
-    ) -> tuple[Any, Any]:
-        train = self._source(layout, X_all.index, np.arange(len(y)), y.to_numpy(np.float64))
+    def _sources(self, rows: FitRows) -> tuple[Any, Any]:
+        y = rows.y.to_numpy(np.float64)
+        train = self._source(rows.layout, rows.index, np.arange(len(y)), y)
         if train is None:
             raise DataError(
                 f"{type(self).__name__}: no training row has a finite lag/horizon "
                 f"target (need labels on consecutive bars of a symbol)"
             )
-        valid_src = (
-            None
-            if valid is None
-            else self._source(layout, X_all.index, valid_rows, valid[1].to_numpy(np.float64))
-        )
-        return train, valid_src
+        if rows.valid_rows is None or rows.valid_y is None:
+            return train, None
+        return train, self._source(rows.layout, rows.index, rows.valid_rows, rows.valid_y)
 
     def _extra_loss(self) -> Any:
         return self._gate_penalty()

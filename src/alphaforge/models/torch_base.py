@@ -139,6 +139,27 @@ def suggest_multitask(trial: optuna.Trial) -> dict[str, Any]:
     return {"vol_weight": trial.suggest_float("vol_weight", 0.1, 10.0, log=True)}
 
 
+@dataclass(frozen=True)
+class FitRows:
+    """What a sequence model's batch sources are built from: one layout over train + valid.
+
+    Attributes:
+        layout: Packed features of every row below (training rows first, in ``y``'s order,
+            then the valid rows not already among them), so a valid row's window reaches back
+            into the training rows.
+        index: The layout's rows, ``(timestamp, symbol)``.
+        y: Training labels (NaN rows are context only).
+        valid_rows: Layout rows of the valid window, or ``None``.
+        valid_y: Their labels, or ``None``.
+    """
+
+    layout: SequenceLayout
+    index: pd.Index
+    y: pd.Series
+    valid_rows: npt.NDArray[np.intp] | None
+    valid_y: npt.NDArray[np.float64] | None
+
+
 class TorchForecaster(BaseForecaster):
     """Estimator over a sequence network: windows in, one forecast per row out.
 
@@ -176,7 +197,8 @@ class TorchForecaster(BaseForecaster):
             X_all = pd.concat([X, X_valid[new]]) if new.any() else X
             valid_rows = X_all.index.get_indexer(X_valid.index)
         layout = self._layout(X_all, device)
-        train, valid_src = self._sources(layout, X_all, y, valid, valid_rows)
+        valid_y = None if valid is None else valid[1].to_numpy(np.float64)
+        train, valid_src = self._sources(FitRows(layout, X_all.index, y, valid_rows, valid_y))
 
         self.net_config_ = self._net_config(layout.n_channels)
         with seeded(self.seed_, device):  # weight init; the global RNG is restored on exit
@@ -210,32 +232,22 @@ class TorchForecaster(BaseForecaster):
         scale = float(np.sqrt(np.mean((y_train - self.target_mean_) ** 2)))
         self.target_scale_ = scale if scale > 0 else 1.0
 
-    def _sources(
-        self,
-        layout: SequenceLayout,
-        X_all: pd.DataFrame,
-        y: pd.Series,
-        valid: Valid | None,
-        valid_rows: npt.NDArray[np.intp] | None,
-    ) -> tuple[Any, Any]:
-        """Training and valid batch sources over ``layout`` (rows of ``X_all``; the training
-        rows come first, in ``y``'s order, then valid rows not already among them)."""
-        c = self.config_
-        labelled = y.notna().to_numpy()
+    def _sources(self, rows: FitRows) -> tuple[Any, Any]:
+        """Training and valid batch sources (the valid one ``None`` without a valid window)."""
+        lookback = self.config_.lookback
+        labelled = rows.y.notna().to_numpy()
         train = WindowSource(
-            layout,
-            c.lookback,
+            rows.layout,
+            lookback,
             rows=np.flatnonzero(labelled),
-            y=self._targets(y.to_numpy(np.float64)[labelled]),
+            y=self._targets(rows.y.to_numpy(np.float64)[labelled]),
         )
-        valid_src = (
-            None
-            if valid is None
-            else WindowSource(
-                layout, c.lookback, rows=valid_rows, y=self._targets(valid[1].to_numpy(np.float64))
-            )
+        if rows.valid_rows is None or rows.valid_y is None:
+            return train, None
+        valid = WindowSource(
+            rows.layout, lookback, rows=rows.valid_rows, y=self._targets(rows.valid_y)
         )
-        return train, valid_src
+        return train, valid
 
     def _extra_loss(self) -> Any:
         """``extra_loss`` for :func:`fit_torch` (None: the loss alone)."""
