@@ -5,6 +5,8 @@
 - No import of an ``alphaforge`` module inside a function or method: dependencies between our
   own modules are declared at the top, where the cycle check and readers see them.
 - Source files of at most 800 lines, functions of at most 100 lines.
+- No block of 6 or more identical code lines (docstrings, imports and comments aside) in two
+  places: shared logic lives in one function.
 
 Each failure lists every offending file and line, relative to the repository root.
 """
@@ -270,3 +272,84 @@ def test_functions_at_most_100_lines() -> None:
         if (length := fn.end_lineno - fn.lineno + 1) > MAX_FUNCTION_LINES
     ]
     assert not bad, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(bad)
+
+
+# --------------------------------------------------------------------------- repeated code
+MIN_REPEAT_LINES = 6  # a block of this many identical code lines in two places is a copy
+_THIN = frozenset("()[]{}:,.")
+
+
+def _docstring_lines(tree: ast.Module) -> set[int]:
+    """Line numbers of module, class and function docstrings (prose may repeat, code not)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                lines.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return lines
+
+
+def _code_lines(module: Module) -> list[tuple[str, int]]:
+    """``(line with white space folded, line number)`` of the lines that carry code: no blank,
+    comment, import, decorator or punctuation-only line, and no docstring."""
+    docs = _docstring_lines(module.tree)
+    out = []
+    for number, raw in enumerate(module.source.splitlines(), 1):
+        line = " ".join(raw.split())
+        if number in docs or not line or line.startswith(("#", "import ", "from ", "@")):
+            continue
+        if set(line) <= _THIN | {" "}:
+            continue
+        out.append((line, number))
+    return out
+
+
+def _repeated_blocks(modules: dict[str, Module]) -> list[str]:
+    """Every pair of places sharing ``MIN_REPEAT_LINES`` or more identical code lines."""
+    code = {name: _code_lines(m) for name, m in modules.items()}
+    places: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+    for name, lines in code.items():
+        for i in range(len(lines) - MIN_REPEAT_LINES + 1):
+            block = tuple(text for text, _ in lines[i : i + MIN_REPEAT_LINES])
+            places.setdefault(block, []).append((name, i))
+    starts: dict[tuple[str, str, int], list[int]] = {}  # (file a, file b, offset) -> windows
+    for found in places.values():
+        for k, (a, i) in enumerate(found):
+            for b, j in found[k + 1 :]:
+                if a != b or j - i >= MIN_REPEAT_LINES:  # not a run overlapping itself
+                    starts.setdefault((a, b, j - i), []).append(i)
+    pairs = []
+    for (a, b, offset), windows in sorted(starts.items()):
+        windows.sort()
+        for n, i in enumerate(windows):
+            if n == 0 or i > windows[n - 1] + 1:  # consecutive windows are one block
+                pairs.append(
+                    f"  {modules[a].where}:{code[a][i][1]} ~ "
+                    f"{modules[b].where}:{code[b][i + offset][1]}"
+                )
+    return pairs
+
+
+def test_checker_finds_repeated_blocks() -> None:
+    body = "\n".join(f"    total += values[{k}] * weights[{k}]" for k in range(6))
+    source = f'"""Docs."""\n\n\ndef f(values, weights):\n    total = 0\n{body}\n    return total\n'
+    fake = {
+        name: Module(name, ROOT / f"{name}.py", False, source, ast.parse(source))
+        for name in ("a", "b")
+    }
+    assert len(_repeated_blocks(fake)) == 1
+    other = {"a": fake["a"]}
+    assert _repeated_blocks(other) == []
+
+
+def test_no_repeated_code_blocks() -> None:
+    pairs = _repeated_blocks(_modules())
+    assert not pairs, (
+        f"{len(pairs)} blocks of {MIN_REPEAT_LINES}+ identical code lines in two places "
+        "(factor them into one function):\n" + "\n".join(pairs)
+    )
