@@ -193,13 +193,14 @@ def walk_forward_predict(
     ts = X.index.get_level_values("timestamp")
     stamps = np.unique(ts[labelled])
     parts = []
+    protos = [m.build(seed + i) for i, m in enumerate(mem)]  # validated once, cloned per fold
     for k, (fit_end, stop_end, start, end) in enumerate(
         _inner_blocks(stamps, n_folds, purge, stop_frac)
     ):
         rows = X.index[labelled & (ts >= start) & (ts <= end)]
         out = pd.DataFrame(index=rows)
-        for i, m in enumerate(mem):
-            model = m.build(seed + i)
+        for m, proto in zip(mem, protos, strict=True):
+            model = proto.clone()
             Xm = m.view(X)
             if model.capabilities.supports_valid:
                 fit = np.asarray(ts < fit_end)
