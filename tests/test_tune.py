@@ -44,6 +44,7 @@ from alphaforge.tuning import (
 )
 from alphaforge.tuning import api as tune_api
 from alphaforge.tuning import objective as tune_objective
+from alphaforge.tuning import storage as tune_storage
 from alphaforge.tuning.search import spawn_worker
 
 DATA = "synthetic:n_symbols=3,n_bars=400,seed=1"
@@ -312,10 +313,14 @@ def _completed(root: Path) -> int:
 
 
 @pytest.mark.parametrize("kills", [2])
-def test_kill_worker_mid_study_then_resume(tmp_path, kills):
+def test_kill_worker_mid_study_then_resume(tmp_path, kills, monkeypatch):
     """SIGKILL a worker at random moments ``kills`` times, then finish: nothing is left torn."""
     import random
 
+    # a kill may land between a trial's creation and its owner record (the objective's first
+    # statement): such an unowned trial is failed once older than STALE_UNOWNED_S, which
+    # protects other live runs' brand-new trials; here no other run exists, so no wait
+    monkeypatch.setattr(tune_storage, "STALE_UNOWNED_S", 0.0)
     spec = f"journal:{tmp_path}/optuna.journal"
     config = make_tune_config(data=DATA, model=["lightgbm"], symbols=["S000"], fixed_params=FIXED)
     job = TuneJob(config, StorageSpec.parse(spec), "minimize")

@@ -35,6 +35,7 @@ from alphaforge.tuning import (
 )
 from alphaforge.tuning import api as tune_api
 from alphaforge.tuning import objective as tune_objective
+from alphaforge.tuning import storage as tune_storage
 
 DATA = "synthetic:n_symbols=3,n_bars=400,seed=1"
 FIXED = {"lightgbm": {"n_estimators": 20, "n_jobs": 1}}
@@ -211,3 +212,17 @@ def test_sweep_fails_dead_workers_trial_through_study_tell(workers, tmp_path, mo
         done.number: TrialState.COMPLETE,
     }
     assert sweep_stale(study) == 0  # nothing left to fail
+
+
+def test_unowned_trial_is_failed_only_once_it_is_stale(tmp_path, monkeypatch):
+    """A worker killed between creating a trial and recording its owner leaves an unowned
+    RUNNING trial: another run's brand-new trial looks the same, so it is failed only once
+    older than STALE_UNOWNED_S."""
+    spec = resolve_storage(None, tmp_path, 1)
+    study = optuna.create_study(study_name="S000:lightgbm", storage=open_storage(spec))
+    orphan = study.ask()  # no owner recorded
+    assert sweep(spec, ["S000:lightgbm"]) == 0  # young: could belong to a live run
+    monkeypatch.setattr(tune_storage, "STALE_UNOWNED_S", 0.0)
+    assert sweep(spec, ["S000:lightgbm"]) == 1
+    (trial,) = optuna.load_study(study_name="S000:lightgbm", storage=open_storage(spec)).trials
+    assert trial.number == orphan.number and trial.state == TrialState.FAIL
