@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alphaforge.backtest import BacktestSpec
 from alphaforge.errors import ConfigError
 from alphaforge.features import FEATURES
-from alphaforge.labels import LabelSpec, label_kind
+from alphaforge.labels import LabelSpec
 from alphaforge.metrics import get_metric
 from alphaforge.registry import get_model
 
@@ -48,6 +48,14 @@ class FeaturesConfig(_Section):
         None, description="features to rank (default set if None)"
     )
     pca_components: int = Field(0, ge=0, description="PCA factors fitted per fold on train rows")
+    catalogue: Literal["default", "alpha158", "both"] = Field(
+        "default", description="feature catalogue: ours, Qlib's Alpha158 definitions, or both"
+    )
+    normalize: Literal["none", "cs_rank", "cs_zscore", "robust_zscore"] = Field(
+        "none",
+        description="per fold: ranks or z-scores across symbols per timestamp, or a median/MAD "
+        "z-score fitted on the training rows (clipped at 3)",
+    )
 
 
 class LabelConfig(_Section):
@@ -56,10 +64,15 @@ class LabelConfig(_Section):
     kind: str = "forward_return"
     horizon: int = Field(1, ge=1, description="bars ahead")
     price: str = "close"
+    transform: Literal["none", "demean", "zscore", "rank", "rank_gauss"] = Field(
+        "none",
+        description="per-timestamp transform of the training target across symbols; "
+        "predictions, metrics and backtests stay on the raw label",
+    )
 
     def spec(self) -> LabelSpec:
         """The :class:`~alphaforge.labels.LabelSpec` models are fitted with."""
-        return LabelSpec(self.kind, self.horizon, self.price)
+        return LabelSpec(self.kind, self.horizon, self.price, self.transform)
 
 
 class SplitConfig(_Section):
@@ -81,6 +94,12 @@ class ModelConfig(_Section):
     name: str
     label: str | None = Field(None, description="display name (default: the registry name)")
     params: dict[str, Any] = Field(default_factory=dict)
+    seeds: int = Field(
+        1,
+        ge=1,
+        description="fit this many seeds (seed, seed+1, ...) and average their predictions "
+        "(a cross-sectional rank average when the label transform is cross-sectional)",
+    )
 
     @field_validator("label")
     @classmethod
@@ -207,6 +226,12 @@ class ExperimentConfig(_Section):
         "weighted); all learned on out-of-fold predictions",
     )
     baselines: bool = Field(True, description="add the registry's baselines for the label kind")
+    configurations_tried: int = Field(
+        0,
+        ge=0,
+        description="configurations tried before settling on this one (tuning trials, earlier "
+        "variants); added to this run's models x seeds for the Deflated Sharpe Ratio",
+    )
     metrics: list[str] | None = Field(None, description="metric names (default: by label kind)")
     backtest: BacktestSpec | None = Field(
         None,
@@ -264,7 +289,7 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> ExperimentCo
 
 def check_names(cfg: ExperimentConfig) -> None:
     """Check every name in ``cfg`` against its registry (models, their params, metrics, labels)."""
-    label_kind(cfg.label.kind)
+    cfg.label.spec()  # kind, horizon and transform together
     for i, m in enumerate(cfg.models):
         try:
             get_model(m.name).from_params(m.params, random_state=cfg.seed)

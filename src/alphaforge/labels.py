@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from alphaforge.errors import ConfigError, DataError
 
@@ -28,6 +29,10 @@ class LabelDef:
     label_kind: Literal["return", "volatility"]  # picks default metrics and baselines
 
 
+Transform = Literal["none", "demean", "zscore", "rank", "rank_gauss"]
+TRANSFORMS: tuple[str, ...] = ("none", "demean", "zscore", "rank", "rank_gauss")
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     """What a model is fitted to predict; passed to ``fit`` next to ``y``.
@@ -36,18 +41,37 @@ class LabelSpec:
         kind: A key of :data:`LABELS` (``"forward_return"``, ``"realized_vol"`` ...).
         horizon: Bars ahead the label looks (``h >= 1``); also the purge width of the folds.
         price: Price column the label is computed from.
+        transform: Per-timestamp transform of the *training target* across the symbols present
+            (:func:`transform_label`); predictions, metrics and backtests stay on the raw
+            label. ``"none"`` for the raw label.
 
     Raises:
-        ConfigError: unknown kind or bad horizon.
+        ConfigError: unknown kind or transform, bad horizon, or a cross-sectional transform of
+            a volatility label.
     """
 
     kind: str = "forward_return"
     horizon: int = 1
     price: str = "close"
+    transform: Transform = "none"
 
     def __post_init__(self) -> None:
         label_kind(self.kind)  # raises ConfigError naming the valid kinds
         _check_h(self.horizon)
+        if self.transform not in TRANSFORMS:
+            raise ConfigError(
+                f"label.transform: unknown transform {self.transform!r}; valid: {TRANSFORMS}"
+            )
+        if self.cross_sectional and self.label_kind == "volatility":
+            raise ConfigError(
+                f"label.transform: {self.transform!r} ranks returns across symbols; a "
+                f"volatility label ({self.kind!r}) is fitted on its own scale: use 'none'"
+            )
+
+    @property
+    def cross_sectional(self) -> bool:
+        """The training target is transformed across the symbols of each timestamp."""
+        return self.transform != "none"
 
     @property
     def label_kind(self) -> Literal["return", "volatility"]:
@@ -157,6 +181,50 @@ def make_label(panel: pd.DataFrame, kind: str, horizon: int, *, price: str = "cl
     """
     label_kind(kind)
     return LABELS[kind][1](panel, horizon, price=price)
+
+
+def transform_label(y: pd.Series, transform: str) -> pd.Series:
+    """Transform a label across the symbols present at each timestamp (training targets).
+
+    Only labels of one timestamp enter its transform, so the transform of a row looks no further
+    ahead than the raw labels of that timestamp (the folds purge those by the horizon).
+
+    - ``demean``: ``y - mean_t``
+    - ``zscore``: ``(y - mean_t) / std_t`` (sample std, ddof 1; 0 where ``std_t`` is 0)
+    - ``rank``: centred percentile rank, ``((rank - 0.5) / n_t - 0.5) * sqrt(12)`` (ties share their
+      average rank): uniform on about ``[-1.7, 1.7]`` with unit variance, robust to outliers
+    - ``rank_gauss``: ``Phi^-1((rank - 0.5) / n_t)``: ranks mapped onto a standard normal
+
+    Args:
+        y: Label indexed by ``(timestamp, symbol)``; NaN rows stay NaN and are not counted.
+        transform: One of :data:`TRANSFORMS`.
+
+    Returns:
+        Float series on ``y.index``, same name; NaN where ``y`` is NaN or the timestamp has
+        fewer than 2 labelled symbols (``demean`` keeps single symbols at 0).
+
+    Raises:
+        ConfigError: unknown transform.
+    """
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"label.transform: unknown transform {transform!r}; valid: {TRANSFORMS}")
+    y = y.astype("float64")
+    if transform == "none":
+        return y
+    g = y.groupby(level="timestamp", sort=False)
+    n = g.transform("count")
+    if transform == "demean":
+        return (y - g.transform("mean")).rename(y.name)
+    if transform == "zscore":
+        std = g.transform("std")  # ddof 1: NaN for a single symbol
+        z = (y - g.transform("mean")) / std.where(std > 0)
+        return z.where(std != 0, 0.0).where(y.notna() & (n >= 2)).rename(y.name)
+    rank = g.rank(method="average")  # 1..n_t, ties averaged
+    if transform == "rank":
+        out = ((rank - 0.5) / n - 0.5) * np.sqrt(12.0)
+    else:  # rank_gauss
+        out = pd.Series(ndtri(((rank - 0.5) / n).to_numpy(np.float64)), index=y.index)
+    return out.where(n >= 2).rename(y.name)
 
 
 def label_kind(kind: str) -> Literal["return", "volatility"]:

@@ -34,10 +34,12 @@ from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_c
 from alphaforge.data import load_panel
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.features import FEATURES, build_features
+from alphaforge.features.normalize import FeatureNormalizer, cs_rank, cs_zscore
 from alphaforge.features.pca import PCAFactors
-from alphaforge.labels import LabelSpec, make_label
+from alphaforge.labels import LabelSpec, make_label, transform_label
 from alphaforge.metrics import METRICS, evaluate
 from alphaforge.models.base import BaseForecaster, predict_rows
+from alphaforge.models.ensemble import WeightedForecaster
 from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
 from alphaforge.splits import Fold, WalkForward
@@ -81,9 +83,19 @@ class RunMember:
         """Display name (folder under ``models/``, ``model`` column of the predictions)."""
         return self.config.display
 
-    def build(self, seed: int) -> BaseForecaster:
-        """An unfitted forecaster with the member's params."""
-        return self.factory.from_params(self.config.params, random_state=seed)
+    def build(self, seed: int, label: LabelSpec) -> BaseForecaster:
+        """An unfitted forecaster with the member's params.
+
+        With ``seeds: K`` it is a :class:`~alphaforge.models.ensemble.WeightedForecaster` of
+        K copies seeded ``seed .. seed + K - 1``, equally weighted; a rank average per
+        timestamp when the label transform is cross-sectional (scores, not returns).
+        """
+        if self.config.seeds == 1:
+            return self.factory.from_params(self.config.params, random_state=seed)
+        member = {"name": self.config.name, "params": dict(self.config.params)}
+        copies = [{**member, "label": f"seed{k}"} for k in range(self.config.seeds)]
+        params = {"members": copies, "rank_average": label.cross_sectional}
+        return WeightedForecaster.from_params(params, random_state=seed)
 
     def member_keys(self) -> list[str]:
         """Display names of the models an ensemble combines (empty for other models)."""
@@ -113,6 +125,19 @@ def fit_model(
     """
     window = (X[valid], y[valid]) if valid is not None and valid.any() else None
     return model.fit(X[train], y[train], valid=window, label=label)
+
+
+@dataclass
+class _Context:
+    """What every fold of one run shares."""
+
+    cfg: ExperimentConfig
+    members: list[RunMember]
+    label: LabelSpec
+    workdir: Path
+    ckpt: Path
+    resume: bool
+    progress: ProgressCallback | None
 
 
 @dataclass
@@ -194,38 +219,30 @@ def _run(
     panel = _select(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
     splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
     folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
+    n_symbols = panel.index.get_level_values("symbol").nunique()
     log.info(
         "panel %s: %d rows, %d symbols, %d folds",
         cfg.data.source,
         len(panel),
-        panel.index.get_level_values("symbol").nunique(),
+        n_symbols,
         len(folds),
     )
-    X = build_features(
-        panel,
-        cfg.features.names,
-        cross_section=cfg.features.cross_section,
-        cs_features=cfg.features.cs_features,
-    )
+    if label.cross_sectional and n_symbols < 2:
+        raise ConfigError(
+            f"label.transform: {label.transform!r} transforms the target across symbols, but "
+            f"{cfg.data.source} has {n_symbols} symbol; use 'none'"
+        )
+    X = _features(panel, cfg)
     y = make_label(panel, cfg.label.kind, cfg.label.horizon, price=cfg.label.price)
     log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
 
+    ctx = _Context(cfg, members, label, workdir, ckpt, resume, progress)
     got = _Collected()
+    target = transform_label(y, label.transform)  # what models fit; y_true stays raw
     for fold in folds:
         if progress:
             progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
-        _run_fold(
-            fold,
-            members,
-            _with_pca(X, fold, cfg),
-            y,
-            label,
-            cfg.seed,
-            workdir,
-            (ckpt, resume),
-            got,
-            progress,
-        )
+        _run_fold(ctx, fold, _fold_features(X, fold, cfg), (y, target), got)
     if progress:
         progress("fold", len(folds), len(folds), "done")
 
@@ -243,35 +260,31 @@ def _run(
 
 
 def _run_fold(
-    fold: Fold,
-    members: list[RunMember],
-    X: pd.DataFrame,
-    y: pd.Series,
-    label: LabelSpec,
-    seed: int,
-    workdir: Path,
-    checkpoints: tuple[Path, bool],
-    got: _Collected,
-    progress: ProgressCallback | None,
+    ctx: _Context, fold: Fold, X: pd.DataFrame, labels: tuple[pd.Series, pd.Series], got: _Collected
 ) -> None:
-    """Fit every member on one fold, save it, and collect its predictions and by-products."""
+    """Fit every member on one fold, save it, and collect its predictions and by-products.
+
+    ``labels`` is ``(y, target)``: models fit ``target`` (the transformed label), while
+    predictions record the raw ``y`` as ``y_true``.
+    """
+    y, target = labels
     masks = {p: fold.rows(X, p) for p in ("train", *PREDICTED)}
     rows = {p: X.index[masks[p]] for p in PREDICTED if masks[p].any()}
-    ckpt, resume = checkpoints
-    for j, m in enumerate(members):
-        if progress:
-            progress("model", j, len(members), m.name)
-        model = m.build(seed)
+    n = len(ctx.members)
+    for j, m in enumerate(ctx.members):
+        if ctx.progress:
+            ctx.progress("model", j, n, m.name)
+        model = m.build(ctx.cfg.seed, ctx.label)
         if model.capabilities.checkpointable:  # crash-safe, resumable training
-            model.checkpoint_dir = ckpt / m.name / f"fold_{fold.index}"
-            model.resume = resume
-        fit_model(model, X, y, masks["train"], masks["valid"], label)
-        _collect(model, m.name, fold.index, X, y, rows, got)
-        model.save(artifacts.model_dir(workdir, m.name, fold.index))
+            model.checkpoint_dir = ctx.ckpt / m.name / f"fold_{fold.index}"
+            model.resume = ctx.resume
+        fit_model(model, X, target, masks["train"], masks["valid"], ctx.label)
+        _collect(model, m.name, fold.index, X, target, rows, got)
+        model.save(artifacts.model_dir(ctx.workdir, m.name, fold.index))
         for part, idx in rows.items():
             got.predictions.append(_frame(predict_rows(model, X, idx), y, m.name, fold, part))
-    if progress:
-        progress("model", len(members), len(members), "")
+    if ctx.progress:
+        ctx.progress("model", n, n, "")
 
 
 def _collect(
@@ -323,6 +336,12 @@ def run_members(cfg: ExperimentConfig, kind: str) -> list[RunMember]:
             if m.display not in have
         ]
     return members
+
+
+def n_configurations(members: list[RunMember]) -> int:
+    """Configurations a run fits: every seed of every model and ensemble (baselines are fixed
+    references, not choices)."""
+    return sum(m.config.seeds for m in members if m.role != "baseline")
 
 
 def _baselines(cfg: ExperimentConfig, kind: str) -> list[ModelConfig]:
@@ -455,13 +474,35 @@ def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
     return panel
 
 
-def _with_pca(X: pd.DataFrame, fold: Fold, cfg: ExperimentConfig) -> pd.DataFrame:
+def _features(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
+    """The experiment's feature matrix, with the per-timestamp normalisation if one is set
+    (ranks and z-scores across symbols read one timestamp each, so no fold needs refitting)."""
+    f = cfg.features
+    X = build_features(
+        panel,
+        f.names,
+        catalogue=f.catalogue,
+        cross_section=f.cross_section,
+        cs_features=f.cs_features,
+    )
+    if f.normalize == "cs_rank":
+        return cs_rank(X)
+    if f.normalize == "cs_zscore":
+        return cs_zscore(X)
+    return X
+
+
+def _fold_features(X: pd.DataFrame, fold: Fold, cfg: ExperimentConfig) -> pd.DataFrame:
+    """Per-fold steps fitted on the fold's training rows only: PCA factors, then the robust
+    z-score; both transform row by row, so later rows cannot leak back."""
     k = cfg.features.pca_components
-    if not k:
-        return X
-    # fitted on this fold's train rows only; transform is row-wise, so later rows cannot leak back
-    pca = PCAFactors(n_components=k, random_state=cfg.seed).fit(X[fold.rows(X, "train")])
-    return pd.concat([X, pca.transform(X)], axis=1)
+    train = fold.rows(X, "train")
+    if k:
+        pca = PCAFactors(n_components=k, random_state=cfg.seed).fit(X[train])
+        X = pd.concat([X, pca.transform(X)], axis=1)
+    if cfg.features.normalize == "robust_zscore":
+        X = FeatureNormalizer("robust_zscore").fit(X[train]).transform(X)
+    return X
 
 
 def _frame(pred: pd.Series, y: pd.Series, model: str, fold: Fold, part: str) -> pd.DataFrame:
@@ -490,13 +531,17 @@ def _metrics(
         "label": cfg.label.model_dump(),
         "label_kind": kind,
         "n_folds": len(folds),
+        # every configuration this result was chosen from: the Deflated Sharpe Ratio's N
+        "n_configurations": cfg.configurations_tried + n_configurations(members),
         "models": {},
     }
     by_name = {m.name: m for m in members}
     for name, g in preds.groupby("model", sort=False):
         m = by_name[str(name)]
         entry: dict[str, Any] = {"baseline": m.role == "baseline"}
-        keys = m.member_keys()
+        keys = m.member_keys() if m.config.seeds == 1 else []
+        if m.config.seeds > 1:
+            entry["seeds"] = m.config.seeds
         if keys:
             entry["ensemble"] = {"kind": m.config.name, "members": keys}
         for part, gp in g.groupby("split", sort=False):
