@@ -109,3 +109,78 @@ def test_interrupted_run_resumes_from_checkpoints(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(resumed.predictions, fresh.predictions)
     assert "resumed from" in (resumed.run_dir / "run.log").read_text()
     assert not (tmp_path / "run.ckpt").exists()
+
+
+def _tiny(**overrides: object) -> dict:
+    from alphaforge.config import load_config
+
+    raw = load_config(TINY).model_dump()
+    raw["models"] = [
+        {"name": "lightgbm", "params": {"n_estimators": 20, "num_leaves": 7, "n_jobs": 1}}
+    ]
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw[section][field] = value
+        else:
+            raw[section] = value
+    return raw
+
+
+def test_label_transform_trains_on_ranks_and_scores_raw_labels(tmp_path):
+    from alphaforge.labels import make_label
+    from alphaforge.models.base import BaseForecaster
+
+    raw = run_experiment(_tiny(), out=tmp_path / "raw")
+    ranked = run_experiment(_tiny(label__transform="rank"), out=tmp_path / "rank")
+    a, b = raw.predictions, ranked.predictions
+    pd.testing.assert_series_equal(a["y_true"], b["y_true"])  # y_true stays the raw label
+    panel = ranked.config.data.source
+    from alphaforge.data import load_panel
+
+    y = make_label(load_panel(panel), "forward_return", 1)
+    lgb = b[b["model"] == "lightgbm"].set_index(["timestamp", "symbol"])
+    np.testing.assert_allclose(lgb["y_true"], y.reindex(lgb.index), equal_nan=True)
+    # the model learnt centred ranks (unit variance), not returns (~1% daily)
+    assert lgb["y_pred"].std() > 5 * a[a["model"] == "lightgbm"]["y_pred"].std()
+    model = BaseForecaster.load(tmp_path / "rank" / "models" / "lightgbm" / "fold_0")
+    assert model.label_.transform == "rank"
+    metrics = json.loads((tmp_path / "rank" / "metrics.json").read_text())
+    assert metrics["label"]["transform"] == "rank"
+
+
+def test_cross_sectional_transform_needs_two_symbols(tmp_path):
+    from alphaforge.errors import ConfigError
+
+    from alphaforge.data import load_panel
+
+    panel = load_panel("synthetic:n_symbols=2,n_bars=420,seed=1")
+    one = panel[panel.index.get_level_values("symbol") == "S000"]
+    one.attrs = {}
+    one.reset_index().to_parquet(tmp_path / "one.parquet", index=False)
+    cfg = _tiny(label__transform="zscore")
+    cfg["data"]["source"] = str(tmp_path / "one.parquet")
+    with pytest.raises(ConfigError, match="label.transform: 'zscore'.*1 symbol"):
+        run_experiment(cfg, out=tmp_path / "one")
+
+
+def test_seeds_average_into_one_model_and_count_as_configurations(tmp_path):
+    cfg = _tiny(configurations_tried=5)
+    cfg["models"][0]["seeds"] = 3
+    run = run_experiment(cfg, out=tmp_path / "seeds")
+    preds = run.predictions
+    assert set(preds["model"]) == {"lightgbm", "zero", "trailing_mean", "last_value"}
+    entry = run.metrics["models"]["lightgbm"]
+    assert entry["seeds"] == 3 and "ensemble" not in entry
+    assert run.metrics["n_configurations"] == 5 + 3  # tried before + this run's seeds
+    members = sorted(
+        p.name for p in (tmp_path / "seeds" / "models" / "lightgbm" / "fold_0").iterdir()
+    )
+    assert [m for m in members if m.startswith("member_")] == ["member_0", "member_1", "member_2"]
+
+
+def test_feature_normalisation_runs_per_fold(tmp_path):
+    for how in ("cs_rank", "robust_zscore"):
+        run = run_experiment(_tiny(features__normalize=how), out=tmp_path / how)
+        lgb = run.predictions[run.predictions["model"] == "lightgbm"]
+        assert lgb["y_pred"].notna().all() and np.isfinite(run.table("test").loc["lightgbm", "ic"])
