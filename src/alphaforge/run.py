@@ -43,6 +43,7 @@ from alphaforge.models.ensemble import WeightedForecaster
 from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
 from alphaforge.splits import Fold, WalkForward
+from alphaforge.stats import run_significance
 from alphaforge.utils.io import atomic_write, atomic_write_text
 from alphaforge.utils.seed import seed_everything
 
@@ -249,8 +250,10 @@ def _run(
     preds = pd.concat(got.predictions, ignore_index=True)
     metrics = _metrics(preds, cfg, label.label_kind, folds, members)
     _write_model_outputs(workdir, got, metrics)
+    bt = None
     if label.label_kind == "return":
-        _write_backtest(workdir, panel, preds, cfg, metrics)
+        bt = _write_backtest(workdir, panel, preds, cfg, metrics)
+    _add_significance(metrics, preds, bt, cfg, members)
     _write_curves(workdir, got)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
@@ -605,6 +608,23 @@ def _vs_members(
     return out
 
 
+def _add_significance(
+    metrics: dict[str, Any],
+    preds: pd.DataFrame,
+    bt: pd.DataFrame | None,
+    cfg: ExperimentConfig,
+    members: list[RunMember],
+) -> None:
+    """Newey-West t and bootstrap CI of each model's test Rank IC, its net Sharpe with a CI and
+    Deflated Sharpe Ratio (deflated by every configuration tried; baselines count once)."""
+    if not (preds["split"] == "test").any():
+        return
+    tried = {m.name: metrics["n_configurations"] for m in members if m.role != "baseline"}
+    sig = run_significance(preds, bt, horizon=cfg.label.horizon, n_trials=tried, seed=cfg.seed)
+    for name, entry in sig.items():
+        metrics["models"][name]["significance"] = entry
+
+
 def _write_model_outputs(workdir: Path, got: _Collected, metrics: dict[str, Any]) -> None:
     """``run_outputs()`` of the models: ensemble components and fusion weights."""
     components = got.outputs.get("ensemble_components", {})
@@ -639,7 +659,8 @@ def _write_backtest(
     preds: pd.DataFrame,
     cfg: ExperimentConfig,
     metrics: dict[str, Any],
-) -> None:
+) -> pd.DataFrame:
+    """Backtest every model's test predictions; returns the per-bar frame it wrote."""
     returns = bar_returns(panel, cfg.label.price)
     returns.attrs = {}  # panel attrs hold a Timedelta, which Parquet metadata cannot store
     spec = cfg.backtest or default_spec(panel)
@@ -649,6 +670,7 @@ def _write_backtest(
         metrics["models"][name]["backtest"] = summary
     bt.to_parquet(workdir / artifacts.BACKTEST, index=False)
     returns.rename("return").reset_index().to_parquet(workdir / artifacts.RETURNS, index=False)
+    return bt
 
 
 def _write_curves(workdir: Path, got: _Collected) -> None:
