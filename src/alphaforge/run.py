@@ -29,7 +29,13 @@ import numpy as np
 import pandas as pd
 
 from alphaforge import artifacts
-from alphaforge.backtest import BacktestSpec, backtest, bar_returns, from_spec
+from alphaforge.backtest import (
+    BacktestSpec,
+    backtest,
+    bar_returns,
+    from_spec,
+    infer_periods_per_year,
+)
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.data import load_panel
 from alphaforge.errors import ConfigError, DataError
@@ -253,7 +259,7 @@ def _run(
     bt = None
     if label.label_kind == "return":
         bt = _write_backtest(workdir, panel, preds, cfg, metrics)
-    _add_significance(metrics, preds, bt, cfg, members)
+    _add_significance(metrics, preds, bt, cfg.seed)
     _write_curves(workdir, got)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
@@ -439,6 +445,8 @@ def rebacktest(
         metrics["backtest_spec"] = spec.model_dump(mode="json")
         for name, summary in summaries.items():
             metrics["models"][name]["backtest"] = summary
+        # the Sharpe and DSR of the new backtest, with the run's bootstrap seed
+        _add_significance(metrics, preds, bt, seed=int(metrics.get("seed", 0)))
         with atomic_write(run_dir / artifacts.BACKTEST, "wb") as fh:
             bt.to_parquet(fh, index=False)
         atomic_write_text(run_dir / artifacts.METRICS, artifacts.to_json(metrics))
@@ -534,6 +542,7 @@ def _metrics(
         "label": cfg.label.model_dump(),
         "label_kind": kind,
         "n_folds": len(folds),
+        "seed": cfg.seed,
         # every configuration this result was chosen from: the Deflated Sharpe Ratio's N
         "n_configurations": cfg.configurations_tried + n_configurations(members),
         "models": {},
@@ -609,18 +618,30 @@ def _vs_members(
 
 
 def _add_significance(
-    metrics: dict[str, Any],
-    preds: pd.DataFrame,
-    bt: pd.DataFrame | None,
-    cfg: ExperimentConfig,
-    members: list[RunMember],
+    metrics: dict[str, Any], preds: pd.DataFrame, bt: pd.DataFrame | None, seed: int
 ) -> None:
     """Newey-West t and bootstrap CI of each model's test Rank IC, its net Sharpe with a CI and
-    Deflated Sharpe Ratio (deflated by every configuration tried; baselines count once)."""
+    Deflated Sharpe Ratio, into ``metrics["models"][m]["significance"]``.
+
+    Every non-baseline model is deflated by all the configurations tried
+    (``metrics["n_configurations"]``); baselines are fixed references and count once.
+    """
     if not (preds["split"] == "test").any():
         return
-    tried = {m.name: metrics["n_configurations"] for m in members if m.role != "baseline"}
-    sig = run_significance(preds, bt, horizon=cfg.label.horizon, n_trials=tried, seed=cfg.seed)
+    n = int(metrics.get("n_configurations", 1)) or 1
+    tried = {m: n for m, entry in metrics["models"].items() if not entry.get("baseline")}
+    spec = metrics.get("backtest_spec") or {}
+    ppy = spec.get("periods_per_year")
+    if ppy is None and bt is not None and len(bt):
+        ppy = infer_periods_per_year(pd.Index(bt["timestamp"].unique()).sort_values())
+    sig = run_significance(
+        preds,
+        bt,
+        horizon=int(metrics["label"]["horizon"]),
+        n_trials=tried,
+        seed=seed,
+        periods_per_year=ppy,
+    )
     for name, entry in sig.items():
         metrics["models"][name]["significance"] = entry
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -123,23 +124,48 @@ def _print_metrics(result: RunResult) -> None:
     ]
     models = result.metrics["models"]
     bt = {m: v.get("backtest") for m, v in models.items()}
+    sig = {m: v.get("significance") or {} for m, v in models.items()}
     extra = ["sharpe", "sharpe_lag1"] if any(bt.values()) else []
+    # Rank IC significance sits right after the metric it tests
+    at = cols.index("rank_ic") + 1 if "rank_ic" in cols else len(cols)
+    sig_heads = ["t", "sig"] if any(sig.values()) else []
     heads = [_SHORT.get(c, c) for c in cols]
     table = Table(
         "model",
-        *heads,
+        *heads[:at],
+        *sig_heads,
+        *heads[at:],
         *extra,
         title="out-of-sample (test) metrics; * = baseline;"
-        " sharpe: net of costs, lag1: one bar later",
+        " sharpe: net of costs, lag1: one bar later"
+        + ("; t: Rank IC Newey-West t, sig *: significant at 5%" if sig_heads else ""),
     )
     baselines = {m for m, v in models.items() if v["baseline"]}
     for name, row in table_df.iterrows():
         label = f"{name}*" if name in baselines else str(name)
         b = bt.get(name) or {}
         sharpe = [fmt(b["base"]["net"]["sharpe"]), fmt(b["lagged"]["net"]["sharpe"])] if b else []
-        table.add_row(label, *(fmt(row[c]) for c in cols), *(sharpe if extra else []))
+        s = sig.get(name, {})
+        marks = [_tstat(s.get("rank_ic_t")), "*" if s.get("significant") else ""]
+        cells = [fmt(row[c]) for c in cols]
+        table.add_row(
+            label,
+            *cells[:at],
+            *(marks if sig_heads else []),
+            *cells[at:],
+            *(sharpe if extra else []),
+        )
     out.print(table)
     _print_ensembles(models)
+
+
+def _tstat(v: object) -> str:
+    """A t-statistic with 2 decimals, or ``-`` for anything that is not a finite number."""
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-"
+    return f"{x:.2f}" if math.isfinite(x) else "-"
 
 
 def _print_ensembles(models: dict[str, Any]) -> None:

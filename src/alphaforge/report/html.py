@@ -2,8 +2,9 @@
 
 The page holds everything inline: CSS from ``template.html`` and plots as base64 PNGs, so it opens
 offline and can be mailed or archived as one file. Sections (each an element with a stable
-``id``): ``summary``, ``metrics``, ``equity``, ``ic``, ``quantiles``, ``scatter`` always; then
-``importance``, ``gates``, ``training`` and ``tuning`` only when the run wrote their files. Every
+``id``): ``summary``, ``metrics``, ``equity``, ``ic``, ``quantiles``, ``scatter`` always;
+``significance`` and ``ensembles`` when ``metrics.json`` has their entries; then ``importance``,
+``gates``, ``training`` and ``tuning`` only when the run wrote their files. Every
 plot is an ``<img class="plot" data-plot="<name>">`` (per-model plots add ``data-model``). The
 same run directory always renders to the same string.
 """
@@ -36,6 +37,7 @@ from alphaforge.report.tables import (
     model_table,
     per_fold_table,
     rank_models,
+    significance_table,
 )
 from alphaforge.utils.io import atomic_write_text
 
@@ -102,6 +104,7 @@ def render(run_dir: str | os.PathLike[str]) -> str:
     builders = (
         _summary,
         _metrics,
+        _significance,
         _ensembles,
         _equity,
         _ic,
@@ -286,6 +289,24 @@ def _metrics(ctx: _Ctx) -> Section:
         if table:
             body.append(f"<h3>Test {escape(ctx.rank_metric)} per fold</h3>{table}")
     return Section("metrics", "Metrics", "\n".join(body))
+
+
+def _significance(ctx: _Ctx) -> Section | None:
+    table = significance_table(ctx.data, ctx.ranked)
+    if not table:
+        return None
+    body = (
+        '<p class="intro">Is the test Rank IC different from zero, and does the Sharpe ratio '
+        "survive the number of configurations tried? The per-date Rank IC of "
+        "overlapping labels is autocorrelated, so its t-statistic is Newey-West's with a lag "
+        "of at least the label horizon, judged against a fixed-b critical value (hover the t "
+        "for it), and its 95% interval comes from a studentized circular block bootstrap. "
+        "<b>Significant</b>: |t| above its critical value and the interval excluding 0. "
+        "DSR (Bailey &amp; López de Prado 2014): the probability that the true Sharpe "
+        "ratio beats the best one the counted trials would reach by luck; 95% or more "
+        "survives the selection.</p>"
+    )
+    return Section("significance", "Significance", body + table)
 
 
 def _ensembles(ctx: _Ctx) -> Section | None:

@@ -327,3 +327,55 @@ def folds_table(folds: Sequence[dict[str, object]]) -> str:
         "<th>Train</th><th>Valid</th><th>Test</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
     )
+
+
+def significance_table(data: RunData, models: Sequence[str]) -> str:
+    """HTML table of the ``significance`` entries of ``metrics.json``, or '' when none has one.
+
+    One row per model that has the entry: mean Rank IC, its Newey-West t (and the critical value
+    it is judged against in the cell's tooltip), 95% interval, annualised net Sharpe ratio and
+    interval, Deflated Sharpe ratio, trials counted, and whether the Rank IC is significant.
+    """
+    rows = []
+    for m in models:
+        s = get_path(data.model_entries.get(m), "significance")
+        if not isinstance(s, dict):
+            continue
+        crit = as_float(s.get("rank_ic_crit"))
+        verdict = s.get("significant")
+        cells = [
+            f"<td>{fmt(s.get('mean_rank_ic'))}</td>",
+            f'<td title="critical value {fmt(crit, "ratio")}">'
+            f"{fmt(s.get('rank_ic_t'), 'ratio')}</td>",
+            f"<td>{_interval(s.get('rank_ic_ci'), 'num')}</td>",
+            f"<td>{fmt(s.get('sharpe'), 'ratio')}</td>",
+            f"<td>{_interval(s.get('sharpe_ci'), 'ratio')}</td>",
+            f"<td>{fmt(s.get('dsr'), 'pct')}</td>",
+            f"<td>{fmt(s.get('n_trials'), 'int')}</td>",
+            '<td class="best">yes</td>'
+            if verdict is True
+            else f"<td>{'no' if verdict is False else DASH}</td>",
+        ]
+        rows.append(_model_row(data, m, cells))
+    if not rows:
+        return ""
+    heads = (
+        ("Mean Rank IC", "mean of the per-date Rank IC"),
+        ("t (NW)", "Newey-West t-statistic of the mean Rank IC"),
+        ("95% CI", "studentized block-bootstrap interval of the mean Rank IC"),
+        ("Sharpe net", "annualised Sharpe ratio after costs"),
+        ("Sharpe 95% CI", "studentized block-bootstrap interval of the Sharpe ratio"),
+        ("DSR", "Deflated Sharpe ratio: probability the true Sharpe beats the best of the trials"),
+        ("Trials", "configurations counted when deflating the Sharpe ratio"),
+        ("Significant", "Rank IC: |t| above its critical value and the interval excludes 0"),
+    )
+    head = "".join(f'<th title="{escape(t)}">{escape(h)}</th>' for h, t in heads)
+    return _model_table_html("significance-table", head, rows)
+
+
+def _interval(value: object, kind: str) -> str:
+    """``[lo, hi]`` of a two-element list, each through :func:`fmt`; "–" when absent."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return DASH
+    lo, hi = (fmt(v, kind) for v in value)
+    return DASH if lo == DASH and hi == DASH else f"[{lo}, {hi}]"
