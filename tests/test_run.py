@@ -150,9 +150,8 @@ def test_label_transform_trains_on_ranks_and_scores_raw_labels(tmp_path):
 
 
 def test_cross_sectional_transform_needs_two_symbols(tmp_path):
-    from alphaforge.errors import ConfigError
-
     from alphaforge.data import load_panel
+    from alphaforge.errors import ConfigError
 
     panel = load_panel("synthetic:n_symbols=2,n_bars=420,seed=1")
     one = panel[panel.index.get_level_values("symbol") == "S000"]

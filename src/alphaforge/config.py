@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alphaforge.backtest import BacktestSpec
 from alphaforge.errors import ConfigError
-from alphaforge.features import FEATURES
+from alphaforge.features import catalogue_features
 from alphaforge.labels import LabelSpec
 from alphaforge.metrics import get_metric
 from alphaforge.registry import get_model
@@ -311,10 +311,12 @@ def check_names(cfg: ExperimentConfig) -> None:
     for name in cfg.metrics or []:
         get_metric(name)
     if cfg.features.names is not None:
-        unknown = [n for n in cfg.features.names if n not in FEATURES]
+        known = catalogue_features("both")
+        unknown = [n for n in cfg.features.names if n not in set(known)]
         if unknown:
             raise ConfigError(
-                f"features.names: unknown features {unknown}; valid: {sorted(FEATURES)}"
+                f"features.names: unknown features {unknown}; valid: the default catalogue "
+                f"and Alpha158 names ({len(known)}, e.g. {known[:3]} ... {known[-2:]})"
             )
 
 

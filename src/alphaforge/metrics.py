@@ -382,6 +382,25 @@ def rank_ic(y_true: pd.Series, y_pred: pd.Series, *, min_count: int = 2) -> floa
     return float(rank_ic_series(y_true, y_pred, min_count=min_count).mean())
 
 
+def ts_rank_ic(y_true: pd.Series, y_pred: pd.Series) -> float:
+    """Spearman correlation over all scored rows at once (for one symbol: over time).
+
+    The tuning metric of per-symbol studies, where a per-timestamp Rank IC is undefined.
+
+    Returns:
+        Value in [-1, 1]; NaN with fewer than 2 valid pairs or constant labels or forecasts.
+
+    Raises:
+        DataError: Inputs empty or misaligned.
+    """
+    t, p = _valid_arrays(y_true, y_pred)
+    if len(t) < 2 or t.min() == t.max() or p.min() == p.max():
+        return float("nan")
+    rt = pd.Series(t).rank(method="average").to_numpy()
+    rp = pd.Series(p).rank(method="average").to_numpy()
+    return float(np.clip(np.corrcoef(rp, rt)[0, 1], -1.0, 1.0))
+
+
 def icir(y_true: pd.Series, y_pred: pd.Series, *, min_count: int = 2) -> float:
     """IC information ratio: mean / standard deviation (ddof=1) of the per-timestamp IC.
 
@@ -602,6 +621,13 @@ METRICS: dict[str, MetricSpec] = {
     for s in (
         MetricSpec("mae", mae, "minimize", "pointwise", "mean absolute error, label units"),
         MetricSpec("rmse", rmse, "minimize", "pointwise", "root mean squared error, label units"),
+        MetricSpec(
+            "ts_rank_ic",
+            ts_rank_ic,
+            "maximize",
+            "pointwise",
+            "Spearman correlation over the scored bars (one symbol: over time)",
+        ),
         MetricSpec(
             "pct_return_mae",
             pct_return_mae,

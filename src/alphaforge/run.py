@@ -39,7 +39,7 @@ from alphaforge.backtest import (
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.data import load_panel
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.features import FEATURES, build_features
+from alphaforge.features import build_features, catalogue_features
 from alphaforge.features.normalize import FeatureNormalizer, cs_rank, cs_zscore
 from alphaforge.features.pca import PCAFactors
 from alphaforge.labels import LabelSpec, make_label, transform_label
@@ -355,7 +355,7 @@ def n_configurations(members: list[RunMember]) -> int:
 
 def _baselines(cfg: ExperimentConfig, kind: str) -> list[ModelConfig]:
     names = cfg.features.names
-    built = set(FEATURES) if names is None else set(names)
+    built = set(catalogue_features(cfg.features.catalogue) if names is None else names)
     h = cfg.label.horizon
     # the last realised h-bar return is the natural "last value" of an h-bar return label
     last = f"ret_{h}" if f"ret_{h}" in built else "ret_1"

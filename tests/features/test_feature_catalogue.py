@@ -11,6 +11,7 @@ import pytest
 
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.features import (
+    ALPHA158,
     DEFAULT_CS_FEATURES,
     FEATURES,
     FeatureSpec,
@@ -21,6 +22,7 @@ from alphaforge.features import (
 
 OHLCV = {"open", "high", "low", "close", "volume"}
 FAMILIES = {"returns", "volatility", "momentum", "oscillators", "volume", "calendar"}
+_SPECS = {**FEATURES, **ALPHA158}
 
 
 def test_catalogue_size_and_specs() -> None:
@@ -211,3 +213,12 @@ def test_daily_session_features_are_constant(panel: pd.DataFrame) -> None:
     assert (X["tod_sin"] == 0).all() and (X["tod_cos"] == 1).all()
     assert (X["minutes_since_open"] == 0).all()
     assert X["dow_sin"].nunique() == 5  # business days
+
+
+def test_declared_fields_are_all_a_feature_reads(panel: pd.DataFrame) -> None:
+    # built from its declared columns only, every feature of either catalogue keeps its values
+    full = build_features(panel, catalogue="both", cross_section=False)
+    for name in full.columns:
+        fields = list(_SPECS[name].fields) or ["close"]  # calendar features read only the index
+        alone = build_features(panel[fields], [name], cross_section=False)[name]
+        np.testing.assert_array_equal(alone.to_numpy(), full[name].to_numpy(), err_msg=name)

@@ -143,3 +143,42 @@ def test_sparse_cross_section_path_equals_dense(panel: pd.DataFrame, monkeypatch
         atol=1e-12,
         equal_nan=True,
     )
+
+
+@pytest.mark.parametrize("n", [1, 5, 20, 60])
+def test_order_statistics_match_pandas(walk: np.ndarray, n: int) -> None:
+    # ties (the flat stretch of column 3) and a NaN (column 1) included
+    x = walk.copy()
+    x[200:230, 2] = np.round(x[200:230, 2])  # many ties in windows that are not flat
+    frame = pd.DataFrame(x).rolling(n)
+    upper, lower = _rolling.rolling_quantiles(x, n, (0.8, 0.2))
+    for got, q in ((upper, 0.8), (lower, 0.2)):
+        np.testing.assert_allclose(got, frame.quantile(q), rtol=1e-12, equal_nan=True)
+    rank = _rolling.rolling_rank_pct(x, n)
+    np.testing.assert_allclose(rank, frame.rank(pct=True), rtol=1e-12, equal_nan=True)
+    for largest, best in ((True, np.argmax), (False, np.argmin)):
+        expected = frame.apply(lambda a, best=best: best(a) + 1, raw=True)  # first occurrence
+        got = _rolling.rolling_argext(x, (n, 2 * n + 1), largest=largest)
+        np.testing.assert_array_equal(got[0], expected.to_numpy())
+        longer = frame.obj.rolling(2 * n + 1).apply(lambda a, best=best: best(a) + 1, raw=True)
+        np.testing.assert_array_equal(got[1], longer.to_numpy())
+
+
+def test_order_statistics_on_short_series() -> None:
+    x = np.arange(6.0).reshape(3, 2)
+    assert all(np.isnan(q).all() for q in _rolling.rolling_quantiles(x, 5, (0.5,)))
+    assert np.isnan(_rolling.rolling_rank_pct(x, 5)).all()
+    assert all(np.isnan(i).all() for i in _rolling.rolling_argext(x, (4, 5), largest=True))
+    np.testing.assert_array_equal(_rolling.rolling_argext(x, (2,), largest=False)[0][1:], 1.0)
+
+
+def test_alpha158_blocks_and_chunks_do_not_change_values(panel: pd.DataFrame, monkeypatch) -> None:
+    default = build_features(panel, catalogue="alpha158")
+    # one or two symbols per block, tiny anchor and sort chunks
+    monkeypatch.setattr(_core.PackedLayout.__init__, "__defaults__", (64,))
+    monkeypatch.setattr(_rolling, "_CHUNK_CELLS", 16)
+    monkeypatch.setattr(_rolling, "_SORT_CELLS", 50)
+    small = build_features(panel, catalogue="alpha158")
+    np.testing.assert_allclose(
+        small.to_numpy(), default.to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True
+    )

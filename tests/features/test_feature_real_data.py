@@ -1,10 +1,11 @@
-"""Real prices (../shared/data, when present): fast path == reference on 20 S&P 500 stocks."""
+"""Real prices (../shared/data, when present): fast path == reference on S&P 500 stocks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from alphaforge.data import load_panel
@@ -14,13 +15,19 @@ from alphaforge.features._reference import reference_features
 REAL = Path(__file__).resolve().parents[3] / "shared/data/sp500_100_daily_2012_2017.parquet"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not REAL.exists(), reason=f"{REAL} not found")
-def test_real_panel_matches_reference() -> None:
+def _first_symbols(n: int) -> pd.DataFrame:
     panel = load_panel(REAL, repair=True)  # the file holds a few impossible bars
     symbols = panel.index.get_level_values("symbol")
-    panel = panel[symbols.isin(symbols.unique()[:20])]
-    fast, ref = build_features(panel), reference_features(panel)
+    return panel[symbols.isin(symbols.unique()[:n])]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason=f"{REAL} not found")
+@pytest.mark.parametrize(("catalogue", "n_symbols"), [("default", 20), ("alpha158", 5)])
+def test_real_panel_matches_reference(catalogue: str, n_symbols: int) -> None:
+    panel = _first_symbols(n_symbols)
+    fast = build_features(panel, catalogue=catalogue)
+    ref = reference_features(panel, catalogue=catalogue)
     for col in fast.columns:
         a, b = fast[col].to_numpy(), ref[col].to_numpy()
         assert (np.isnan(a) == np.isnan(b)).all(), col

@@ -1,4 +1,7 @@
-"""Every feature of the fast path equals the naive per-symbol pandas reference (`_reference.py`)."""
+"""Every feature of the fast path equals the naive per-symbol pandas reference (`_reference.py`).
+
+Both catalogues (``default`` and ``alpha158``), built together (``catalogue="both"``) and alone.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphaforge.features import DEFAULT_CS_FEATURES, FEATURES, build_features
+from alphaforge.features import ALPHA158, DEFAULT_CS_FEATURES, FEATURES, build_features
 from alphaforge.features._core import PackedLayout
-from alphaforge.features._reference import REFERENCE, reference_features
+from alphaforge.features._reference import REFERENCE, REFERENCE_ALPHA158, reference_features
 from alphaforge.features.cross_section import CrossSection
 from alphaforge.testing import leakage_panel
 
 RTOL, ATOL = 1e-6, 1e-9
+ALL_FEATURES = list(FEATURES) + list(ALPHA158)
 
 
 def assert_matches(fast: pd.Series, ref: pd.Series, name: str) -> None:
@@ -25,30 +29,31 @@ def assert_matches(fast: pd.Series, ref: pd.Series, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def fast(panel: pd.DataFrame) -> pd.DataFrame:
-    return build_features(panel)
+    return build_features(panel, catalogue="both")
 
 
 @pytest.fixture(scope="module")
 def ref(panel: pd.DataFrame) -> pd.DataFrame:
-    return reference_features(panel)
+    return reference_features(panel, catalogue="both")
 
 
 def test_reference_covers_catalogue() -> None:
     assert list(REFERENCE) == list(FEATURES)
+    assert list(REFERENCE_ALPHA158) == list(ALPHA158)
 
 
-@pytest.mark.parametrize("name", list(FEATURES))
+@pytest.mark.parametrize("name", ALL_FEATURES)
 def test_feature_matches_reference(name: str, fast: pd.DataFrame, ref: pd.DataFrame) -> None:
     assert_matches(fast[name], ref[name], name)
     # defined from the warm-up on (the random-walk panel has no flat windows)
     assert fast[name].notna().sum() > 0.3 * len(fast), name
 
 
-@pytest.mark.parametrize("name", list(FEATURES))
+@pytest.mark.parametrize("name", ALL_FEATURES)
 def test_feature_alone_equals_full_build(
     name: str, panel: pd.DataFrame, fast: pd.DataFrame
 ) -> None:
-    # memoised intermediates shared between features must not change a value
+    # memoised intermediates shared between features (and catalogues) must not change a value
     alone = build_features(panel, [name], cross_section=False)[name]
     np.testing.assert_array_equal(alone.to_numpy(), fast[name].to_numpy())
 
@@ -79,6 +84,16 @@ def test_cross_section_ties_and_singletons() -> None:
     np.testing.assert_allclose(z[5:], [-1 / np.sqrt(2), 1 / np.sqrt(2)])
 
 
+def test_catalogues_alone_equal_their_part_of_both(panel: pd.DataFrame, fast) -> None:
+    default = build_features(panel)
+    alpha = build_features(panel, catalogue="alpha158")
+    assert list(fast.columns) == list(FEATURES) + list(ALPHA158) + list(
+        default.columns[len(FEATURES) :]
+    )
+    np.testing.assert_array_equal(fast[default.columns].to_numpy(), default.to_numpy())
+    np.testing.assert_array_equal(fast[alpha.columns].to_numpy(), alpha.to_numpy())
+
+
 @pytest.mark.parametrize("which", ["intraday", "close_only", "halts"])
 def test_other_panels_match_reference(
     which: str, intraday_panel: pd.DataFrame, close_only_panel: pd.DataFrame
@@ -87,7 +102,8 @@ def test_other_panels_match_reference(
         panel = leakage_panel(n_bars=320)
     else:
         panel = intraday_panel if which == "intraday" else close_only_panel
-    fast, ref = build_features(panel), reference_features(panel)
+    fast = build_features(panel, catalogue="both")
+    ref = reference_features(panel, catalogue="both")
     assert list(fast.columns) == list(ref.columns)
     for col in fast.columns:
         assert_matches(fast[col], ref[col], f"{which}:{col}")

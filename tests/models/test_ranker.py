@@ -254,14 +254,18 @@ def test_predict_all_heads_and_saved_gate(tmp_path, return_panel) -> None:
 def test_checkpoints_resume_and_ic_early_stopping(tmp_path, return_panel) -> None:
     X, y = return_panel
     train, valid, _ = _split(X, 0.6, 0.2)
-    params = {**TINY, "early_stop_metric": "ic"}
+    params = {**TINY, "early_stopping_metric": "rank_ic"}
     seen: list[float] = []
     model = RankingTransformerForecaster.from_params(params)
     model.checkpoint_dir = tmp_path
     model.iteration_callback = lambda i, v: seen.append(v)
     model.fit(X[train], y[train], valid=(X[valid], y[valid]))
     assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
-    assert len(seen) == 2 and all(-1 <= v <= 1 for v in seen)  # valid "loss" = -rank IC
+    assert seen == [-v for v in model.history_["valid_metric"]]  # the pruner's -rank IC
+    assert len(seen) == 2 and all(-1 <= v <= 1 for v in seen)
+    # the ranker's own field before TrainConfig had one: old configs and saved models still load
+    old = RankingTransformerForecaster.from_params({**TINY, "early_stop_metric": "ic"})
+    assert old.get_params() == model.get_params()
     weights = torch.load(tmp_path / "last.pt", weights_only=True)["model"]
     assert "gate_theta" in weights  # the gate is part of every checkpoint
     again = RankingTransformerForecaster.from_params(params)

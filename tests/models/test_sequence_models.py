@@ -159,10 +159,12 @@ def test_global_rng_untouched_and_history_kept(return_panel) -> None:
         "epoch",
         "train_loss",
         "valid_loss",
+        "valid_metric",
         "lr",
         "epoch_time_s",
     ]
     assert len(model.history_) == 2 and model.history_["valid_loss"].notna().all()
+    assert model.history_["valid_metric"].isna().all()  # early_stopping_metric: loss
     assert model.net_config_.n_features == X.shape[1] + 1  # + the observed channel
 
 

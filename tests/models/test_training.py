@@ -77,7 +77,8 @@ def test_loss_decreases_on_learnable_problem() -> None:
     assert hist.valid_loss[-1] < 0.1 * hist.valid_loss[0]
     assert hist.steps == 15 * 8 and hist.skipped_steps == 0
     frame = hist.to_frame()
-    assert list(frame.columns) == ["epoch", "train_loss", "valid_loss", "lr", "epoch_time_s"]
+    columns = ["epoch", "train_loss", "valid_loss", "valid_metric", "lr", "epoch_time_s"]
+    assert list(frame.columns) == columns and frame["valid_metric"].isna().all()
     assert len(frame) == 15
 
 
@@ -103,6 +104,41 @@ def test_early_stopping_restores_best_weights(tmp_path: Path) -> None:
     with torch.no_grad():
         restored = mse(net.eval(), flipped.tensors)
     assert restored.item() == pytest.approx(hist.valid_loss[best], rel=1e-5)
+
+
+def test_valid_metric_replaces_the_valid_loss(tmp_path: Path) -> None:
+    scores = iter([0.1, 0.5, 0.3, 0.2, 0.9, 0.95])  # best after epoch 1; patience 2 stops at 3
+    seen_modes: list[bool] = []
+
+    def metric(model: nn.Module) -> float:
+        seen_modes.append(model.training or torch.is_grad_enabled())
+        return next(scores)
+
+    reported: list[tuple[int, float]] = []
+    net = mlp()
+    config = cfg(max_epochs=6, patience=2, early_stopping_metric="rank_ic")
+    hist = fit_torch(
+        net,
+        linear_problem(),
+        mse,
+        config,
+        valid=linear_problem(seed=1),
+        checkpoint_dir=tmp_path,
+        valid_metric=metric,
+        on_epoch=lambda e, v: reported.append((e, v)),
+    )
+    assert hist.valid_metric == [0.1, 0.5, 0.3, 0.2] and hist.best_epoch == 1
+    assert hist.stopped_early and not any(seen_modes)  # eval mode, no grad
+    assert all(math.isfinite(v) for v in hist.valid_loss)  # still recorded
+    assert reported == [(0, -0.1), (1, -0.5), (2, -0.3), (3, -0.2)]  # lower is better
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == 1 and best["valid_metric"] == 0.5
+    assert states_equal(best["model"], net.state_dict())
+    with pytest.raises(ConfigError, match="needs a valid_metric"):
+        fit_torch(mlp(), linear_problem(), mse, config, valid=linear_problem(seed=1))
+    plain = fit_torch(mlp(), linear_problem(), mse, cfg(max_epochs=2), valid=linear_problem(1))
+    assert all(math.isnan(v) for v in plain.valid_metric)
+    assert History(train_loss=[1.0, 2.0]).valid_metric  # old checkpoints: NaN per epoch
 
 
 def test_nan_guard_skips_bad_steps() -> None:
@@ -223,7 +259,7 @@ def test_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
         ):
             assert key in last
         assert set(last["rng"][0]) == {"torch", "cuda", "numpy", "python"}
-        assert set(best) == {"model", "epoch", "step", "valid_loss"}
+        assert set(best) == {"model", "epoch", "step", "valid_loss", "valid_metric"}
         assert not list(d.glob("*.tmp"))  # atomic writes leave no temp files
 
 

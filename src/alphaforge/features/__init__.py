@@ -1,15 +1,26 @@
-"""Backward-looking features of a Panel: the ``FEATURES`` catalogue and ``build_features``.
+"""Backward-looking features of a Panel: the ``FEATURES`` and ``ALPHA158`` catalogues.
 
 Every feature value at bar t of a symbol is computed from that symbol's bars at or before t only
 (the cross-sectional stage adds other symbols' values at the same t). Windows count the symbol's
 own bars, as a per-symbol ``groupby(symbol).rolling(n)`` would. Families live one per module
-(returns, volatility, momentum, oscillators, volume, calendar); cross_section.py ranks and
-z-scores across symbols; pca.py fits PCA factors per fold. ``_reference.py`` restates every
-feature naively in per-symbol pandas, and the tests hold the fast path to it.
+(returns, volatility, momentum, oscillators, volume, calendar; alpha158.py holds Qlib's
+Alpha158 catalogue); cross_section.py ranks and z-scores across symbols; pca.py fits PCA factors
+per fold. ``_reference.py`` restates every feature naively in per-symbol pandas, and the tests
+hold the fast path to it.
 
 Speed comes from layout (see ``_core.PackedLayout``): each field is packed once into a (T, N)
 array whose columns are symbols' own bar sequences, and every rolling statistic is a whole-array
 numpy / scipy operation down the columns (``_rolling``). No Python loop runs over rows or symbols.
+
+Catalogues (``build_features(..., catalogue=...)``, config ``features.catalogue``):
+- ``default``: ``FEATURES``, this project's 100 features, family by family;
+- ``alpha158``: ``ALPHA158``, Qlib's Alpha158 factors with Qlib's names (``alpha158.py`` says
+  where and why it departs from Qlib: VWAP0, warm-up, degenerate windows);
+- ``both``: the default features, then the Alpha158 ones.
+Feature names are unique across catalogues, so an explicit ``names`` list may mix them. The
+cross-sectional stage defaults to ``DEFAULT_CS_FEATURES`` among the features built: today's eight
+columns for ``default`` and ``both``, none for ``alpha158`` alone (its factors are already ratios
+comparable across symbols; ask for some with ``cs_features``).
 """
 
 from __future__ import annotations
@@ -25,16 +36,27 @@ import numpy.typing as npt
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.features import calendar, momentum, oscillators, returns, volatility, volume
+from alphaforge.features import (
+    alpha158,
+    calendar,
+    momentum,
+    oscillators,
+    returns,
+    volatility,
+    volume,
+)
 from alphaforge.features._core import Context, Feature, FeatureSpec, PackedLayout
 from alphaforge.features.cross_section import DEFAULT_CS_FEATURES, CrossSection
 
 __all__ = [
+    "ALPHA158",
+    "CATALOGUES",
     "FEATURES",
     "FeatureSpec",
     "DEFAULT_CS_FEATURES",
     "PCAFactors",
     "build_features",
+    "catalogue_features",
     "feature_names",
     "max_lookback",
 ]
@@ -42,10 +64,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _FAMILIES = (returns, volatility, momentum, oscillators, volume, calendar)
-_CATALOGUE: dict[str, Feature] = {f.spec.name: f for fam in _FAMILIES for f in fam.catalogue()}
+_DEFAULT = [f for fam in _FAMILIES for f in fam.catalogue()]
+_ALPHA158 = alpha158.catalogue()
+#: every feature of every catalogue, by name (names are unique across catalogues)
+_CATALOGUE: dict[str, Feature] = {f.spec.name: f for f in _DEFAULT + _ALPHA158}
+assert len(_CATALOGUE) == len(_DEFAULT) + len(_ALPHA158), "a name is in two catalogues"
 
-#: name -> FeatureSpec, in catalogue order (family by family).
-FEATURES: dict[str, FeatureSpec] = {name: f.spec for name, f in _CATALOGUE.items()}
+#: The default catalogue: name -> FeatureSpec, in catalogue order (family by family).
+FEATURES: dict[str, FeatureSpec] = {f.spec.name: f.spec for f in _DEFAULT}
+#: Qlib's Alpha158 factors: name -> FeatureSpec, in Qlib's order (see ``alpha158``).
+ALPHA158: dict[str, FeatureSpec] = {f.spec.name: f.spec for f in _ALPHA158}
+#: Valid values of ``catalogue``: each catalogue, and ``both`` (default first).
+CATALOGUES: tuple[str, ...] = ("default", "alpha158", "both")
 
 
 def __getattr__(name: str) -> Any:
@@ -55,26 +85,55 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _resolve(names: Iterable[str] | None, what: str = "feature") -> list[str]:
-    if names is None:
+def catalogue_features(catalogue: str = "default") -> list[str]:
+    """Feature names of a catalogue, in catalogue order.
+
+    Args:
+        catalogue: ``"default"`` (``FEATURES``), ``"alpha158"`` (``ALPHA158``) or ``"both"``
+            (the default features, then the Alpha158 ones).
+
+    Raises:
+        ConfigError: On an unknown catalogue, naming the valid ones.
+    """
+    if catalogue == "default":
         return list(FEATURES)
+    if catalogue == "alpha158":
+        return list(ALPHA158)
+    if catalogue == "both":
+        return list(FEATURES) + list(ALPHA158)
+    raise ConfigError(
+        f"unknown feature catalogue {catalogue!r}; valid catalogues: {', '.join(CATALOGUES)}"
+    )
+
+
+def _resolve(
+    names: Iterable[str] | None, what: str = "feature", catalogue: str = "default"
+) -> list[str]:
+    """Names to build: the catalogue's when None, else these (from any catalogue), checked."""
+    default = catalogue_features(catalogue)  # validates the catalogue either way
+    if names is None:
+        return default
     if isinstance(names, str):
         names = [names]
     names = list(dict.fromkeys(names))  # keep order, drop repeats
-    unknown = [n for n in names if n not in FEATURES]
+    unknown = [n for n in names if n not in _CATALOGUE]
     if unknown:
-        raise ConfigError(f"unknown {what} name(s) {unknown}; valid names: {', '.join(FEATURES)}")
+        raise ConfigError(
+            f"unknown {what} name(s) {unknown}; valid names: the default catalogue "
+            f"({', '.join(FEATURES)}) and the alpha158 catalogue ({', '.join(ALPHA158)})"
+        )
     return names
 
 
 def feature_names(
     names: Sequence[str] | None = None,
     *,
+    catalogue: str = "default",
     cross_section: bool = True,
     cs_features: Sequence[str] | None = None,
 ) -> list[str]:
     """Column names ``build_features`` returns for these arguments, in order."""
-    base = _resolve(names)
+    base = _resolve(names, catalogue=catalogue)
     cs = _cs_names(base, cross_section, cs_features)
     return base + [f"cs_rank_{n}" for n in cs] + [f"cs_z_{n}" for n in cs]
 
@@ -87,16 +146,21 @@ def _cs_names(base: list[str], cross_section: bool, cs_features: Sequence[str] |
     return _resolve(cs_features, "cross-sectional feature")
 
 
-def max_lookback(names: Iterable[str] | None = None) -> int:
-    """Longest lookback, in bars, among these features (all when None).
+def max_lookback(names: Iterable[str] | None = None, *, catalogue: str = "default") -> int:
+    """Longest lookback, in bars, among these features (the catalogue's when None).
 
     A symbol needs at least this many bars before every feature is defined; the data layer uses
     it to reject too-short histories.
 
+    Args:
+        names: Feature names, from any catalogue; None: every feature of ``catalogue``.
+        catalogue: ``"default"``, ``"alpha158"`` or ``"both"`` (see ``catalogue_features``).
+
     Raises:
-        ConfigError: If a name is not in ``FEATURES``.
+        ConfigError: If a name is in no catalogue, or on an unknown catalogue.
     """
-    return max((FEATURES[n].lookback for n in _resolve(names)), default=1)
+    resolved = _resolve(names, catalogue=catalogue)
+    return max((_CATALOGUE[n].spec.lookback for n in resolved), default=1)
 
 
 def _check_panel(panel: pd.DataFrame, fields: set[str]) -> None:
@@ -158,6 +222,7 @@ def build_features(
     panel: pd.DataFrame,
     names: Sequence[str] | None = None,
     *,
+    catalogue: str = "default",
     cross_section: bool = True,
     cs_features: Sequence[str] | None = None,
     dtype: npt.DTypeLike = np.float64,
@@ -169,12 +234,16 @@ def build_features(
             high, low, close, volume``. Unbalanced panels (late starts, early ends, missing bars)
             are fine: windows count each symbol's own bars. Volume may be NaN (close-only panels:
             volume features come out NaN) or 0.
-        names: Features to build, from ``FEATURES``; None = all, in catalogue order.
+        names: Features to build, from any catalogue (``FEATURES``, ``ALPHA158``); None = all
+            of ``catalogue``, in catalogue order.
+        catalogue: ``"default"``, ``"alpha158"`` or ``"both"``: the features built when
+            ``names`` is None (see ``catalogue_features``).
         cross_section: Add the cross-sectional stage: ``cs_rank_<f>`` (percentile rank in
             [0, 1]) and ``cs_z_<f>`` (z-score) across the symbols present at each timestamp.
         cs_features: Features that get the cross-sectional stage; None = those of
-            ``DEFAULT_CS_FEATURES`` among ``names``. A feature listed here but not in ``names``
-            is computed for the stage without its own column.
+            ``DEFAULT_CS_FEATURES`` among the features built (none for ``alpha158`` alone). A
+            feature listed here but not in ``names`` is computed for the stage without its own
+            column.
         dtype: Output dtype; ``np.float32`` halves the output's memory (values are computed in
             float64 and rounded once at the end).
 
@@ -184,15 +253,15 @@ def build_features(
         first ``lookback - 1`` bars (warm-up) and where a value is undefined (e.g. a flat range).
 
     Raises:
-        ConfigError: On an unknown feature name.
+        ConfigError: On an unknown feature name or catalogue.
         DataError: If the panel is not a sorted ``(timestamp, symbol)`` frame with the needed
             columns.
     """
     started = time.perf_counter()
-    base = _resolve(names)
+    base = _resolve(names, catalogue=catalogue)
     cs = _cs_names(base, cross_section, cs_features)
     needed = base + [n for n in cs if n not in base]
-    fields = {f for n in needed for f in FEATURES[n].fields}
+    fields = {f for n in needed for f in _CATALOGUE[n].spec.fields}
     _check_panel(panel, fields)
 
     layout = PackedLayout(panel.index)

@@ -36,9 +36,10 @@ class FeatureSpec:
     """Static description of one feature in the catalogue.
 
     Attributes:
-        name: Unique column name, e.g. ``"ret_20"``.
-        family: Module that computes it: ``returns``, ``volatility``, ``momentum``,
-            ``oscillators``, ``volume`` or ``calendar``.
+        name: Unique column name across catalogues, e.g. ``"ret_20"`` or ``"ROC20"``.
+        family: Module (group) that computes it: ``returns``, ``volatility``, ``momentum``,
+            ``oscillators``, ``volume`` or ``calendar`` (default catalogue); ``alpha158_kbar``,
+            ``alpha158_price`` or ``alpha158_rolling`` (Qlib's groups, module ``alpha158``).
         lookback: Number of the symbol's own bars, the current one included, that the value at a
             bar depends on. The value is NaN on a symbol's first ``lookback - 1`` bars (warm-up)
             and bars older than that never change it.

@@ -4,7 +4,11 @@ This is the definition the fast path (packed numpy kernels) is tested against, a
 ``benchmarks/features.py`` times. It is written to be obviously right, not fast:
 ``panel.groupby("symbol").apply(...)`` per feature, pandas ``rolling(n)`` per symbol, and
 ``rolling(n).apply`` with a Python function where pandas has no built-in (windowed EMA, mean
-absolute deviation, regression slope). Never used by ``build_features``.
+absolute deviation, regression slope, residual and R^2, arg-max). Never used by ``build_features``.
+
+``REFERENCE`` restates the default catalogue, ``REFERENCE_ALPHA158`` the Alpha158 one, each
+formula as Qlib writes it (``Ref(x, k)`` = ``x.shift(k)``, ``Greater`` = elementwise max) with
+pandas' full-window ``rolling(n)`` (see ``alpha158`` for the NaN rules).
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from alphaforge.features import DEFAULT_CS_FEATURES, FEATURES
+from alphaforge.features import DEFAULT_CS_FEATURES, catalogue_features
 from alphaforge.features._rolling import ema_window
 
-__all__ = ["reference_features", "REFERENCE"]
+__all__ = ["reference_features", "REFERENCE", "REFERENCE_ALPHA158"]
 
 Bars = pd.DataFrame  # one symbol's bars, indexed by timestamp
 _LN2 = np.log(2.0)
@@ -276,6 +280,123 @@ def _build_table() -> Table:
 REFERENCE: Table = _build_table()
 
 
+# --------------------------------------------------------------------------- Alpha158
+_EPS = 1e-12  # Qlib's guard against a zero denominator
+_A158_WINDOWS = (5, 10, 20, 30, 60)
+
+
+def _kbar_table() -> Table:
+    """Naive K-bar and price features, in Qlib's order."""
+    t: Table = {}
+    rng = lambda df: df.high - df.low + _EPS  # noqa: E731
+    top = lambda df: df.high - np.maximum(df.open, df.close)  # noqa: E731
+    bottom = lambda df: np.minimum(df.open, df.close) - df.low  # noqa: E731
+    t["KMID"] = lambda df: (df.close - df.open) / df.open
+    t["KLEN"] = lambda df: (df.high - df.low) / df.open
+    t["KMID2"] = lambda df: (df.close - df.open) / rng(df)
+    t["KUP"] = lambda df: top(df) / df.open
+    t["KUP2"] = lambda df: top(df) / rng(df)
+    t["KLOW"] = lambda df: bottom(df) / df.open
+    t["KLOW2"] = lambda df: bottom(df) / rng(df)
+    t["KSFT"] = lambda df: (2 * df.close - df.high - df.low) / df.open
+    t["KSFT2"] = lambda df: (2 * df.close - df.high - df.low) / rng(df)
+    for field in ("open", "high", "low"):
+        t[f"{field.upper()}0"] = lambda df, field=field: df[field] / df.close
+    t["VWAP0"] = lambda df: (df.high + df.low + df.close) / 3 / df.close
+    return t
+
+
+def _last_residual(a: np.ndarray) -> float:
+    """Residual of the window's last value from its OLS line on x = 1..n (Qlib's Resi)."""
+    x = np.arange(1.0, len(a) + 1.0)
+    return float(a[-1] - np.polyval(np.polyfit(x, a, 1), x[-1]))
+
+
+def _rsquare(a: np.ndarray) -> float:
+    """R^2 of the OLS line of the window on its bar number; NaN for a constant window."""
+    if a.max() == a.min():
+        return np.nan
+    k, y = np.arange(len(a)) - (len(a) - 1) / 2.0, a - a.mean()
+    return float(np.dot(k, y) ** 2 / (np.dot(k, k) * np.dot(y, y)))
+
+
+def _rise_fall(x: pd.Series, n: int, which: str) -> pd.Series:
+    """Qlib's SUMP / SUMN / SUMD of x over n bars."""
+    move = x - x.shift(1)
+    ups = np.maximum(move, 0).rolling(n).sum()
+    downs = np.maximum(-move, 0).rolling(n).sum()
+    num = {"P": ups, "N": downs, "D": ups - downs}[which]
+    return num / (move.abs().rolling(n).sum() + _EPS)
+
+
+def _share_moving(df: Bars, n: int, up: bool) -> pd.Series:
+    prev = df.close.shift(1)
+    moved = (df.close > prev) if up else (df.close < prev)
+    return moved.astype(float).where(prev.notna()).rolling(n).mean()
+
+
+def _cord(df: Bars, n: int) -> pd.Series:
+    volume_ratio = np.log(df.volume / df.volume.shift(1) + 1).replace(np.inf, np.nan)
+    return _corr(df.close / df.close.shift(1), volume_ratio, n)
+
+
+def _wvma(df: Bars, n: int) -> pd.Series:
+    x = (df.close / df.close.shift(1) - 1).abs() * df.volume
+    return x.rolling(n).std() / (x.rolling(n).mean() + _EPS)
+
+
+def _rolling_ops(n: int) -> Table:
+    """Naive Alpha158 rolling operators of one window n, operator by operator."""
+    arg = lambda x, best: x.rolling(n).apply(lambda a: best(a) + 1, raw=True)  # noqa: E731
+    lo = lambda df: df.low.rolling(n).min()  # noqa: E731
+    return {
+        "ROC": lambda df: df.close.shift(n) / df.close,
+        "MA": lambda df: df.close.rolling(n).mean() / df.close,
+        "STD": lambda df: df.close.rolling(n).std() / df.close,
+        "BETA": lambda df: _slope(df.close, n) / df.close,
+        "RSQR": lambda df: df.close.rolling(n).apply(_rsquare, raw=True),
+        "RESI": lambda df: df.close.rolling(n).apply(_last_residual, raw=True) / df.close,
+        "MAX": lambda df: df.high.rolling(n).max() / df.close,
+        "MIN": lambda df: lo(df) / df.close,
+        "QTLU": lambda df: df.close.rolling(n).quantile(0.8) / df.close,
+        "QTLD": lambda df: df.close.rolling(n).quantile(0.2) / df.close,
+        "RANK": lambda df: df.close.rolling(n).rank(pct=True),
+        "RSV": lambda df: (df.close - lo(df)) / (df.high.rolling(n).max() - lo(df) + _EPS),
+        "IMAX": lambda df: arg(df.high, np.argmax) / n,
+        "IMIN": lambda df: arg(df.low, np.argmin) / n,
+        "IMXD": lambda df: (arg(df.high, np.argmax) - arg(df.low, np.argmin)) / n,
+        "CORR": lambda df: _corr(df.close, np.log(df.volume + 1), n),
+        "CORD": lambda df: _cord(df, n),
+        "CNTP": lambda df: _share_moving(df, n, True),
+        "CNTN": lambda df: _share_moving(df, n, False),
+        "CNTD": lambda df: _share_moving(df, n, True) - _share_moving(df, n, False),
+        "SUMP": lambda df: _rise_fall(df.close, n, "P"),
+        "SUMN": lambda df: _rise_fall(df.close, n, "N"),
+        "SUMD": lambda df: _rise_fall(df.close, n, "D"),
+        "VMA": lambda df: df.volume.rolling(n).mean() / (df.volume + _EPS),
+        "VSTD": lambda df: df.volume.rolling(n).std() / (df.volume + _EPS),
+        "WVMA": lambda df: _wvma(df, n),
+        "VSUMP": lambda df: _rise_fall(df.volume, n, "P"),
+        "VSUMN": lambda df: _rise_fall(df.volume, n, "N"),
+        "VSUMD": lambda df: _rise_fall(df.volume, n, "D"),
+    }
+
+
+def _alpha158_table() -> Table:
+    """The reference of every Alpha158 factor, in Qlib's order (operator, then window)."""
+    t = _kbar_table()
+    by_window = {n: _rolling_ops(n) for n in _A158_WINDOWS}
+    for op in by_window[_A158_WINDOWS[0]]:
+        for n in _A158_WINDOWS:
+            t[f"{op}{n}"] = by_window[n][op]
+    return t
+
+
+#: Alpha158 factor name -> naive function of one symbol's bars -> Series.
+REFERENCE_ALPHA158: Table = _alpha158_table()
+_ALL: Table = {**REFERENCE, **REFERENCE_ALPHA158}
+
+
 def _per_symbol(panel: pd.DataFrame, fn: Callable[[Bars], pd.Series]) -> pd.Series:
     """Apply fn to each symbol's bars separately and realign to the panel's index."""
     parts = []
@@ -306,16 +427,17 @@ def reference_features(
     *,
     cross_section: bool = True,
     cs_features: Sequence[str] | None = None,
+    catalogue: str = "default",
 ) -> pd.DataFrame:
     """Slow, obviously-correct twin of ``build_features`` (same arguments, same columns)."""
-    base = list(FEATURES) if names is None else list(names)
+    base = catalogue_features(catalogue) if names is None else list(names)
     if not cross_section:
         cs: list[str] = []
     elif cs_features is None:
         cs = [n for n in DEFAULT_CS_FEATURES if n in base]
     else:
         cs = list(cs_features)
-    values = {n: _per_symbol(panel, REFERENCE[n]) for n in dict.fromkeys(base + cs)}
+    values = {n: _per_symbol(panel, _ALL[n]) for n in dict.fromkeys(base + cs)}
     out = pd.DataFrame({n: values[n] for n in base}, index=panel.index)
     stages = {n: _cross_section(values[n]) for n in cs}
     for n in cs:

@@ -18,6 +18,9 @@ How:
   z-scores over them become NaN instead of rounding noise divided by rounding noise.
 - exponential means: an IIR filter (scipy.signal.lfilter) truncated to a finite window by
   subtracting the part older than the window, so the declared lookback holds (up to rounding).
+- order statistics (quantiles, percentile rank, position of the max / min) compare or sort each
+  window's own values: exact. Quantiles sort windows of a row chunk (``sliding_window_view``),
+  the rank takes one comparison pass per window offset, the arg-max doubles like `sliding`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 # moments are anchored afresh every chunk of about this many cells (rows x symbols; each chunk
 # re-reads the n-1 rows before it): local anchors, and temporaries small enough to stay in cache
@@ -277,3 +281,136 @@ def rolling_mean_abs_dev(x: np.ndarray, n: int) -> np.ndarray:
         acc[n - 1 :] += tmp
     acc /= n
     return mask_warmup(acc, n)
+
+
+# ----------------------------------------------------------------- order statistics of windows
+# The kernels below compare or sort each window's own values, so they are exact (no rounding
+# carried between bars). Like pandas ``rolling(n)`` they give NaN for a window holding a NaN.
+
+# cells (windows x window length) sorted at a time: the sorted copy stays in cache
+_SORT_CELLS = 1 << 17
+Pair = tuple[np.ndarray, np.ndarray]  # (values, row numbers) of a block's extremes
+
+
+def _window_has_nan(x: np.ndarray, n: int) -> np.ndarray | None:
+    """(T, N) True where the trailing n-bar window holds a NaN; None when x has no NaN."""
+    missing = np.isnan(x)
+    if not missing.any():  # the common case (prices of a validated panel): no extra pass
+        return None
+    return sliding(missing, n, np.logical_or)
+
+
+def _finish(out: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """NaN on the warm-up rows and on windows holding a NaN; returns out."""
+    has_nan = _window_has_nan(x, n)
+    if has_nan is not None:
+        out[has_nan] = np.nan
+    return mask_warmup(out, n)
+
+
+def rolling_quantiles(x: np.ndarray, n: int, qs: tuple[float, ...]) -> tuple[np.ndarray, ...]:
+    """Trailing n-bar quantiles, linearly interpolated (pandas ``rolling(n).quantile(q)``).
+
+    The q-quantile of a window sorted as v_0 <= ... <= v_(n-1) sits at position p = q (n - 1):
+    v_floor(p) + (p - floor(p)) (v_(floor(p)+1) - v_floor(p)). Each window is sorted once for
+    all the requested quantiles.
+
+    Args:
+        x: (T, N) array.
+        n: Window length, >= 1.
+        qs: Quantile levels in [0, 1].
+
+    Returns:
+        One (T, N) array per level; NaN on the first n - 1 rows and where a window holds a NaN.
+    """
+    n_rows = x.shape[0]
+    outs = tuple(np.full_like(x, np.nan) for _ in qs)
+    step = max(1, _SORT_CELLS // (n * max(x.shape[1], 1)))  # output rows per chunk
+    for s in range(n - 1, n_rows, step):
+        e = min(n_rows, s + step)
+        # (e - s, N, n): the windows ending at rows s..e-1, sorted along their last axis
+        ordered = np.sort(sliding_window_view(x[s - n + 1 : e], n, axis=0), axis=-1)
+        for q, out in zip(qs, outs, strict=True):
+            pos = q * (n - 1)
+            lo = min(int(pos), n - 1)
+            value = ordered[..., lo]
+            if pos > lo:
+                value = value + (pos - lo) * (ordered[..., lo + 1] - value)
+            out[s:e] = value
+    for out in outs:
+        _finish(out, x, n)
+    return outs
+
+
+def rolling_rank_pct(x: np.ndarray, n: int) -> np.ndarray:
+    """Percentile rank of each bar's value among its trailing n bars (itself included).
+
+    pandas ``rolling(n).rank(pct=True)``: (bars below + (bars equal, itself included, + 1) / 2)
+    / n, so ties share their mean rank; in [1/n, 1]. One comparison pass per window offset.
+
+    Returns:
+        (T, N); NaN on the first n - 1 rows and where a window holds a NaN.
+    """
+    out = np.full_like(x, np.nan)
+    m = x.shape[0] - n + 1  # complete windows
+    if m <= 0:
+        return out
+    current = x[n - 1 :]  # (m, N): the bar each window ends at
+    below, equal = np.zeros_like(current), np.zeros_like(current)
+    hit = np.empty(current.shape, dtype=bool)
+    for k in range(n):  # window offset k: rows k..k+m-1 are each window's k-th bar
+        below += np.less(x[k : k + m], current, out=hit)
+        equal += np.equal(x[k : k + m], current, out=hit)
+    out[n - 1 :] = (below + 0.5 * (equal + 1.0)) / n
+    return _finish(out, x, n)
+
+
+def rolling_argext(
+    x: np.ndarray, windows: tuple[int, ...], *, largest: bool
+) -> tuple[np.ndarray, ...]:
+    """1-based position of each trailing window's max (or min), counted from its oldest bar.
+
+    numpy's ``argmax() + 1`` on each window: n means the current bar, 1 the oldest; ties go to
+    the oldest bar (first occurrence). Doubling, as in `sliding`, on (value, row) pairs: a newer
+    block's extreme replaces an older one's only when strictly better, an associative rule, so a
+    window is the join of the blocks of n's binary digits, oldest first. The blocks are built
+    once for all the window lengths.
+
+    Args:
+        x: (T, N) array.
+        windows: Window lengths, each >= 1.
+        largest: True for the maximum, False for the minimum.
+
+    Returns:
+        One (T, N) float array per window length, in [1, n]; NaN on the first n - 1 rows and
+        where a window holds a NaN.
+    """
+    n_rows = x.shape[0]
+    better = np.greater if largest else np.less
+
+    def join(old: Pair, new: Pair) -> Pair:
+        take = better(new[0], old[0])  # strict: a tie keeps the older bar
+        return np.where(take, new[0], old[0]), np.where(take, new[1], old[1])
+
+    # levels[j]: (extreme, its row) of the 2**j rows starting at each row
+    rows = np.broadcast_to(np.arange(n_rows, dtype=np.float64)[:, None], x.shape)
+    levels: list[Pair] = [(x, rows)]
+    while 2 ** len(levels) <= max(windows):
+        size, (v, r) = 2 ** (len(levels) - 1), levels[-1]
+        levels.append(join((v[:-size], r[:-size]), (v[size:], r[size:])))
+    outs = []
+    for n in windows:
+        out = np.full_like(x, np.nan)
+        m = n_rows - n + 1  # complete windows
+        acc: Pair | None = None
+        offset = 0
+        for j, (v, r) in enumerate(levels):
+            if m > 0 and n & (1 << j):  # join the block right after those joined so far
+                part = (v[offset : offset + m], r[offset : offset + m])
+                acc = part if acc is None else join(acc, part)
+                offset += 1 << j
+        if acc is not None:
+            # row of the extreme -> 1-based position in its window (which starts at row i)
+            out[n - 1 :] = acc[1] - np.arange(m, dtype=np.float64)[:, None] + 1.0
+        outs.append(_finish(out, x, n))
+    return tuple(outs)

@@ -74,7 +74,7 @@ class Capabilities:
     Attributes:
         family: ``"tree"``, ``"baseline"``, ``"neural"``, ``"foundation"``, ...
         supports_valid: Uses the ``valid`` window passed to ``fit`` (others ignore it).
-        early_stopping: Stops training on the ``valid`` window's loss.
+        early_stopping: Stops training on the ``valid`` window's loss or Rank IC.
         needs_sequence: Reads a lookback window of past rows per symbol (not one row at a time).
         cross_sectional: Prediction for a symbol reads other symbols at the same timestamp.
         multi_output: Predicts several horizons or targets at once.
@@ -144,8 +144,9 @@ class BaseForecaster:
         seed_: The resolved integer seed.
 
     ``iteration_callback``, when set on the instance before ``fit``, is called by models with
-    ``capabilities.early_stopping`` as ``callback(iteration, valid_loss)`` after each boosting
-    round or epoch that was scored on the ``valid`` window; it may raise to stop the fit
+    ``capabilities.early_stopping`` as ``callback(iteration, score)`` (lower is better: the valid
+    loss, or ``-rank_ic`` with ``early_stopping_metric: rank_ic``) after each boosting round or
+    epoch that was scored on the ``valid`` window; it may raise to stop the fit
     (``optuna.TrialPruned`` in :mod:`alphaforge.tuning`), and the exception propagates.
 
     ``checkpoint_dir`` and ``resume`` are read by models with ``capabilities.checkpointable``.

@@ -13,7 +13,8 @@
   Its params are composed (:func:`~alphaforge.models.params.compose_params`) from the
   tokenizer's, the network's (:class:`~alphaforge.models.gpt.GPTConfig`) and the training
   settings; only the training defaults differ from ``TrainConfig``'s (fewer, smaller-batch
-  epochs with stronger weight decay and patience 3).
+  epochs with stronger weight decay and patience 3), and it early-stops on the valid token
+  cross-entropy only (no ``early_stopping_metric``).
 
 Shapes: B batch, T tokens, V return tokens, S samples per prompt, R rows of X, L context tokens,
 P bars per token.
@@ -367,6 +368,8 @@ TokenGPTParams = compose_params(
     module=__name__,
     extra=(TokenGPTFields, _TOKENIZER),
     net=Part(GPTConfig, "net", exclude=("vocab_size", "n_symbols")),
+    # early stopping on the token cross-entropy only: a Rank IC would need sampling every epoch
+    train=Part(TrainConfig, "train", exclude=("early_stopping_metric",)),
     check=_check_context,
     defaults={"max_epochs": 10, "batch_size": 64, "weight_decay": 0.1, "patience": 3},
     doc="Params of :class:`TokenGPTForecaster`: sampling, tokenizer (``vq_*``), GPT and "

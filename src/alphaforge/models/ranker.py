@@ -24,6 +24,8 @@
   ``alpha * Huber`` plus ``beta *`` a pairwise logistic rank loss weighted by ``|y_i - y_j|``
   (RankNet, Burges et al., 2005, with LambdaRank-style gain weights), masked and vectorised.
   Scores are unit-free: ``predict`` ranks assets within a date, it does not forecast returns.
+- Early stopping: the valid loss above, or with ``early_stopping_metric="rank_ic"`` the valid
+  window's mean per-date Spearman correlation of the lag-1, horizon-1 head with the label.
 
 Shapes: B dates, N assets, T lookback, C channels (F features + observed + missing flags),
 D d_model, L lags, H horizons, G = B * L * H groups.
@@ -34,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -385,14 +387,13 @@ class RankerNet(nn.Module):
 # ============================================================================ forecaster
 @dataclass(frozen=True)
 class RankerLossFields:
-    """Loss, gate penalty and early-stopping fields of the ranker (not the network's)."""
+    """Loss and gate penalty fields of the ranker (not the network's)."""
 
     alpha: float = 0.3  # pointwise loss weight
     beta: float = 1.0  # pairwise rank loss weight
     huber_delta: float = 0.2
     gate_l1: float = 1e-3  # final L1 weight on the gate values
     gate_warmup_steps: int = 500  # optimizer steps over which the L1 weight ramps up from 0
-    early_stop_metric: Literal["loss", "ic"] = "loss"
 
     def __post_init__(self) -> None:
         require(
@@ -446,8 +447,8 @@ class RankingTransformerForecaster(TorchForecaster):
     from ``valid``'s labels). ``predict`` returns the lag-1, horizon-1 score (the head matching
     the label); scores are unit-free (trained on per-date z-scores): use rank metrics, not MAE.
     :meth:`predict_all` gives every head. Early stopping uses the valid loss, or with
-    ``early_stop_metric="ic"`` the negative mean per-date rank IC of the lag-1, horizon-1 head
-    on the valid window (reported as ``valid_loss`` in ``history_``).
+    ``early_stopping_metric="rank_ic"`` the mean per-date Rank IC of the lag-1, horizon-1 head
+    on the valid window (``valid_metric`` in ``history_``).
 
     Learned state: as :class:`TorchForecaster`, plus ``gate_`` (feature gate values).
     """
@@ -479,6 +480,18 @@ class RankingTransformerForecaster(TorchForecaster):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return dict(_TINY)
+
+    @classmethod
+    def _make_config(cls, params: Mapping[str, Any] | None) -> Any:
+        # early_stop_metric ("loss" | "ic"), the ranker's own field before every torch model
+        # had TrainConfig's early_stopping_metric: still read from old configs and saved models
+        params = dict(params or {})
+        if "early_stop_metric" in params:
+            old = params.pop("early_stop_metric")
+            params.setdefault("early_stopping_metric", {"ic": "rank_ic"}.get(old, old))
+            if old != "loss":
+                logger.warning("%s: early_stop_metric is now early_stopping_metric", cls.__name__)
+        return super()._make_config(params)
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
@@ -540,9 +553,6 @@ class RankingTransformerForecaster(TorchForecaster):
             x, mask = batch["x"], batch["mask"]  # (B, N, T, C), (B, N)
             B, N = mask.shape
             pred = net(x.flatten(0, 1)).float().view(B, N, L, H)  # one encoder pass per asset
-            if c.early_stop_metric == "ic" and not net.training:  # valid: -rank IC of lag1_h1
-                p, t, m = _groups(pred[..., :1, :1], batch["y"][..., :1, :1], mask)
-                return -torch.nan_to_num(masked_rank_ic(p, t, m), nan=0.0).mean()
             return ranking_loss(
                 pred,
                 batch["y"],

@@ -12,6 +12,9 @@
 - Backward-only windows: the standardiser is fitted on training rows only; the valid window's
   lookback reaches back into the training rows (layout built on train + valid, loss on valid
   rows only); ``predict`` reads earlier rows of its own X as history (the run passes them).
+- Early stopping reads the valid loss, or with ``early_stopping_metric="rank_ic"`` the valid
+  window's mean per-timestamp Rank IC of the predicted head (the valid rows predicted once per
+  epoch as in ``predict``; see :mod:`~alphaforge.models.early_stopping`).
 - Targets are standardised (``(y - mean) / scale`` on training labels) so the loss is O(1)
   whatever the label's units; predictions are mapped back.
 - Multi-task nets (``multitask = True``) output ``(return, volatility)``; trained with
@@ -44,8 +47,9 @@ from torch import nn
 
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
+from alphaforge.models.early_stopping import RankIC
 from alphaforge.models.params import ComposedParams
-from alphaforge.models.training import fit_torch
+from alphaforge.models.training import ValidMetricFn, fit_torch
 from alphaforge.models.windows import SequenceLayout, Standardizer, WindowSource
 from alphaforge.utils.device import autocast, resolve_device, resolve_precision, seeded
 from alphaforge.utils.io import atomic_write_bytes
@@ -172,7 +176,8 @@ class TorchForecaster(BaseForecaster):
     Learned state: ``net_`` (the trained module, in eval mode), ``net_config_``,
     ``standardizer_``, ``target_`` (``"return"`` or ``"volatility"``), ``target_mean_`` and
     ``target_scale_`` (label units), ``history_`` (``DataFrame``: epoch, train_loss,
-    valid_loss, lr, epoch_time_s).
+    valid_loss, valid_metric, lr, epoch_time_s; ``valid_metric`` is the valid Rank IC with
+    ``early_stopping_metric="rank_ic"``, NaN otherwise).
     """
 
     Config: ClassVar[type[ComposedParams]]
@@ -198,7 +203,9 @@ class TorchForecaster(BaseForecaster):
             valid_rows = X_all.index.get_indexer(X_valid.index)
         layout = self._layout(X_all, device)
         valid_y = None if valid is None else valid[1].to_numpy(np.float64)
-        train, valid_src = self._sources(FitRows(layout, X_all.index, y, valid_rows, valid_y))
+        rows = FitRows(layout, X_all.index, y, valid_rows, valid_y)
+        train, valid_src = self._sources(rows)
+        valid_metric = self._valid_metric(rows) if valid_src is not None else None
 
         self.net_config_ = self._net_config(layout.n_channels)
         with seeded(self.seed_, device):  # weight init; the global RNG is restored on exit
@@ -214,6 +221,7 @@ class TorchForecaster(BaseForecaster):
                 resume=self.resume and self.checkpoint_dir is not None,
                 extra_loss=self._extra_loss(),
                 on_epoch=self.iteration_callback if valid is not None else None,
+                valid_metric=valid_metric,
             )
         self.net_ = net.eval()
         self.history_ = history.to_frame()
@@ -252,6 +260,23 @@ class TorchForecaster(BaseForecaster):
     def _extra_loss(self) -> Any:
         """``extra_loss`` for :func:`fit_torch` (None: the loss alone)."""
         return None
+
+    def _valid_metric(self, rows: FitRows) -> ValidMetricFn | None:
+        """``valid_metric`` for :func:`fit_torch`: the valid Rank IC of the predicted head.
+
+        ``None`` with ``early_stopping_metric="loss"`` or without valid rows. Predictions stay
+        in target-scale units: the positive affine map to label units leaves ranks unchanged.
+
+        Raises:
+            ConfigError: ``rank_ic`` and no valid timestamp has two or more symbols.
+        """
+        if self.config_.early_stopping_metric == "loss" or rows.valid_rows is None:
+            return None
+        stamps = np.asarray(rows.index.get_level_values("timestamp"))[rows.valid_rows]
+        score = RankIC(stamps, rows.valid_y, model=type(self).__name__)
+        source = WindowSource(rows.layout, self.config_.lookback, rows=rows.valid_rows)
+        head = self._head()
+        return lambda net: score(self._net_outputs(net, source)[:, head])
 
     def _resolve_target(self, y: pd.Series) -> str:
         target = self.config_.target if self.multitask else "return"
@@ -306,28 +331,38 @@ class TorchForecaster(BaseForecaster):
         """Raw net outputs for every row of X, ``(R, K)``, in target-scale units."""
         device = next(self.net_.parameters()).device
         source = WindowSource(self._layout(X, device), self.config_.lookback)
-        size = self.config_.predict_batch_size
+        return self._net_outputs(self.net_, source)
+
+    def _net_outputs(self, net: nn.Module, source: WindowSource) -> npt.NDArray[np.float64]:
+        """``net``'s outputs for every sample of ``source``, ``(R, K)``, in eval mode; leaves
+        ``net`` in eval mode (``fit_torch`` restores training mode after its valid metric)."""
+        device, size = source.device, self.config_.predict_batch_size
         out = np.empty((len(source), self._n_outputs()), dtype=np.float64)
         precision = resolve_precision(device, self.config_.precision)
-        self.net_.eval()
+        net.eval()
         with torch.inference_mode(), autocast(device, precision):
             for lo in range(0, len(source), size):
                 idx = torch.arange(lo, lo + size, device=device)
                 n = min(size, len(source) - lo)
                 # fixed batch shape: the last batch is padded with row 0, whose output is dropped
                 idx = torch.where(idx < len(source), idx, 0)
-                pred = self.net_(source.batch(idx)["x"]).float()  # (size, K)
+                pred = net(source.batch(idx)["x"]).float()  # (size, K)
                 out[lo : lo + n] = pred[:n].cpu().numpy()
         return out
 
     def _n_outputs(self) -> int:
         return 2 if self.multitask else getattr(self.net_config_, "n_outputs", 1)
 
+    def _head(self) -> int:
+        """The output column :meth:`predict` returns: the volatility head of a multi-task net
+        on a volatility label, else column 0."""
+        return 1 if self.multitask and self.target_ == "volatility" else 0
+
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
-        out = self._outputs(X)
+        out = self._outputs(X)[:, self._head()]
         if self.multitask and self.target_ == "volatility":
-            return out[:, 1] * self.target_scale_
-        return out[:, 0] * self.target_scale_ + self.target_mean_
+            return out * self.target_scale_
+        return out * self.target_scale_ + self.target_mean_
 
     def predict_volatility(self, X: pd.DataFrame) -> pd.Series:
         """Volatility forecast of the multi-task head (multi-task models only).

@@ -6,7 +6,8 @@
 - gradient clipping (after ``GradScaler.unscale_``), autocast in bf16/fp16 from ``utils/device.py``
 - NaN/inf guard: a step whose loss or gradient norm is non-finite is skipped, and
   ``max_bad_steps`` consecutive skips abort with :class:`TrainingError`
-- early stopping on the (sample-weighted) valid loss, best weights restored on return
+- early stopping on the (sample-weighted) valid loss, or on a caller's valid metric (higher is
+  better, e.g. the valid window's Rank IC), best weights restored on return
 - ``last.pt`` / ``best.pt`` checkpoints (``torch.load(weights_only=True)``-safe, written atomically)
   and exact resume: stop after k steps, resume in a fresh process, get bit-identical weights on CPU
 - unchanged under ``torchrun``: DDP, per-rank shards of one shared permutation, all-reduced losses
@@ -35,6 +36,7 @@ from torch import nn
 
 from alphaforge.errors import AlphaforgeError, ConfigError
 from alphaforge.models.base import require
+from alphaforge.models.early_stopping import EARLY_STOPPING_METRICS, EarlyStoppingMetric
 from alphaforge.utils import device as dev
 from alphaforge.utils.io import atomic_write
 
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 ExtraLossFn = Callable[[nn.Module, int], torch.Tensor]
+ValidMetricFn = Callable[[nn.Module], float]
 
 _CHECKPOINT_FORMAT = 1
 # GradScaler starts at 2**16 and halves per overflow: ~17 skips may be calibration, not NaNs.
@@ -122,14 +125,18 @@ class TrainConfig:
             ``pct_start=warmup_frac``) or ``constant``.
         warmup_frac: Fraction of all steps spent warming up (cosine / onecycle).
         grad_clip: Max global gradient L2 norm; 0 disables clipping.
-        patience: Epochs without a valid-loss improvement before stopping; 0 disables.
-        min_delta: Improvement must beat the best valid loss by more than this.
+        patience: Epochs without a valid-score improvement before stopping; 0 disables.
+        min_delta: Improvement must beat the best valid score by more than this.
         device: ``auto|cpu|cuda|cuda:N|mps``.
         precision: ``auto|fp32|bf16|fp16`` (auto: bf16 on CUDA that has it, else fp16 with a
             GradScaler on CUDA, fp32 on CPU/MPS).
         compile: ``torch.compile`` the model for the training forward/backward.
         max_bad_steps: Consecutive non-finite steps tolerated before :class:`TrainingError`.
         drop_last: Drop each epoch's last partial batch: fixed shapes (cuDNN autotuning on GPU).
+        early_stopping_metric: What early stopping and best-weight selection read: ``loss``
+            (the valid loss) or ``rank_ic`` (the valid window's mean per-timestamp Spearman
+            correlation of predictions with labels; the forecaster passes it to
+            :func:`fit_torch` as ``valid_metric``).
     """
 
     max_epochs: int = 20
@@ -146,6 +153,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the net for training
     max_bad_steps: int = 10
     drop_last: bool = False
+    early_stopping_metric: EarlyStoppingMetric = "loss"  # "rank_ic": valid Rank IC, maximised
 
     def __post_init__(self) -> None:
         require(self.max_epochs >= 1, self, "max_epochs", "an int >= 1")
@@ -163,18 +171,27 @@ class TrainConfig:
         require(self.patience >= 0, self, "patience", "an int >= 0 (0: no early stopping)")
         require(self.min_delta >= 0, self, "min_delta", ">= 0")
         require(self.max_bad_steps >= 1, self, "max_bad_steps", "an int >= 1")
+        require(
+            self.early_stopping_metric in EARLY_STOPPING_METRICS,
+            self,
+            "early_stopping_metric",
+            f"one of {', '.join(map(repr, EARLY_STOPPING_METRICS))}",
+        )
 
 
 @dataclass
 class History:
     """What happened during :func:`fit_torch`, one list entry per completed epoch (0-based).
 
-    ``valid_loss`` holds NaN when there was no valid source; ``lr`` is the rate of the epoch's last
-    step; ``best_epoch`` is the epoch whose weights the model holds on return (-1 before any epoch).
+    ``valid_loss`` holds NaN when there was no valid source; ``valid_metric`` the ``valid_metric``
+    score of :func:`fit_torch` (higher is better), NaN when none was given; ``lr`` is the rate of
+    the epoch's last step; ``best_epoch`` is the epoch whose weights the model holds on return
+    (-1 before any epoch).
     """
 
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    valid_metric: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     epoch_time_s: list[float] = field(default_factory=list)
     best_epoch: int = -1
@@ -182,9 +199,14 @@ class History:
     stopped_early: bool = False
     skipped_steps: int = 0
 
+    def __post_init__(self) -> None:
+        # a checkpoint written before valid_metric was recorded: NaN for its epochs
+        self.valid_metric += [math.nan] * (len(self.train_loss) - len(self.valid_metric))
+
     def to_frame(self) -> pd.DataFrame:
-        """Per-epoch table with columns ``epoch, train_loss, valid_loss, lr, epoch_time_s``."""
-        columns = ("train_loss", "valid_loss", "lr", "epoch_time_s")
+        """Per-epoch table with columns ``epoch, train_loss, valid_loss, valid_metric, lr,
+        epoch_time_s``."""
+        columns = ("train_loss", "valid_loss", "valid_metric", "lr", "epoch_time_s")
         return pd.DataFrame(
             {"epoch": np.arange(len(self.train_loss)), **{c: getattr(self, c) for c in columns}}
         )
@@ -261,7 +283,7 @@ class _State:
     epoch_elapsed_s: float = 0.0
     bad_run: int = 0  # consecutive non-finite steps
     best_state: dict[str, torch.Tensor] | None = None  # CPU copy of the best weights
-    best_score: float = math.inf
+    best_score: float = math.inf  # valid loss, or -valid metric: lower is better
     bad_epochs: int = 0  # epochs since the last valid improvement
     history: History = field(default_factory=History)
 
@@ -280,6 +302,7 @@ class _Run:
     dtype: torch.dtype | None
     loss_fn: LossFn
     extra_loss: ExtraLossFn | None
+    valid_metric: ValidMetricFn | None  # higher is better; replaces the valid loss when set
     ckpt_dir: Path | None
     meta: dict[str, Any]  # n_train, steps_per_epoch, world_size: a resumed run must match them
     steps_per_epoch: int  # optimizer steps per epoch on this rank
@@ -410,6 +433,23 @@ def _train_step(run: _Run, st: _State, batch: dict[str, torch.Tensor], acc: torc
     return lr
 
 
+@torch.no_grad()
+def _score_valid_metric(run: _Run) -> float:
+    """``run.valid_metric`` of the bare model in eval mode (every rank computes it itself)."""
+    assert run.valid_metric is not None
+    was_training = run.model.training
+    run.model.eval()
+    try:
+        return float(run.valid_metric(run.model))
+    finally:
+        run.model.train(was_training)
+
+
+def _epoch_score(run: _Run, hist: History) -> float:
+    """The last epoch's early-stopping score, lower is better: valid loss or -valid metric."""
+    return hist.valid_loss[-1] if run.valid_metric is None else -hist.valid_metric[-1]
+
+
 def _end_epoch(run: _Run, st: _State, valid: BatchSource | None, lr: float) -> None:
     """Close an epoch: record losses, update best weights and patience, write ``best.pt``."""
     hist, cfg = st.history, run.config
@@ -417,26 +457,30 @@ def _end_epoch(run: _Run, st: _State, valid: BatchSource | None, lr: float) -> N
     loss_sum, count = dev.all_reduce_sum(total).tolist()
     hist.train_loss.append(loss_sum / count if count > 0 else math.nan)
     v = math.nan if valid is None else _evaluate(run, valid)
+    scored = valid is not None and run.valid_metric is not None
+    m = _score_valid_metric(run) if scored else math.nan
     hist.valid_loss.append(v)
+    hist.valid_metric.append(m)
     hist.lr.append(lr)
     hist.epoch_time_s.append(st.epoch_elapsed_s)
     if valid is not None:
-        if v < st.best_score - cfg.min_delta:  # NaN never improves
-            st.best_score, st.bad_epochs, hist.best_epoch = v, 0, st.epoch
+        score = _epoch_score(run, hist)
+        if score < st.best_score - cfg.min_delta:  # NaN never improves
+            st.best_score, st.bad_epochs, hist.best_epoch = score, 0, st.epoch
             st.best_state = {
                 k: t.detach().to("cpu", copy=True) for k, t in run.model.state_dict().items()
             }
             if run.ckpt_dir is not None and dev.is_main_process():
-                best = {"model": st.best_state, "epoch": st.epoch, "step": st.step, "valid_loss": v}
-                _save(run.ckpt_dir / "best.pt", best)
+                best = {"model": st.best_state, "epoch": st.epoch, "step": st.step}
+                _save(run.ckpt_dir / "best.pt", {**best, "valid_loss": v, "valid_metric": m})
         else:
             st.bad_epochs += 1
             hist.stopped_early = cfg.patience > 0 and st.bad_epochs >= cfg.patience
     if dev.is_main_process():
-        msg = "epoch %d: train %.6g valid %.6g lr %.3g (%.2fs)" + (
+        msg = "epoch %d: train %.6g valid %.6g metric %.6g lr %.3g (%.2fs)" + (
             " early stop" * hist.stopped_early
         )
-        logger.info(msg, st.epoch, hist.train_loss[-1], v, lr, st.epoch_elapsed_s)
+        logger.info(msg, st.epoch, hist.train_loss[-1], v, m, lr, st.epoch_elapsed_s)
     st.epoch += 1
     st.step_in_epoch, st.loss_sum, st.loss_count, st.epoch_elapsed_s = 0, 0.0, 0, 0.0
 
@@ -454,6 +498,7 @@ def fit_torch(
     max_steps: int | None = None,
     extra_loss: ExtraLossFn | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    valid_metric: ValidMetricFn | None = None,
 ) -> History:
     """Train ``model`` in place on ``train``; early-stop on ``valid``; return the :class:`History`.
 
@@ -466,8 +511,8 @@ def fit_torch(
     the caller's global torch RNG is left as it was.
 
     Args:
-        model: The network. Moved to the configured device; holds the best-valid-loss weights on
-            return (the last weights when ``valid`` is None or never gave a finite loss).
+        model: The network. Moved to the configured device; holds the best-valid-score weights
+            on return (the last weights when ``valid`` is None or never gave a finite score).
         train: Training samples.
         loss_fn: ``loss_fn(net, batch) -> scalar`` loss. In training ``net`` may be a DDP or
             compiled wrapper of ``model``: call it (``net(x)``) rather than its other methods. Also
@@ -476,17 +521,26 @@ def fit_torch(
         valid: Samples for early stopping and best-weight selection.
         seed: Seeds the batch order and dropout.
         checkpoint_dir: Where rank 0 writes ``last.pt`` (each epoch, and where ``max_steps`` stops
-            mid-epoch) and ``best.pt`` (``{"model", "epoch", "step", "valid_loss"}``) when the
-            valid loss improves. Must be visible to all ranks for resume.
+            mid-epoch) and ``best.pt`` (``{"model", "epoch", "step", "valid_loss",
+            "valid_metric"}``) when the valid score improves. Must be visible to all ranks for
+            resume.
         resume: Continue from ``checkpoint_dir/last.pt`` exactly where it stopped (bit-identical on
             CPU); starts fresh, with a log line, when there is no ``last.pt`` yet.
         max_steps: Stop once this many optimizer steps were taken in total, counted from the run's
             first step (not this call's). Does not change the lr schedule's length.
         extra_loss: ``extra_loss(model, step) -> scalar`` added to the optimised loss (e.g. a gate
             L1 with warm-up); left out of the reported train and valid losses.
-        on_epoch: ``on_epoch(epoch, valid_loss)`` after each finished epoch (after ``last.pt``
-            is written). It may raise to stop training, e.g. ``optuna.TrialPruned``; the
+        on_epoch: ``on_epoch(epoch, score)`` after each finished epoch (after ``last.pt`` is
+            written); ``score`` is the valid loss, or minus the ``valid_metric``: lower is better
+            either way. It may raise to stop training, e.g. ``optuna.TrialPruned``; the
             exception propagates and ``model`` keeps its last weights.
+        valid_metric: ``valid_metric(model) -> score``, higher is better (e.g. the valid
+            window's Rank IC), called once per epoch on the bare ``model`` in eval mode under
+            ``no_grad``, after the valid loss. When given (with ``valid``), it replaces the valid
+            loss for early stopping and best-weight selection; the valid loss is still
+            recorded. Under torchrun every rank calls it and must get the same value (score the
+            whole valid window on every rank). Required when ``config.early_stopping_metric``
+            is not ``"loss"``.
 
     Returns:
         The per-epoch history.
@@ -494,9 +548,11 @@ def fit_torch(
     Raises:
         TrainingError: ``max_bad_steps`` consecutive non-finite steps; empty sources; a checkpoint
             written for other data.
-        ConfigError: unusable device or precision.
+        ConfigError: unusable device or precision; ``early_stopping_metric`` other than
+            ``"loss"`` with a ``valid`` source but no ``valid_metric``.
     """
-    run = _start_run(model, train, valid, loss_fn, config, extra_loss, checkpoint_dir, resume)
+    losses = (loss_fn, extra_loss, valid_metric)
+    run = _start_run(model, train, valid, losses, config, checkpoint_dir, resume)
     st = _State(perm_state=torch.Generator().manual_seed(seed).get_state())
     # dropout draws from the global RNG: seeded per rank, the caller's state restored on exit
     with (
@@ -523,13 +579,15 @@ def _start_run(
     model: nn.Module,
     train: BatchSource,
     valid: BatchSource | None,
-    loss_fn: LossFn,
+    losses: tuple[LossFn, ExtraLossFn | None, ValidMetricFn | None],
     config: TrainConfig,
-    extra_loss: ExtraLossFn | None,
     checkpoint_dir: str | os.PathLike[str] | None,
     resume: bool,
 ) -> _Run:
-    """Check the sources, move ``model`` to its device and build optimizer and schedule."""
+    """Check the sources, move ``model`` to its device and build optimizer and schedule.
+
+    ``losses`` is ``(loss_fn, extra_loss, valid_metric)`` as passed to :func:`fit_torch`.
+    """
     device = dev.resolve_device(config.device)
     dtype = dev.resolve_precision(device, config.precision)
     n_ranks, bs = dev.world_size(), config.batch_size
@@ -544,6 +602,11 @@ def _start_run(
         raise TrainingError("fit_torch: the valid source is empty; pass valid=None instead")
     if resume and checkpoint_dir is None:
         raise TrainingError("fit_torch: resume=True needs a checkpoint_dir")
+    if valid is not None and losses[2] is None and config.early_stopping_metric != "loss":
+        raise ConfigError(
+            f"fit_torch: early_stopping_metric={config.early_stopping_metric!r} needs a "
+            f"valid_metric (the forecaster builds it); got None"
+        )
 
     model.to(device)
     # DDP first, then compile: DDPOptimizer splits the graph at gradient-bucket boundaries
@@ -560,8 +623,9 @@ def _start_run(
         config=config,
         device=device,
         dtype=dtype,
-        loss_fn=loss_fn,
-        extra_loss=extra_loss,
+        loss_fn=losses[0],
+        extra_loss=losses[1],
+        valid_metric=losses[2],
         ckpt_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
         meta={"n_train": len(train), "steps_per_epoch": steps_per_epoch, "world_size": n_ranks},
         steps_per_epoch=steps_per_epoch,
@@ -595,7 +659,7 @@ def _train_epochs(
         st.perm_state = next_perm_state
         _save_last(run, st)
         if on_epoch is not None:
-            on_epoch(st.epoch - 1, st.history.valid_loss[-1])
+            on_epoch(st.epoch - 1, _epoch_score(run, st.history))
 
 
 def _epoch_order(run: _Run, st: _State, train: BatchSource) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,10 @@
 - Random forest: scikit-learn's bagged CART (Breiman, 2001, "Random Forests", Machine Learning 45).
   sklearn has no pickle-free format, so the fitted trees are packed into flat node arrays
   (``forest.npz``) and every prediction, before and after loading, walks those arrays in numpy.
+- Early stopping on the valid loss, or with ``early_stopping_metric="rank_ic"`` on the valid
+  window's mean per-timestamp Rank IC, scored every round from the booster's own valid
+  predictions (LightGBM ``feval``, XGBoost ``custom_metric``; see
+  :mod:`~alphaforge.models.early_stopping`) and maximised.
 - Pointwise models: the forecast for row t reads row t's features only, so it looks back exactly
   as far as the features do. NaN features are routed natively (learned default branch).
 - Deterministic on CPU: fixed seeds, LightGBM ``deterministic=True, force_row_wise=True``, XGBoost
@@ -34,6 +38,12 @@ from sklearn.ensemble import RandomForestRegressor
 
 from alphaforge.errors import DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, features_array, require
+from alphaforge.models.early_stopping import (
+    EARLY_STOPPING_METRICS,
+    EarlyStoppingMetric,
+    RankIC,
+    stopping_score,
+)
 from alphaforge.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -55,6 +65,13 @@ def _check_gbdt(cfg: Any) -> None:
     require(cfg.reg_lambda >= 0, cfg, "reg_lambda", ">= 0")
     rounds = cfg.early_stopping_rounds
     require(rounds is None or rounds >= 1, cfg, "early_stopping_rounds", "None or an int >= 1")
+    metrics = ", ".join(map(repr, EARLY_STOPPING_METRICS))
+    require(
+        cfg.early_stopping_metric in EARLY_STOPPING_METRICS,
+        cfg,
+        "early_stopping_metric",
+        f"one of {metrics}",
+    )
 
 
 def _suggest_gbdt(trial: optuna.Trial) -> dict[str, Any]:
@@ -77,10 +94,25 @@ class _GBDTForecaster(BaseForecaster):
 
     Subclasses set ``model_file`` and write/read the booster (``_save_booster``,
     ``_load_booster``); ``fit`` sets ``booster_``, ``best_iteration_`` and ``best_score_``.
+
+    ``iteration_callback`` receives each round's early-stopping value as a score where lower is
+    better: the valid loss, or ``-rank_ic`` with ``early_stopping_metric="rank_ic"``.
     """
 
     capabilities: ClassVar[Capabilities] = TREE_CAPS
     model_file: ClassVar[str]
+
+    def _rank_ic(self, valid: Valid | None) -> RankIC | None:
+        """The valid window's Rank IC scorer, or None (``loss``, or no valid window).
+
+        Raises:
+            ConfigError: ``rank_ic`` and no valid timestamp has two or more symbols.
+        """
+        if valid is None or self.config_.early_stopping_metric == "loss":
+            return None
+        X_valid, y_valid = valid
+        stamps = X_valid.index.get_level_values("timestamp")
+        return RankIC(stamps, y_valid.to_numpy(np.float64), model=type(self).__name__)
 
     def _save_state(self, path: Path) -> dict[str, Any]:
         self._save_booster(str(path / self.model_file))
@@ -114,6 +146,7 @@ class LightGBMConfig:
     max_bin: int = 255
     objective: Literal["regression", "huber", "regression_l1"] = "regression"
     early_stopping_rounds: int | None = 50  # on the valid window; None: always n_estimators
+    early_stopping_metric: EarlyStoppingMetric = "loss"  # or "rank_ic": valid Rank IC, maximised
     n_jobs: int = -1  # threads; -1 all cores. Results do not depend on it
 
     def __post_init__(self) -> None:
@@ -126,7 +159,8 @@ class LightGBMForecaster(_GBDTForecaster):
     """LightGBM regressor on the feature panel (see the module header).
 
     Learned state: ``booster_`` (``lightgbm.Booster``), ``best_iteration_`` (rounds used by
-    ``predict``), ``best_score_`` (valid loss at that round, or ``None`` without ``valid``).
+    ``predict``), ``best_score_`` (valid loss at that round, or its valid Rank IC with
+    ``early_stopping_metric="rank_ic"``; ``None`` without ``valid``).
     Saved as ``model.txt`` (LightGBM's text format, best rounds only).
     """
 
@@ -165,7 +199,7 @@ class LightGBMForecaster(_GBDTForecaster):
             feature_name=names,
             params={"max_bin": c.max_bin, "verbose": -1},
         )
-        valid_sets, callbacks = [], []
+        params, valid_sets, callbacks, feval = self._params(), [], [], None
         if valid is not None:
             X_valid, y_valid = valid
             valid_sets = [
@@ -173,6 +207,13 @@ class LightGBMForecaster(_GBDTForecaster):
                     features_array(X_valid), label=y_valid.to_numpy(np.float64), reference=train
                 )
             ]
+            score = self._rank_ic(valid)
+            if score is not None:
+                params["metric"] = "None"  # the Rank IC is the only, hence the first, metric
+
+                def feval(preds: np.ndarray, _: lgb.Dataset) -> tuple[str, float, bool]:
+                    return score.name, score(preds), True  # (name, value, higher is better)
+
             if c.early_stopping_rounds:
                 callbacks = [
                     lgb.early_stopping(
@@ -184,15 +225,17 @@ class LightGBMForecaster(_GBDTForecaster):
 
                 def on_round(env: Any) -> None:
                     # evaluation_result_list: [(set, metric, value, higher_better), ...]
-                    report(env.iteration, float(env.evaluation_result_list[0][2]))
+                    _, _, value, higher = env.evaluation_result_list[0]
+                    report(env.iteration, stopping_score(float(value), higher))
 
                 callbacks.append(on_round)
         booster = lgb.train(
-            self._params(),
+            params,
             train,
             num_boost_round=c.n_estimators,
             valid_sets=valid_sets,
             valid_names=["valid"][: len(valid_sets)],
+            feval=feval,
             callbacks=callbacks,
         )
         self.booster_ = booster
@@ -248,6 +291,7 @@ class XGBoostConfig:
         "reg:squarederror"
     )
     early_stopping_rounds: int | None = 50  # on the valid window; None: always n_estimators
+    early_stopping_metric: EarlyStoppingMetric = "loss"  # or "rank_ic": valid Rank IC, maximised
     n_jobs: int = -1  # threads; -1 all cores. Results do not depend on it
 
     def __post_init__(self) -> None:
@@ -256,14 +300,43 @@ class XGBoostConfig:
         require(self.min_child_weight >= 0, self, "min_child_weight", ">= 0")
 
 
-class _XGBReport(xgb.callback.TrainingCallback):
-    """Passes each round's valid loss to a forecaster's ``iteration_callback``."""
+class _XGBRankIC:
+    """XGBoost ``custom_metric``: the valid Rank IC of each round, exact values kept in
+    ``values`` (XGBoost's ``evals_log`` holds metrics parsed back from 6-decimal text)."""
 
-    def __init__(self, report: Callable[[int, float], None]) -> None:
-        super().__init__()
-        self.report = report
+    def __init__(self, score: RankIC) -> None:
+        self.score, self.name = score, score.name
+        self.values: list[float] = []
+
+    def __call__(self, predt: np.ndarray, _: Any) -> tuple[str, float]:
+        self.values.append(self.score(predt))
+        return self.name, self.values[-1]
+
+
+class _XGBStopOnRankIC(xgb.callback.EarlyStopping):
+    """XGBoost's own early stopping, maximising the exact Rank IC values of ``metric``."""
+
+    def __init__(self, rounds: int, metric: _XGBRankIC) -> None:
+        super().__init__(rounds=rounds, metric_name=metric.name, data_name="valid", maximize=True)
+        self.metric = metric
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+        exact = {"valid": {self.metric.name: self.metric.values}}
+        return super().after_iteration(model, epoch, exact)
+
+
+class _XGBReport(xgb.callback.TrainingCallback):
+    """Passes each round's valid loss, or ``-rank_ic`` when ``metric`` is given, to a
+    forecaster's ``iteration_callback``: lower is better either way."""
+
+    def __init__(self, report: Callable[[int, float], None], metric: _XGBRankIC | None) -> None:
+        super().__init__()
+        self.report, self.metric = report, metric
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
+        if self.metric is not None:
+            self.report(epoch, stopping_score(self.metric.values[-1], higher_is_better=True))
+            return False
         metrics = evals_log.get("valid", {})
         if metrics:
             self.report(epoch, float(next(iter(metrics.values()))[-1]))
@@ -274,7 +347,8 @@ class XGBoostForecaster(_GBDTForecaster):
     """XGBoost ``hist`` regressor on the feature panel (see the module header).
 
     Learned state: ``booster_`` (``xgboost.Booster`` cut to the best round), ``best_iteration_``
-    (rounds kept), ``best_score_``. Saved as ``model.json`` (XGBoost's JSON format).
+    (rounds kept), ``best_score_`` (valid loss, or Rank IC with
+    ``early_stopping_metric="rank_ic"``). Saved as ``model.json`` (XGBoost's JSON format).
     """
 
     Config = XGBoostConfig
@@ -307,7 +381,10 @@ class XGBoostForecaster(_GBDTForecaster):
             max_bin=c.max_bin,
             nthread=max(c.n_jobs, 0),
         )
-        evals, stop = [], None
+        params, evals, stop, score = self._params(), [], None, self._rank_ic(valid)
+        metric = None if score is None else _XGBRankIC(score)
+        if metric is not None:  # the Rank IC replaces the default metric
+            params["disable_default_eval_metric"] = 1
         if valid is not None:
             X_valid, y_valid = valid
             evals = [
@@ -322,17 +399,20 @@ class XGBoostForecaster(_GBDTForecaster):
                 )
             ]
             stop = c.early_stopping_rounds
-        callbacks = []
+        callbacks: list[xgb.callback.TrainingCallback] = []
         if evals and self.iteration_callback is not None:
-            callbacks.append(_XGBReport(self.iteration_callback))
+            callbacks.append(_XGBReport(self.iteration_callback, metric))
+        if metric is not None and stop:
+            callbacks.append(_XGBStopOnRankIC(stop, metric))
         booster = xgb.train(
-            self._params(),
+            params,
             train,
             num_boost_round=c.n_estimators,
             evals=evals,
-            early_stopping_rounds=stop,
+            early_stopping_rounds=stop if metric is None else None,
             verbose_eval=False,
             callbacks=callbacks,
+            custom_metric=metric,
         )
         if stop:
             n_rounds = booster.best_iteration + 1

@@ -5,6 +5,10 @@ the command line (``alphaforge tune``, whose defaults and help come from
 ``TuneConfig.model_fields``) all build the same :class:`TuneConfig`, so an option means the same
 thing, in the same unit, wherever it is given. This module imports no model, data or Optuna code,
 so the command line can read it cheaply.
+
+Studies are per ``(symbol, model)``: one symbol per timestamp, so nothing in a study can rank
+symbols. Cross-sectional validation metrics (``rank_ic``, ``ic``, top-k hit rates, ...) and
+``early_stopping_metric: rank_ic`` in ``fixed_params`` are configuration errors here.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alphaforge.errors import ConfigError
+from alphaforge.metrics import METRICS, get_metric
 from alphaforge.registry import BASELINES, MODELS
 
 __all__ = ["TuneConfig", "load_tune_config", "make_tune_config", "resolve_models"]
@@ -86,8 +91,8 @@ class TuneConfig(BaseModel):
     )
     metric: str = Field(
         "pct_return_mae",
-        description="validation metric, a key of "
-        "alphaforge.metrics.METRICS (its direction is used)",
+        description="validation metric, a key of alphaforge.metrics.METRICS that is not "
+        "cross-sectional (studies are per symbol); its direction is used",
     )
     folds: int = Field(
         1,
@@ -121,13 +126,15 @@ class TuneConfig(BaseModel):
 
         Raises:
             ConfigError: Unknown options (the valid ones are listed) or a bad value (the option
-                is named).
+                is named), including a metric or early-stopping metric that needs a
+                cross-section.
         """
         _check_names(options)
         try:
             super().__init__(**options)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+        _check_per_symbol(self)
 
     @property
     def stop_bars(self) -> int:
@@ -180,6 +187,25 @@ def _check_names(options: Mapping[Any, Any]) -> None:
     unknown = sorted(str(k) for k in options if k not in valid)
     if unknown:
         raise ConfigError(f"unknown tune option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+
+
+def _check_per_symbol(cfg: TuneConfig) -> None:
+    """Raise ConfigError for what a one-symbol study cannot compute: a cross-sectional metric
+    (one symbol per timestamp: no timestamp is scored) or cross-sectional early stopping."""
+    if get_metric(cfg.metric).kind == "cross_sectional":
+        usable = [name for name, spec in METRICS.items() if spec.kind != "cross_sectional"]
+        raise ConfigError(
+            f"tune option 'metric': {cfg.metric!r} is cross-sectional (it compares symbols at "
+            f"each timestamp), but every study tunes one symbol; use a time-series metric: "
+            f"{', '.join(usable)}"
+        )
+    for model, params in cfg.fixed_params.items():
+        early = params.get("early_stopping_metric", "loss")
+        if early != "loss":
+            raise ConfigError(
+                f"tune option 'fixed_params': {model}.early_stopping_metric={early!r} ranks "
+                f"symbols at each timestamp, but every study fits one symbol; use 'loss'"
+            )
 
 
 def _describe(exc: ValidationError) -> str:

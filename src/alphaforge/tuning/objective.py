@@ -7,6 +7,10 @@ choose the number of rounds. Iterative models report their early-stopping loss t
 pruner every :data:`PRUNE_EVERY` rounds. Sampling models (foundation adapters) draw one bank of
 samples per window and rescore it for every trial that differs only in how many samples it
 aggregates and how.
+
+What the pruner sees is the models' ``iteration_callback`` value, lower is better: the valid loss,
+or ``-rank_ic`` for a model early-stopping on the Rank IC (which a one-symbol study cannot use:
+:class:`~alphaforge.tuning.TuneConfig` rejects it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from alphaforge.tuning.windows import SymbolData, Window
 
 __all__ = ["PRUNE_EVERY", "PRUNE_STRIDE", "fit_score", "fit_score_bank", "make_objective"]
 
-PRUNE_EVERY = 25  # report an iterative model's valid loss to the pruner every this many rounds
+PRUNE_EVERY = 25  # report an iterative model's valid score to the pruner every this many rounds
 PRUNE_STRIDE = 100_000  # fold k's round i is pruner step k * PRUNE_STRIDE + i
 
 
@@ -58,8 +62,9 @@ def fit_score(
         d: The symbol's rows and windows (:func:`~alphaforge.tuning.prepare`).
         metric: A key of :data:`~alphaforge.metrics.METRICS`.
         on: ``"val"``: the mean over the validation folds; ``"test"``: the test window.
-        report: ``report(step, valid_loss)`` per boosting round / epoch of iterative models;
-            fold ``k``'s iteration ``i`` is step ``k * PRUNE_STRIDE + i``. May raise to stop.
+        report: ``report(step, score)`` per boosting round / epoch of iterative models, with
+            the early-stopping score (valid loss, or ``-rank_ic``; lower is better); fold
+            ``k``'s iteration ``i`` is step ``k * PRUNE_STRIDE + i``. May raise to stop.
 
     Returns:
         The metric; NaN when predictions or the metric are not finite.
@@ -149,13 +154,16 @@ def make_objective(
         metric: The validation metric.
         fixed: Params applied over every sampled config.
         seed: ``random_state`` of every fit.
-        prune: Report iterative models' early-stopping loss to the study's pruner.
+        prune: Report iterative models' early-stopping score (lower is better; negated for a
+            study that maximises) to the study's pruner.
 
     Returns:
         ``objective(trial) -> score``; NaN makes Optuna mark the trial FAIL.
     """
     cls = get_model(model)
     bank_cache: dict[Any, Any] = {}  # per study and process: sample banks of foundation models
+    # the pruner reads intermediate values in the study's direction; the scores fall
+    sign = -1.0 if get_metric(metric).direction == "maximize" else 1.0
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
@@ -164,16 +172,16 @@ def make_objective(
         t0 = time.perf_counter()
         prune_s = [0.0]
 
-        def report(step: int, loss: float) -> None:
+        def report(step: int, score: float) -> None:
             # every PRUNE_EVERY rounds: a storage write per round would cost more than the round
-            if step % PRUNE_EVERY or not math.isfinite(loss):
+            if step % PRUNE_EVERY or not math.isfinite(score):
                 return
             p0 = time.perf_counter()
-            trial.report(loss, step)
+            trial.report(sign * score, step)
             pruned = trial.should_prune()
             prune_s[0] += time.perf_counter() - p0
             if pruned:
-                raise optuna.TrialPruned(f"valid loss {loss:.6g} at step {step}")
+                raise optuna.TrialPruned(f"valid score {score:.6g} at step {step}")
 
         try:
             est = cls.from_params(params, random_state=seed)
