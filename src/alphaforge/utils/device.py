@@ -203,6 +203,8 @@ def distributed_context(backend: str | None = None) -> Iterator[bool]:
     active = init_distributed(backend)
     try:
         yield active
+        if created and active:
+            dist.barrier()  # no rank tears the group down while another still talks through it
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
