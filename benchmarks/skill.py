@@ -81,6 +81,21 @@ def variants() -> dict[str, dict[str, Any]]:
             "features": {"catalogue": "both", "normalize": "robust_zscore"},
             "models": [{"name": "lightgbm", "params": rank_ic}],
         },
+        "gauss_both_robust_icstop_s3": {
+            "label": {"transform": "rank_gauss"},
+            "features": {"catalogue": "both", "normalize": "robust_zscore"},
+            "models": [{"name": "lightgbm", "params": rank_ic, "seeds": 3}],
+        },
+        "gauss_both_robust_icstop_reg": {
+            "label": {"transform": "rank_gauss"},
+            "features": {"catalogue": "both", "normalize": "robust_zscore"},
+            "models": [
+                {
+                    "name": "lightgbm",
+                    "params": {**rank_ic, "num_leaves": 15, "min_child_samples": 1000},
+                }
+            ],
+        },
         "zscore_both_csrank": {
             "label": {"transform": "zscore"},
             "features": {"catalogue": "both", "normalize": "cs_rank"},
