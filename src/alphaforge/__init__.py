@@ -26,6 +26,10 @@ _API = {
     "get_model": "alphaforge.registry:get_model",
     "list_models": "alphaforge.registry:list_models",
     "run_experiment": "alphaforge.run:run_experiment",
+    "fit": "alphaforge.bundle:fit",
+    "predict": "alphaforge.bundle:predict",
+    "Bundle": "alphaforge.bundle:Bundle",
+    "load_bundle": "alphaforge.bundle:load_bundle",
     "tune": "alphaforge.tuning:tune",
     # `backtest` is a module of the same name: use alphaforge.backtest.backtest (a lazy alias
     # here would shadow the submodule)

@@ -100,6 +100,11 @@ class ModelConfig(_Section):
         description="fit this many seeds (seed, seed+1, ...) and average their predictions "
         "(a cross-sectional rank average when the label transform is cross-sectional)",
     )
+    params_from: str | None = Field(
+        None,
+        description="directory of tuned per-symbol params (hyperparams/best): fits one model "
+        "per symbol with its tuned params merged under these params",
+    )
 
     @field_validator("label")
     @classmethod

@@ -152,6 +152,12 @@ MODELS: dict[str, ModelEntry] = {
         None,
         "fixed or equal weights, optionally a cross-sectional rank average",
     ),
+    "per_symbol": ModelEntry(
+        "alphaforge.models.per_symbol:PerSymbolForecaster",
+        "ensemble",
+        None,
+        "one model per symbol, each fitted with its tuned params (hyperparams/best)",
+    ),
     "zero": ModelEntry(
         "alphaforge.models.baselines:ZeroForecaster",
         "baseline",

@@ -223,7 +223,7 @@ def _run(
     t0 = time.perf_counter()
     label = cfg.label.spec()
     members = run_members(cfg, label.label_kind)  # fails before any data work
-    panel = _select(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
+    panel = select_panel(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
     splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
     folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
     n_symbols = panel.index.get_level_values("symbol").nunique()
@@ -239,7 +239,7 @@ def _run(
             f"label.transform: {label.transform!r} transforms the target across symbols, but "
             f"{cfg.data.source} has {n_symbols} symbol; use 'none'"
         )
-    X = _features(panel, cfg)
+    X = experiment_features(panel, cfg)
     y = make_label(panel, cfg.label.kind, cfg.label.horizon, price=cfg.label.price)
     log.info("features: %d columns in %.1fs", X.shape[1], time.perf_counter() - t0)
 
@@ -461,7 +461,12 @@ def _report(workdir: Path) -> None:
         log.exception("report.html could not be written")
 
 
-def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
+def select_panel(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
+    """The panel rows ``cfg.data`` asks for (symbols, start, end).
+
+    Raises:
+        ConfigError: a requested symbol is missing, or no rows are left.
+    """
     d = cfg.data
     if d.symbols:
         have = set(panel.index.get_level_values("symbol"))
@@ -485,7 +490,7 @@ def _select(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
     return panel
 
 
-def _features(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
+def experiment_features(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
     """The experiment's feature matrix, with the per-timestamp normalisation if one is set
     (ranks and z-scores across symbols read one timestamp each, so no fold needs refitting)."""
     f = cfg.features

@@ -7,6 +7,7 @@ One module per command group, each a few lines per command over the public API:
     run.py    alphaforge run|report|backtest|models
     tune.py   alphaforge tune [report]
     compare.py  alphaforge compare RUN_DIR...: models of several runs on their common test bars
+    bundle.py   alphaforge fit CONFIG --out BUNDLE, alphaforge predict BUNDLE --data --out
     gpt.py    alphaforge gpt tokenize|train|generate|evaluate|analyze (loaded on first use:
               it needs torch, which the other commands do not)
 """
@@ -20,7 +21,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from alphaforge.cli import compare, data, run, tune, ui
+from alphaforge.cli import bundle, compare, data, run, tune, ui
 
 # name -> (module, Typer attribute, help): groups imported only when their command is used
 _LAZY_GROUPS = {
@@ -71,6 +72,8 @@ app.command("run")(run.run_cmd)
 app.command("report")(run.report_cmd)
 app.command("backtest")(run.backtest_cmd)
 app.command("compare")(compare.compare_cmd)
+app.command("fit")(bundle.fit_cmd)
+app.command("predict")(bundle.predict_cmd)
 app.command("tune", context_settings={"allow_extra_args": True})(tune.tune_cmd)
 
 
