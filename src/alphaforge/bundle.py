@@ -366,6 +366,7 @@ def _predict(bundle: Bundle, panel: Any, asof: Any) -> pd.DataFrame:
         X = bundle.normalizer.transform(X)
     X = X[[c for c in feats["columns"]]]
     rows = _latest_rows(X.index)
+    _check_symbols(bundle, list(rows.get_level_values("symbol")))
     h = bundle.label.horizon
     frames = []
     for name, model in bundle.models.items():
@@ -408,6 +409,18 @@ def _check_history(panel: pd.DataFrame, lookback: int) -> None:
             f"{len(short)} symbol(s) have fewer bars than the longest feature lookback "
             f"({lookback}): {listed}; give them more history or leave them out"
         )
+
+
+def _check_symbols(bundle: Bundle, symbols: list[str]) -> None:
+    """Models conditioned on per-symbol tokens (``symbols_``) know only their training symbols."""
+    for name, model in bundle.models.items():
+        known = getattr(model, "symbols_", None)
+        unknown = sorted(set(symbols) - set(known)) if known else []
+        if unknown:
+            raise DataError(
+                f"model {name!r} conditions on symbol tokens and has none for {unknown[:10]}; "
+                f"it knows {len(known)} symbols from its training data: refit the bundle"
+            )
 
 
 def _latest_rows(index: pd.MultiIndex) -> pd.MultiIndex:

@@ -364,4 +364,6 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
 
 def dump_config(cfg: ExperimentConfig) -> str:
     """Resolved config as YAML text (what ``config.yaml`` in a run directory holds)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    # None is every optional key's default: leaving them out keeps the file loadable again
+    # (an ensemble refuses options of other kinds, even as None)
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)

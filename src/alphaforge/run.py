@@ -46,6 +46,7 @@ from alphaforge.labels import LabelSpec, make_label, transform_label
 from alphaforge.metrics import METRICS, evaluate
 from alphaforge.models.base import BaseForecaster, predict_rows
 from alphaforge.models.ensemble import WeightedForecaster
+from alphaforge.models.per_symbol import PerSymbolForecaster
 from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
 from alphaforge.splits import Fold, WalkForward
@@ -93,10 +94,21 @@ class RunMember:
     def build(self, seed: int, label: LabelSpec) -> BaseForecaster:
         """An unfitted forecaster with the member's params.
 
+        With ``params_from`` it is a :class:`~alphaforge.models.per_symbol.PerSymbolForecaster`:
+        one model per symbol with that symbol's tuned params (merged under the config's).
         With ``seeds: K`` it is a :class:`~alphaforge.models.ensemble.WeightedForecaster` of
         K copies seeded ``seed .. seed + K - 1``, equally weighted; a rank average per
         timestamp when the label transform is cross-sectional (scores, not returns).
         """
+        if self.config.params_from is not None:
+            if self.config.seeds != 1:
+                raise ConfigError(
+                    f"model {self.name!r}: params_from fits one model per symbol; seeds > 1 "
+                    f"is not supported with it (got seeds={self.config.seeds})"
+                )
+            member = {"name": self.config.name, "params": dict(self.config.params)}
+            params = {"member": member, "params_from": self.config.params_from}
+            return PerSymbolForecaster.from_params(params, random_state=seed)
         if self.config.seeds == 1:
             return self.factory.from_params(self.config.params, random_state=seed)
         member = {"name": self.config.name, "params": dict(self.config.params)}

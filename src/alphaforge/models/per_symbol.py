@@ -98,6 +98,8 @@ def read_tuned_params(path: Path, symbol: str, model: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PerSymbolConfig:
+    """The member to fit per symbol and where its tuned per-symbol params live."""
+
     member: Any = "lightgbm"  # member spec: registry name or {name, params, features, label}
     params_from: str | None = None  # directory of tuned {SYMBOL}.json records; None: member's
 
