@@ -439,7 +439,7 @@ def _advance(stamps: pd.Index, h: int, panel: pd.DataFrame) -> pd.DatetimeIndex:
         steps = np.diff(ts.sort_values().asi8)
         freq = pd.Timedelta(int(np.median(steps))) if len(steps) else pd.Timedelta(days=1)
     stamps = pd.DatetimeIndex(stamps)
-    if freq == pd.Timedelta(days=1) and not (ts.dayofweek >= 5).any():
+    if freq == pd.Timedelta(days=1) and not (ts.day_of_week >= 5).any():
         return stamps + pd.offsets.BDay(h)
     return stamps + h * freq
 
