@@ -377,3 +377,90 @@ def test_from_spec_round_trip():
     pred, ret = ragged(11)
     res = B.backtest(pred, ret, strategy, **kw)
     assert res.summary["net"]["cost_drag"] > 0
+
+
+def test_spec_settings_keep_only_what_the_strategy_uses():
+    ls = B.spec_settings(B.BacktestSpec().model_dump())
+    assert ls == {
+        "strategy": "long_short",
+        "quantile": 0.2,
+        "weighting": "equal",
+        "gross": 1.0,
+        "costs_bps": 5.0,
+        "min_cost": 0.0,
+        "delay": 1,
+        "rebalance_every": 1,
+    }
+    tk = B.spec_settings(B.BacktestSpec(strategy="top_k", k=3).model_dump())
+    assert "k" in tk and not {"quantile", "threshold", "n_drop", "periods_per_year"} & set(tk)
+
+
+# ----------------------------------------------------------------------------- degenerate books
+
+
+def _four_symbols(seed: int = 0):
+    """Four symbols, 120 bars, Gaussian forecasts: too few names for the default books."""
+    ret = iid_panel(seed, n_ts=120, n_sym=4)
+    pred = pd.Series(np.random.default_rng(seed + 1).normal(size=len(ret)), ret.index)
+    return pred, ret
+
+
+@pytest.mark.parametrize(
+    "strategy,transform,needle",
+    [
+        (B.TopK(k=10), None, "top_k with k=10 >= the 4 symbols"),
+        (B.TopK(k=4, n_drop=1), None, "holds every symbol"),
+        (B.LongShort(quantile=0.2), None, "0.8 (< 1) symbol per leg"),
+        (B.LongShort(), "one_symbol", "needs >= 2 symbols"),
+        (B.SignThreshold(), "rank", "above 0, so the book is long every symbol at every bar"),
+        (B.SignThreshold(threshold=0.1), "negative", "below -0.1, so the book is short every"),
+    ],
+)
+def test_degenerate_book_warns_and_records_it(caplog, strategy, transform, needle):
+    pred, ret = _four_symbols()
+    if transform == "one_symbol":
+        pred = pred[pred.index.get_level_values("symbol") == "S00"]
+    elif transform == "rank":  # a cross-sectional rank in [0, 1] never changes sign
+        pred = pred.groupby(level="timestamp").rank(pct=True)
+    elif transform == "negative":
+        pred = -pred.abs() - 0.2
+    with caplog.at_level("WARNING", logger="alphaforge.backtest"):
+        res = B.backtest(pred, ret, strategy)
+    (text,) = res.summary["warnings"]
+    assert needle in text
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and needle in caplog.text
+    assert B.lag_test(pred, ret, strategy)["lagged"]["warnings"] == [text]
+
+
+def test_top_k_over_every_symbol_gives_every_model_the_same_sharpe():
+    pred, ret = _four_symbols()
+    flat = pred * 0.0  # the zero baseline
+    got = [B.backtest(p, ret, B.TopK(k=10)).summary for p in (pred, -pred, flat)]
+    assert got[0]["net"]["sharpe"] == pytest.approx(got[1]["net"]["sharpe"])
+    assert got[0]["net"]["sharpe"] == pytest.approx(got[2]["net"]["sharpe"])
+    assert all(g["warnings"] for g in got)
+
+
+@pytest.mark.parametrize(
+    "strategy,n_sym",
+    [
+        (B.TopK(k=3), 4),
+        (B.LongShort(quantile=0.25), 4),
+        (B.SignThreshold(), 4),
+        (B.LongShort(), 10),
+    ],
+)
+def test_a_book_that_follows_the_forecasts_does_not_warn(caplog, strategy, n_sym):
+    ret = iid_panel(0, n_ts=120, n_sym=n_sym)
+    pred = pd.Series(np.random.default_rng(1).normal(size=len(ret)), ret.index)
+    with caplog.at_level("WARNING", logger="alphaforge.backtest"):
+        res = B.backtest(pred, ret, strategy)
+    assert res.summary["warnings"] == [] and not caplog.records
+
+
+def test_a_flat_book_is_not_a_warning_but_has_no_hit_rate(caplog):
+    pred, ret = _four_symbols()
+    with caplog.at_level("WARNING", logger="alphaforge.backtest"):
+        res = B.backtest(pred * 0.0, ret, B.LongShort(quantile=0.25))
+    assert res.summary["warnings"] == [] and not caplog.records
+    assert math.isnan(res.summary["net"]["hit_rate"]) and res.summary["net"]["max_drawdown"] == 0

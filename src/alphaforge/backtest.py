@@ -22,6 +22,11 @@
 - **Strategies** are frozen dataclasses with ``weights(signal) -> weights`` on wide (R, N) arrays
   whose rows are the successive *rebalance* rows only (so TopK's path-dependent drop rule stays
   right with ``rebalance_every > 1``). Any object with such a method can be passed.
+- **Degenerate books warn.** A book that cannot depend on the forecasts makes every model look
+  alike: TopK with ``k`` >= the symbols predicted (it holds them all), LongShort with fewer than
+  2 symbols (flat) or a quantile below one name per leg (raised to 1 name), SignThreshold whose
+  predictions all fall on one side (long or short everything at every bar, e.g. a rank in [0, 1]).
+  Each is logged as a WARNING and listed in ``summary["warnings"]``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ __all__ = [
     "get_strategy",
     "infer_periods_per_year",
     "lag_test",
+    "spec_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -393,18 +399,20 @@ class BacktestResult:
             returns (fractions), ``cost`` (fraction of capital), ``turnover`` (one-way traded
             notional, fraction of capital), ``n_long`` / ``n_short`` (names held).
         positions: (bars, symbols) weights held over each bar, fractions of capital.
-        summary: ``{"gross": {...}, "net": {...}}``, each with ``ann_return`` (geometric),
-            ``ann_vol``, ``sharpe`` (mean / std * sqrt(ppy), rf = 0), ``sortino`` (downside
-            deviation around 0), ``max_drawdown`` (<= 0), ``calmar``, ``hit_rate`` (share of
-            bars with a position whose return is > 0), ``avg_turnover`` (per bar), ``cost_drag``
-            (annualised gross - net return) and ``n_bars``. Undefined ratios are NaN.
+        summary: ``{"gross": {...}, "net": {...}, "warnings": [...]}``; gross and net each with
+            ``ann_return`` (geometric), ``ann_vol``, ``sharpe`` (mean / std * sqrt(ppy), rf = 0),
+            ``sortino`` (downside deviation around 0), ``max_drawdown`` (<= 0), ``calmar``,
+            ``hit_rate`` (share of bars with a position whose return is > 0; NaN when no bar
+            holds one), ``avg_turnover`` (per bar), ``cost_drag`` (annualised gross - net
+            return) and ``n_bars``. Undefined ratios are NaN. ``warnings``: one sentence per
+            reason the book cannot depend on the forecasts (module docstring); empty if none.
         periods_per_year: Bars per year used to annualise.
         capital: Starting equity, in currency units.
     """
 
     returns: pd.DataFrame
     positions: pd.DataFrame
-    summary: dict[str, dict[str, float]]
+    summary: dict[str, Any]
     periods_per_year: float
     capital: float = 1.0
 
@@ -528,10 +536,12 @@ def backtest(
     )
     ppy = float(periods_per_year) if periods_per_year else infer_periods_per_year(signal.index)
     active = np.abs(held).sum(axis=1) > 0  # (J,) bars with a position
-    summary = {k: _stats(out[k].to_numpy(), turnover, active, ppy) for k in ("gross", "net")}
-    drag = summary["gross"]["ann_return"] - summary["net"]["ann_return"]
-    for kind in summary:
-        summary[kind]["cost_drag"] = drag
+    summary = _summary(out, active, ppy)
+    summary["warnings"] = _degenerate(strat, s[rebal])
+    for text in summary["warnings"]:
+        logger.warning("backtest %r: %s", strat, text)
+    if not active.any():
+        logger.info("backtest %r: no position at any bar (constant or missing forecasts)", strat)
     positions = pd.DataFrame(held, index=index, columns=signal.columns)
     logger.info(
         "backtest %r: %d bars x %d symbols, net Sharpe %.2f, avg turnover %.3f/bar",
@@ -542,6 +552,55 @@ def backtest(
         summary["net"]["avg_turnover"],
     )
     return BacktestResult(out, positions, summary, ppy, float(capital))
+
+
+def _summary(out: pd.DataFrame, active: np.ndarray, ppy: float) -> dict[str, Any]:
+    """``{"gross": stats, "net": stats}`` of a result frame, ``cost_drag`` filled in."""
+    turnover = out["turnover"].to_numpy()
+    summary: dict[str, Any] = {
+        k: _stats(out[k].to_numpy(), turnover, active, ppy) for k in ("gross", "net")
+    }
+    drag = summary["gross"]["ann_return"] - summary["net"]["ann_return"]
+    for kind in ("gross", "net"):
+        summary[kind]["cost_drag"] = drag
+    return summary
+
+
+def _degenerate(strat: Strategy, signal: np.ndarray) -> list[str]:
+    """Why the book of ``strat`` on this (R, N) rebalance signal cannot depend on the forecasts.
+
+    Judged on the row with the most predictions, so a ragged start does not trigger a warning.
+    """
+    n_valid = int((~np.isnan(signal)).sum(axis=1).max())  # most symbols predicted at a rebalance
+    if isinstance(strat, TopK) and strat.k >= n_valid:
+        return [
+            f"top_k with k={strat.k} >= the {n_valid} symbols predicted holds every symbol "
+            "(equal weights), whatever the forecasts: every model gets the same result; "
+            "choose k below the number of symbols"
+        ]
+    if isinstance(strat, LongShort):
+        if n_valid < 2:
+            return [f"long_short needs >= 2 symbols per bar, got {n_valid}: the book is flat"]
+        if math.floor(n_valid * strat.quantile + 1e-9) < 1:
+            return [
+                f"long_short quantile={strat.quantile:g} of {n_valid} symbols is "
+                f"{n_valid * strat.quantile:.2g} (< 1) symbol per leg: each leg holds 1 "
+                f"symbol (quantile {1 / n_valid:.2g} in effect); raise the quantile or add "
+                "symbols"
+            ]
+    if isinstance(strat, SignThreshold):
+        ok = signal[~np.isnan(signal)]
+        for side, hit in (("long", ok > strat.threshold), ("short", ok < -strat.threshold)):
+            if ok.size and hit.all() and not (side == "short" and strat.long_only):
+                t = strat.threshold
+                edge = f"above {t:g}" if side == "long" else f"below {-t:g}" if t else "below 0"
+                return [
+                    f"sign: every prediction is {edge}, so the book is {side} every symbol at "
+                    f"every bar ({'buy' if side == 'long' else 'sell'} and hold): the same for "
+                    "every model whose forecasts never change sign (e.g. a cross-sectional "
+                    "rank in [0, 1])"
+                ]
+    return []
 
 
 def _stats(r: np.ndarray, turnover: np.ndarray, active: np.ndarray, ppy: float) -> dict[str, float]:
@@ -643,6 +702,24 @@ class BacktestSpec(BaseModel):
         if self.n_drop is not None and self.n_drop > self.k:
             raise ValueError(f"n_drop ({self.n_drop}) must be <= k ({self.k})")
         return self
+
+
+def spec_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a backtest spec that apply to its strategy, in spec order.
+
+    Drops the other strategies' parameters (a ``long_short`` book has no ``k``) and unset
+    (None) values, e.g. to print a run's ``metrics.json["backtest_spec"]``.
+
+    Args:
+        spec: A :class:`BacktestSpec` dumped to a mapping (``model_dump()``), possibly partial.
+
+    Returns:
+        ``{"strategy": ..., <its parameters>, <execution settings>}`` without None values.
+    """
+    strategy = spec.get("strategy", "long_short")
+    own = set(_STRATEGY_PARAMS.get(strategy, ()))
+    foreign = {k for p in _STRATEGY_PARAMS.values() for k in p} - own
+    return {k: v for k, v in spec.items() if k not in foreign and v is not None}
 
 
 def from_spec(spec: BacktestSpec | Mapping[str, Any]) -> tuple[Strategy, dict[str, Any]]:

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,7 +52,7 @@ from alphaforge.run import (
     run_members,
     select_panel,
 )
-from alphaforge.utils.io import atomic_write, atomic_write_text
+from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file, make_temp_dir
 from alphaforge.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -150,6 +149,8 @@ def fit(
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"source": data, "symbols": None})}
         )
+    if data is None:
+        check_source_file(cfg.data.source)  # a relative path names the working directory
     if cfg.features.pca_components:
         raise ConfigError(
             "features.pca_components: PCA factors are not stored in bundles yet; set it to 0 "
@@ -256,7 +257,7 @@ def _save(bundle: Bundle, path: Path, overwrite: bool) -> Path:
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise ConfigError(f"--out: {path} exists and is not empty; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = make_temp_dir(path)  # 0o777 & ~umask; removes what killed saves left beside it
     try:
         atomic_write_text(tmp / CONFIG, dump_config(bundle.config))
         if bundle.normalizer is not None:

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,12 +50,12 @@ from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
 from alphaforge.splits import Fold, WalkForward
 from alphaforge.stats import run_significance
-from alphaforge.utils.io import atomic_write, atomic_write_text
+from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file, make_temp_dir
 from alphaforge.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
-#: progress(stage, done, total, description); stage is "fold" or "model"
+#: progress(stage, done, total, desc); stage "fold", "model" or "epoch"; done: items finished
 ProgressCallback = Callable[[str, int, int, str], None]
 
 PREDICTED = ("valid", "test")  # the splits whose rows a run predicts and scores
@@ -196,20 +195,23 @@ def run_experiment(
 
     Raises:
         ConfigError: bad names, windows that do not fit the data (before any training).
-        DataError: invalid input data.
+        DataError: invalid input data; a config's ``data.source`` file that does not exist (the
+            message says it is resolved against the working directory and suggests ``--data``).
     """
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     if data is not None:
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"source": data, "symbols": None})}
         )
+    else:
+        check_source_file(cfg.data.source)
     if resume and out is None:
         raise ConfigError("--resume needs --out: the run directory of the interrupted run")
     run_dir = _resolve_run_dir(cfg, out, overwrite)
     ckpt = artifacts.checkpoint_root(run_dir)
     if not resume:
         shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a new run
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    tmp = make_temp_dir(run_dir)  # 0o777 & ~umask; removes killed runs' folders (not .ckpt)
     try:
         with _log_to(tmp / artifacts.RUN_LOG):
             result = _run(cfg, tmp, progress, ckpt, resume)
@@ -259,11 +261,11 @@ def _run(
     got = _Collected()
     target = transform_label(y, label.transform)  # what models fit; y_true stays raw
     for fold in folds:
-        if progress:
-            progress("fold", fold.index, len(folds), f"fold {fold.index + 1}/{len(folds)}")
+        if progress:  # done counts finished folds: one call as a fold starts, one as it ends
+            progress("fold", fold.index, len(folds), "")
         _run_fold(ctx, fold, _fold_features(X, fold, cfg), (y, target), got)
-    if progress:
-        progress("fold", len(folds), len(folds), "done")
+        if progress:
+            progress("fold", fold.index + 1, len(folds), "")
 
     preds = pd.concat(got.predictions, ignore_index=True)
     metrics = _metrics(preds, cfg, label.label_kind, folds, members)
@@ -293,19 +295,31 @@ def _run_fold(
     rows = {p: X.index[masks[p]] for p in PREDICTED if masks[p].any()}
     n = len(ctx.members)
     for j, m in enumerate(ctx.members):
-        if ctx.progress:
+        if ctx.progress:  # done counts finished models: one call as a model starts, one as it ends
             ctx.progress("model", j, n, m.name)
         model = m.build(ctx.cfg.seed, ctx.label)
         if model.capabilities.checkpointable:  # crash-safe, resumable training
             model.checkpoint_dir = ctx.ckpt / m.name / f"fold_{fold.index}"
             model.resume = ctx.resume
+        if ctx.progress and model.capabilities.family == "neural":
+            model.iteration_callback = lambda e, v, net=model, p=ctx.progress: _epoch_progress(
+                p, net, e, v
+            )
         fit_model(model, X, target, masks["train"], masks["valid"], ctx.label)
         _collect(model, m.name, fold.index, X, target, rows, got)
         model.save(artifacts.model_dir(ctx.workdir, m.name, fold.index))
         for part, idx in rows.items():
             got.predictions.append(_frame(predict_rows(model, X, idx), y, m.name, fold, part))
-    if ctx.progress:
-        ctx.progress("model", n, n, "")
+        if ctx.progress:
+            ctx.progress("model", j + 1, n, m.name)
+
+
+def _epoch_progress(progress: ProgressCallback, model: Any, epoch: int, score: float) -> None:
+    """A network's ``iteration_callback``: ``progress("epoch", epoch + 1, max_epochs, desc)``."""
+    c = model.config_  # resolved by fit before the first epoch; score is -rank_ic or the loss
+    ic = getattr(c, "early_stopping_metric", "loss") == "rank_ic"
+    desc = f"valid rank_ic {-score:.4g}" if ic else f"valid loss {score:.4g}"
+    progress("epoch", epoch + 1, c.max_epochs, desc)
 
 
 def _collect(

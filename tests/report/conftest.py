@@ -11,7 +11,14 @@ import pytest
 
 from alphaforge.backtest import SUMMARY_KEYS
 
-MODELS = {"lightgbm": False, "xgboost": False, "lstm": False, "zero": True, "trailing_mean": True}
+MODELS = {  # name -> baseline?
+    "lightgbm": False,
+    "xgboost": False,
+    "lstm": False,
+    "multitask_transformer": False,  # the longest registry name: tables must still fit
+    "zero": True,
+    "trailing_mean": True,
+}
 N_SYMBOLS, N_BARS, N_FOLDS, SEG = 12, 180, 3, 40  # SEG: test bars per fold
 CONFIG = """\
 name: report-fixture
@@ -28,11 +35,35 @@ models:
 """
 
 
-def _summary(rng: np.random.Generator, sharpe: float) -> dict[str, float | None]:
+def _summary(rng: np.random.Generator, sharpe: float | None) -> dict[str, float | None]:
+    """A backtest summary; ``sharpe=None``: the flat book of the zero baseline."""
     out: dict[str, float | None] = {k: float(rng.normal(0, 0.1)) for k in SUMMARY_KEYS}
-    out["sharpe"], out["max_drawdown"], out["n_bars"] = sharpe, -abs(sharpe) / 10, 120
+    if sharpe is None:  # no position at any bar, as alphaforge.backtest reports it
+        out.update(dict.fromkeys(("ann_return", "ann_vol", "max_drawdown", "avg_turnover"), 0.0))
+        out.update(dict.fromkeys(("sharpe", "sortino", "calmar", "hit_rate"), None))
+        out["cost_drag"], out["n_bars"] = 0.0, 120
+        return out
+    out["sharpe"], out["max_drawdown"], out["n_bars"] = sharpe, -abs(sharpe) / 10 - 0.01, 120
+    out["hit_rate"], out["avg_turnover"] = 0.5 + sharpe / 50, 0.8
     out["calmar"] = None  # null in JSON: shown as a dash
     return out
+
+
+def _backtest_entry(rng: np.random.Generator, m_i: int, model: str) -> dict[str, object]:
+    """``metrics.json`` backtest entry: Sharpe falls with the model's position; zero is flat."""
+
+    def side(sharpe: float) -> dict[str, float | None]:
+        return _summary(rng, None if model == "zero" else sharpe)
+
+    return {
+        "base": {"gross": side(2.0 - m_i * 0.4), "net": side(1.5 - m_i * 0.4), "warnings": []},
+        "lagged": {"gross": side(0.3), "net": side(0.1), "warnings": []},
+        "sharpe_drop": 1.7,
+    }
+
+
+def _minus(value: float | None, delta: float) -> float | None:
+    return None if value is None else value - delta
 
 
 def make_run_dir(
@@ -71,10 +102,12 @@ def make_run_dir(
             }
         )
         for m_i, model in enumerate(MODELS):
-            strength = 0.0 if MODELS[model] else 0.5 - 0.15 * m_i
+            strength = 0.0 if MODELS[model] else 0.5 - 0.1 * m_i
             for part, rows in (("valid", valid), ("test", test)):
                 yt = y[rows]
                 yp = strength * yt + rng.normal(0, 0.02, yt.shape)
+                if model == "zero":
+                    yp = np.zeros_like(yt)
                 frames.append(
                     pd.DataFrame(
                         {
@@ -95,34 +128,37 @@ def make_run_dir(
     models_json = {}
     for m_i, (model, base) in enumerate(MODELS.items()):
 
-        def block(offset: float, m_i: int = m_i, base: bool = base) -> dict[str, object]:
-            overall = {
+        def block(
+            offset: float, m_i: int = m_i, base: bool = base, model: str = model
+        ) -> dict[str, object]:
+            overall = {  # every metric of a return label: the widest test table
                 "mae": 0.016 + 0.001 * m_i,
                 "rmse": 0.02 + 0.001 * m_i,
+                "ts_rank_ic": -0.000123 * m_i,
+                "pct_return_mae": 1.6 + 0.1 * m_i,
                 "direction_accuracy": 0.55 - 0.01 * m_i,
                 "ic": 0.3 - 0.05 * m_i + offset,
                 "rank_ic": 0.28 - 0.05 * m_i + offset,
                 "icir": None,
+                "rank_icir": -0.000456 * m_i,
                 "top5_hit_rate": float("nan") if base else 0.4,
+                "top10_hit_rate": float("nan") if base else 0.55,
+                "quantile_spread": -0.000789 * m_i,
             }
+            if model == "zero":  # constant forecasts: no cross-sectional metric
+                for key in ("ic", "rank_ic", "rank_icir", "quantile_spread"):
+                    overall[key] = None
+                overall["direction_accuracy"] = 0.0
             return {
                 "overall": overall,
                 "per_fold": {
-                    str(k): {**overall, "rank_ic": overall["rank_ic"] - 0.1 * k}
+                    str(k): {**overall, "rank_ic": _minus(overall["rank_ic"], 0.1 * k)}
                     for k in range(N_FOLDS)
                 },
             }
 
         entry: dict[str, object] = {"baseline": base, "valid": block(0.02), "test": block(0.0)}
-        if not base or model == "zero":
-            entry["backtest"] = {
-                "base": {
-                    "gross": _summary(rng, 2.0 - m_i * 0.4),
-                    "net": _summary(rng, 1.5 - m_i * 0.4),
-                },
-                "lagged": {"gross": _summary(rng, 0.3), "net": _summary(rng, 0.1)},
-                "sharpe_drop": 1.7,
-            }
+        entry["backtest"] = _backtest_entry(rng, m_i, model)
         models_json[model] = entry
     metrics = {
         "label": {"kind": "forward_return", "horizon": 1},
@@ -130,7 +166,21 @@ def make_run_dir(
         "n_folds": N_FOLDS,
         "elapsed_s": 83.4,
         "models": models_json,
-        "backtest_spec": {"strategy": "long_short", "quantile": 0.2, "costs_bps": 5.0},
+        "backtest_spec": {  # as BacktestSpec.model_dump() writes it: every strategy's keys
+            "strategy": "long_short",
+            "quantile": 0.2,
+            "weighting": "equal",
+            "gross": 1.0,
+            "k": 10,
+            "n_drop": None,
+            "threshold": 0.0,
+            "long_only": False,
+            "costs_bps": 5.0,
+            "min_cost": 0.0,
+            "delay": 1,
+            "rebalance_every": 1,
+            "periods_per_year": None,
+        },
     }
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2).replace("NaN", "null"))
     (root / "folds.json").write_text(json.dumps(folds, indent=2))
@@ -140,10 +190,12 @@ def make_run_dir(
     if backtest:
         test_ts = np.sort(preds.loc[preds["split"] == "test", "timestamp"].unique())
         bt = []
-        for m_i, model in enumerate(m for m in MODELS if m != "trailing_mean"):
+        for m_i, model in enumerate(MODELS):
             for variant in ("base", "lagged"):
                 gross = rng.normal(0.001 * (3 - m_i), 0.01, len(test_ts))
                 cost = np.full(len(test_ts), 0.0004)
+                if model == "zero":  # the flat book of constant forecasts
+                    gross, cost = np.zeros(len(test_ts)), np.zeros(len(test_ts))
                 bt.append(
                     pd.DataFrame(
                         {
@@ -223,3 +275,36 @@ def minimal_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run_dir(
         tmp_path_factory.mktemp("report") / "minimal", optional=False, backtest=False
     )
+
+
+@pytest.fixture(scope="session")
+def wide_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`full_run` plus every optional table: significance for each model, an ensemble."""
+    run = make_run_dir(tmp_path_factory.mktemp("report") / "wide")
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    for name, entry in metrics["models"].items():
+        entry["significance"] = {
+            "mean_rank_ic": -0.000123,
+            "rank_ic_t": -12.34,
+            "rank_ic_crit": 2.03,
+            "rank_ic_ci": [-0.000234, 0.000345],
+            "sharpe": -1.23,
+            "sharpe_ci": [-12.3, 10.2],
+            "dsr": 0.0123,
+            "n_trials": 1234,
+            "significant": name == "lightgbm",
+        }
+    members = ["lightgbm", "xgboost", "lstm", "multitask_transformer"]
+    metrics["models"]["multitask_transformer"].update(
+        ensemble={"kind": "fusion", "members": members},
+        fusion_weights={"mean": {m: 0.25 for m in members}},
+        vs_best_member={
+            "rank_ic": {"ensemble": 0.1, "best_member": "multitask_transformer", "best": 0.2,
+                        "diff": -0.1, "better": False},
+            "mae": {"ensemble": 0.016, "best_member": "lightgbm", "best": 0.017, "diff": -0.001,
+                    "better": True},
+        },
+    )  # fmt: skip
+    path.write_text(json.dumps(metrics))
+    return run

@@ -1,7 +1,8 @@
-"""Open the report in headless Chromium: it loads offline, every plot decodes, no console errors.
+"""Open the report in headless Chromium: it loads offline, every plot decodes, no console errors,
+and at a 1300 px wide window every table fits its card (no column hidden behind a scrollbar).
 
-Chromium comes from ``scripts/install_chromium.sh``. Without it the test is skipped locally and
-fails when the ``CI`` environment variable is set (CI installs it first).
+Chromium comes from ``scripts/install_chromium.sh``. Without it the tests are skipped locally and
+fail when the ``CI`` environment variable is set (CI installs it first).
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ window.addEventListener("load", () => {
   const imgs = Array.from(document.querySelectorAll("img.plot"));
   const ok = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
   document.title = `probe plots=${ok}/${imgs.length} errors=${window.__errors}`;
+});
+</script>"""
+FIT_WIDTH = 1300
+# every table against the element it sits in: wider means columns hidden behind a scrollbar
+FIT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const tables = Array.from(document.querySelectorAll("table"));
+  const over = tables
+    .filter((t) => t.scrollWidth > t.parentElement.clientWidth)
+    .map((t) => `${t.id || t.className}:${t.scrollWidth}>${t.parentElement.clientWidth}`);
+  document.title = `fit width=${window.innerWidth} tables=${tables.length} over=${over}`;
 });
 </script>"""
 
@@ -101,3 +113,25 @@ def test_report_renders_in_headless_chromium(full_run: Path, tmp_path: Path) -> 
     # a blank or error page is nearly one colour; the report has text, tables and plots
     assert float(np.std(pixels[..., :3])) > 0.05
     assert len(np.unique((pixels[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+
+
+def test_every_table_fits_its_card_at_1300_px(wide_run: Path, tmp_path: Path) -> None:
+    """The widest report (every metric, the longest model name, significance and ensembles)."""
+    chromium = _chromium()
+    html = write_report(wide_run, tmp_path / "report.html").read_text(encoding="utf-8")
+    n_tables = html.count("<table")
+    assert n_tables >= 8
+    probe = tmp_path / "fit.html"
+    probe.write_text(html.replace("<head>", "<head>" + FIT_PROBE, 1), encoding="utf-8")
+    dom = _run(
+        chromium,
+        tmp_path / "profile-fit",
+        f"--window-size={FIT_WIDTH},{HEIGHT}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    title = re.search(r"<title>(.*?)</title>", dom.stdout, re.S)
+    assert title, dom.stdout[:500]
+    assert title.group(1) == f"fit width={FIT_WIDTH} tables={n_tables} over="

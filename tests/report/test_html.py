@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import shutil
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -74,9 +75,8 @@ def test_every_section_and_plot_present(full_html: str) -> None:
     page = _Page(full_html)
     for sid in CORE_SECTIONS + OPTIONAL_SECTIONS:
         assert sid in page.ids, sid
-    assert {"metrics-test", "metrics-valid", "metrics-per-fold", "folds-table", "config"} <= set(
-        page.ids
-    )
+    tables = {"metrics-test", "metrics-backtest", "metrics-valid", "metrics-per-fold"}
+    assert tables | {"folds-table", "config", "verdict"} <= set(page.ids)
     assert page.plots() == FULL_PLOTS
     for img in page.imgs:
         assert img.get("alt"), img.get("data-plot")
@@ -93,24 +93,119 @@ def test_summary_and_metrics_content(full_html: str) -> None:
         "horizon 1 bar",
         "1 min 23 s",
         "2022-02-28 \u2192 2022-08-12",
-        "3 + 2 baselines",
+        "4 + 2 baselines",
         "strategy=long_short",
     ):
         assert fact in text, fact
     test = _table(full_html, "metrics-test")
     assert '<td class="best">0.2800</td>' in test  # lightgbm's rank IC is the best
     assert '<td class="best">0.0160</td>' in test  # lowest MAE wins
-    assert "Sharpe net" in test and "Sharpe lag+1" in test and "Max DD net" in test
+    assert "Sharpe net" not in test  # backtest results have their own table
+    backtest = _table(full_html, "metrics-backtest")
+    assert "Sharpe net" in backtest and "Sharpe lag+1" in backtest and "Max DD net" in backtest
     assert test.count('<span class="tag">baseline</span>') == 2
     # rows ranked by test rank IC, baselines last
     order = re.findall(r'<th scope="row">([a-z_]+)', test)
-    assert order == ["lightgbm", "xgboost", "lstm", "zero", "trailing_mean"]
+    assert order == [
+        "lightgbm",
+        "xgboost",
+        "lstm",
+        "multitask_transformer",
+        "trailing_mean",
+        "zero",
+    ]
+    assert re.findall(r'<th scope="row">([a-z_]+)', backtest) == order
     assert 'class="best">\u2013' not in full_html  # a missing value is never "best"
+
+
+def test_only_the_strategy_settings_are_shown(full_html: str) -> None:
+    text = " ".join(_Page(full_html).text)
+    settings = (
+        "strategy=long_short, quantile=0.2, weighting=equal, gross=1.0, costs_bps=5.0, "
+        "min_cost=0.0, delay=1, rebalance_every=1"
+    )
+    assert settings in text
+    for foreign in ("k=10", "n_drop", "threshold", "long_only", "periods_per_year"):
+        assert foreign not in text, foreign
+
+
+def test_a_book_without_positions_is_never_best(full_html: str) -> None:
+    """zero's 0% drawdown and 0% return are no achievement: tagged, never highlighted."""
+    backtest = _table(full_html, "metrics-backtest")
+    zero = re.search(r'<tr class="baseline"><th scope="row">zero(.*?)</tr>', backtest, re.S)
+    assert zero and "no positions" in zero.group(1)
+    assert "0.0%" in zero.group(1) and 'class="best"' not in zero.group(1)
+    assert '<td class="best">-4.0%</td>' in backtest  # the shallowest drawdown with positions
+    assert backtest.count("no positions") == 1
+
+
+def test_summary_contrasts_best_model_and_best_baseline(full_html: str) -> None:
+    assert "Best model</th><td><b>lightgbm</b> (test Rank IC 0.2800, net Sharpe 1.50)" in full_html
+    assert (
+        "Best baseline</th><td><b>trailing_mean</b> (test Rank IC 0.0300, net Sharpe -0.50)"
+        in full_html
+    )
+    verdict = re.search(r'<div class="callout ok" id="verdict">(.*?)</div>', full_html, re.S)
+    assert verdict and "beats every baseline on test Rank IC" in verdict.group(1)
+    assert "A baseline beats" not in full_html
+
+
+def test_summary_says_plainly_when_a_baseline_wins(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run", optional=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    mean = metrics["models"]["trailing_mean"]
+    mean["test"]["overall"]["rank_ic"] = 0.5
+    mean["backtest"]["base"]["net"]["sharpe"] = 3.0
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = render(run)
+    verdict = re.search(r'<div class="callout warn" id="verdict">(.*?)</div>', html, re.S)
+    assert verdict, "a baseline win must be a warning callout"
+    said = re.sub(r"<[^>]+>", "", verdict.group(1))
+    assert "A baseline beats every model on test Rank IC: trailing_mean 0.5000 against the " in said
+    assert "best model, lightgbm, 0.2800" in said
+    assert "on net Sharpe: trailing_mean 3.00 against the best model, lightgbm, 1.50" in said
+    assert "Best model</th><td><b>lightgbm</b>" in html  # still named, not hidden
+
+
+def test_backtest_warnings_are_shown(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path / "run", optional=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    every = "top_k with k=10 >= the 4 symbols predicted holds every symbol"
+    some = "sign: every prediction is above +0, so the book is long every symbol"
+    for name, entry in metrics["models"].items():
+        for variant in ("base", "lagged"):
+            entry["backtest"][variant]["warnings"] = [every] + ([some] if name == "lstm" else [])
+    metrics["backtest_spec"].update(strategy="top_k", k=10)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = render(run)
+    box = re.search(r'<div class="callout warn" id="backtest-warnings">(.*?)</div>', html, re.S)
+    assert box, "the summary lists the backtest warnings"
+    assert f"<li>{escape(every)} <span" in box.group(1) and "(every model)" in box.group(1)
+    assert f"<li>{some} <span" in box.group(1) and "(lstm)" in box.group(1)
+    assert html.count(escape(every)) == 2  # the summary and the backtest table
+    assert 'href="#backtest-warnings"' in html  # the equity curves point to them
+    text = " ".join(_Page(html).text)
+    assert "strategy=top_k, k=10, costs_bps=5.0" in text and "quantile=" not in text
+
+
+def test_quantile_labels_agree_between_chart_and_table(full_html: str, tmp_path: Path) -> None:
+    assert "Q5\u2212Q1" in _table(full_html, "metrics-test")
+    assert "(quintiles, Q1 lowest)" in full_html and "spread Q5\u2212Q1." in full_html
+    run = make_run_dir(tmp_path / "run", optional=False)
+    preds = pd.read_parquet(run / "predictions.parquet")
+    preds[preds["symbol"].isin(["S00", "S01", "S02", "S03"])].to_parquet(
+        run / "predictions.parquet", index=False
+    )
+    html = render(run)
+    assert "(quartiles, Q1 lowest)" in html and "spread Q4\u2212Q1." in html
+    assert "its Q4\u2212Q1 is not the metrics' Q5\u2212Q1 (quintiles)" in html
 
 
 def test_missing_values_show_as_dash(full_html: str) -> None:
     test = _table(full_html, "metrics-test")
-    assert "<td>\u2013</td>" in test  # icir is null everywhere, calmar etc.
+    assert "<td>\u2013</td>" in test  # top-5 hit rate of the baselines, zero's rank IC ...
+    assert "ICIR" not in test.replace("Rank ICIR", "")  # null for every model: left out
+    assert "Left out, no model has a value: ICIR" in full_html
     words = re.findall(r"[A-Za-z]+", " ".join(_Page(full_html).text))
     assert not {"nan", "NaN", "None", "inf", "null"} & set(words)
 

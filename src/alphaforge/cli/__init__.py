@@ -2,10 +2,11 @@
 
 One module per command group, each a few lines per command over the public API:
 
-    ui.py     consoles, the error guard (one red line, exit 2), spinners and progress bars
+    ui.py     consoles, the error guard (one red line, exit 2), 80-column tables, progress
+              (live bars on a terminal, one-line records elsewhere)
     data.py   alphaforge data list|validate, alphaforge features
     run.py    alphaforge run|report|backtest|models
-    tune.py   alphaforge tune [report]
+    tune.py   alphaforge tune, alphaforge tune report
     compare.py  alphaforge compare RUN_DIR...: models of several runs on their common test bars
     bundle.py   alphaforge fit CONFIG --out BUNDLE, alphaforge predict BUNDLE --data --out
     gpt.py    alphaforge gpt tokenize|train|generate|evaluate|analyze (loaded on first use:
@@ -74,7 +75,7 @@ app.command("backtest")(run.backtest_cmd)
 app.command("compare")(compare.compare_cmd)
 app.command("fit")(bundle.fit_cmd)
 app.command("predict")(bundle.predict_cmd)
-app.command("tune", context_settings={"allow_extra_args": True})(tune.tune_cmd)
+app.add_typer(tune.app, name="tune")
 
 
 @app.callback()

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from alphaforge.bundle import fit, predict
-from alphaforge.cli.ui import fmt, guard, out, spinner
+from alphaforge.cli.ui import add_columns, guard, new_table, number_cells, out, print_table, spinner
 
 SHOWN = 10  # forecasts printed per model (all of them are in --out)
 
@@ -46,10 +45,10 @@ def predict_cmd(
     with guard(), spinner("forecasting"):
         forecasts = predict(bundle, data, out=out_file, asof=asof)
     for model, g in forecasts.groupby("model", sort=False):
-        table = Table("symbol", "asof", "target", "y_pred", title=f"{model}: best-ranked first")
-        for row in g.head(SHOWN).itertuples():
-            table.add_row(
-                row.symbol, str(row.asof.date()), str(row.target_timestamp.date()), fmt(row.y_pred)
-            )
-        out.print(table)
+        top = g.head(SHOWN)
+        table = new_table(f"{model}: best-ranked first")
+        add_columns(table, ["symbol", "asof", "target", "y_pred"], numbers=["y_pred"])
+        for row, pred in zip(top.itertuples(), number_cells(top["y_pred"].tolist()), strict=True):
+            table.add_row(row.symbol, str(row.asof.date()), str(row.target_timestamp.date()), pred)
+        print_table(table)
     out.print(f"wrote {out_file}: {len(forecasts)} forecasts")

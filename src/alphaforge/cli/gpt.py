@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 import typer
 from matplotlib.figure import Figure
-from rich.table import Table
 
 from alphaforge.cli import ui
 from alphaforge.data import load_panel
@@ -221,9 +220,10 @@ def train_cmd(
         )
         with seeded(seed):  # weight init; the caller's RNG is restored on exit
             model = GPT(config)
-        with ui.spinner(f"training {model.num_params():,} parameters"):
+        with ui.progress(f"training {model.num_params():,} parameters") as progress:
+            each, windows = _epoch_progress(progress, epochs), {"stride": stride, "seed": seed}
             history = train_gpt(
-                model, train, valid, train_config, symbols=symbols, stride=stride, seed=seed
+                model, train, valid, train_config, symbols=symbols, **windows, on_epoch=each
             )
             scores = evaluate_tokens(model.eval(), valid, symbols=symbols)
             save_gpt(
@@ -242,6 +242,11 @@ def train_cmd(
         f"cross-entropy {scores['cross_entropy']:.4f} (perplexity "
         f"{scores['perplexity']:.2f}, top-1 {scores['accuracy']:.3f}); wrote {out_dir}"
     )
+
+
+def _epoch_progress(progress: ui.Progress_, epochs: int) -> Any:
+    """``train_gpt``'s ``on_epoch``: ``progress("epoch", epoch + 1, epochs, "valid loss 2.71")``."""
+    return lambda epoch, loss: progress("epoch", epoch + 1, epochs, f"valid loss {loss:.4g}")
 
 
 @app.command("generate")
@@ -275,12 +280,7 @@ def generate_cmd(
             raise ConfigError(
                 f"--seed-tokens: expected integers separated by spaces, got {seed_tokens!r}"
             ) from None
-        bad = [t for t in prompt if not 0 <= t < V]
-        if bad or num < 1 or samples < 1 or temperature < 0 or top_k < 0:
-            raise ConfigError(
-                f"need tokens in [0, {V}) (got {bad}), --num >= 1, --samples >= 1,"
-                f" --temperature >= 0, --top-k >= 0"
-            )
+        _check_sampling(prompt, V, num=num, samples=samples, temperature=temperature, top_k=top_k)
         prefix = prefix_tokens([symbol or ""], model.config, meta.get("symbols", ()))
         prompt = prompt[-(model.config.sequence_len - 1) :]  # the latest that fit after the prefix
         idx = torch.tensor([[int(prefix[0]), *prompt]], device=next(model.parameters()).device)
@@ -295,6 +295,24 @@ def generate_cmd(
         if tok is not None:
             line += f"  | cumulative return {np.sum(tok.decode_returns(row)):+.4%}"
         ui.out.print(line, soft_wrap=True)
+
+
+def _check_sampling(prompt: list[int], vocab: int, **options: float) -> None:
+    """Raise a :class:`ConfigError` naming the first broken input of ``gpt generate`` only.
+
+    Args:
+        prompt: Prompt tokens, each in ``[0, vocab)``.
+        vocab: The model's vocabulary size.
+        **options: ``num`` and ``samples`` (>= 1), ``temperature`` and ``top_k`` (>= 0).
+    """
+    bad = [t for t in prompt if not 0 <= t < vocab]
+    if bad:
+        raise ConfigError(f"need tokens in [0, {vocab}) in --seed-tokens, got {bad}")
+    least = {"num": 1, "samples": 1, "temperature": 0, "top_k": 0}
+    for name, value in options.items():
+        if value < least[name]:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag}: need >= {least[name]}, got {value:g}")
 
 
 @app.command("evaluate")
@@ -327,15 +345,9 @@ def evaluate_cmd(
             "unigram": unigram_baseline(train, valid, V),
             "bigram": bigram_baseline(train, valid, V),
         }
-    table = Table(
-        "model",
-        "params",
-        "cross-entropy",
-        "perplexity",
-        "top-1",
-        "top-5",
-        title=f"next-token metrics on {rows['gpt']['n_tokens']} validation tokens",
-    )
+    table = ui.new_table(f"next-token metrics on {rows['gpt']['n_tokens']} validation tokens")
+    heads = ["model", "params", "cross-entropy", "perplexity", "top-1", "top-5"]
+    ui.add_columns(table, heads, numbers=heads[1:])
     params = {"gpt": f"{model.num_params():,}", "unigram": f"{V - 1}", "bigram": f"{V * (V - 1)}"}
     for name, r in rows.items():
         table.add_row(
@@ -346,7 +358,7 @@ def evaluate_cmd(
             f"{r['accuracy']:.4f}",
             f"{r['top5_accuracy']:.4f}",
         )
-    ui.out.print(table)
+    ui.print_table(table)
 
 
 @app.command("analyze")

@@ -10,22 +10,35 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from alphaforge.cli.ui import bars, fmt, guard, out, spinner
+from alphaforge.cli.ui import (
+    add_columns,
+    guard,
+    new_table,
+    number_cells,
+    out,
+    print_table,
+    progress,
+    spinner,
+)
 from alphaforge.registry import list_models
 from alphaforge.report import write_report
 from alphaforge.run import RunResult, rebacktest, run_experiment
 
 _SHORT = {"direction_accuracy": "dir_acc"}
+#: the metrics of the default table (it fits 80 columns) and of ``--wide``, in column order
+_DEFAULT = ("rank_ic", "rank_icir", "ic", "qlike")
+_WIDE = ("rank_ic", "rank_icir", "ic", "icir", "direction_accuracy", "mae", "rmse", "qlike")
 
 
 def models_cmd() -> None:
     """List registered models: name, family, extra needed, capabilities."""
-    table = Table("name", "family", "extra", "capabilities")
+    table = new_table()
+    add_columns(table, ["name", "family", "extra", "capabilities"])
     for row in list_models():
         caps = row.get("capabilities") or {}
         flags = ", ".join(k for k, v in caps.items() if v is True)
         table.add_row(row["name"], row["family"], row.get("extra") or "-", flags)
-    out.print(table)
+    print_table(table)
 
 
 def run_cmd(
@@ -41,13 +54,19 @@ def run_cmd(
             help="continue an interrupted run (same --out) from its neural models' checkpoints"
         ),
     ] = False,
+    wide: Annotated[
+        bool, typer.Option(help="every metric column (the default table fits 80 columns)")
+    ] = False,
 ) -> None:
-    """Run a walk-forward experiment; print the test metrics table and write the run directory."""
-    with guard(), bars() as progress:
+    """Run a walk-forward experiment; print the test metrics table and write the run directory.
+
+    Progress goes to stderr: live bars on a terminal, one line per model and fold elsewhere.
+    """
+    with guard(), progress(f"run {config}") as report:
         result = run_experiment(
-            config, data=data, out=out_dir, overwrite=overwrite, resume=resume, progress=progress
+            config, data=data, out=out_dir, overwrite=overwrite, resume=resume, progress=report
         )
-    _print_metrics(result)
+    _print_metrics(result, wide=wide)
     out.print(f"run directory: [bold]{result.run_dir}[/bold]")
 
 
@@ -93,70 +112,72 @@ def backtest_cmd(
     }
     with guard(), spinner("backtesting"):
         summaries = rebacktest(run_dir, spec, save=save)
-    table = Table(
-        "model",
-        "Sharpe net",
-        "ann. return net",
-        "max DD net",
-        "turnover",
-        f"Sharpe (delay {delay + 1})",
-        title=f"backtest: {strategy}, {costs_bps:g} bp",
+    nets = {name: (s["base"]["net"], s["lagged"]["net"]) for name, s in summaries.items()}
+    columns = {
+        "model": list(nets),
+        "sharpe": number_cells([net["sharpe"] for net, _ in nets.values()]),
+        "ann_return": number_cells([net["ann_return"] for net, _ in nets.values()]),
+        "max_dd": number_cells([net["max_drawdown"] for net, _ in nets.values()]),
+        "turnover": number_cells([net["avg_turnover"] for net, _ in nets.values()]),
+        f"sharpe_d{delay + 1}": number_cells([lag["sharpe"] for _, lag in nets.values()]),
+    }
+    table = new_table(
+        f"backtest: {strategy}, {costs_bps:g} bp per side, net of costs",
+        caption=f"turnover: mean per bar; sharpe_d{delay + 1}: traded with delay {delay + 1}",
     )
-    for name, s in summaries.items():
-        net, lag = s["base"]["net"], s["lagged"]["net"]
-        table.add_row(
-            name,
-            fmt(net["sharpe"]),
-            fmt(net["ann_return"]),
-            fmt(net["max_drawdown"]),
-            fmt(net["avg_turnover"]),
-            fmt(lag["sharpe"]),
-        )
-    out.print(table)
+    add_columns(table, list(columns), numbers=list(columns)[1:])
+    for row in zip(*columns.values(), strict=True):
+        table.add_row(*row)
+    print_table(table)
 
 
-def _print_metrics(result: RunResult) -> None:
-    table_df = result.table("test")
-    cols = [
-        c
-        for c in ("rank_ic", "rank_icir", "ic", "icir", "direction_accuracy", "rmse", "qlike")
-        if c in table_df.columns and table_df[c].notna().any()
-    ]
+def _print_metrics(result: RunResult, *, wide: bool = False) -> None:
+    print_table(metrics_table(result, wide=wide))
+    _print_ensembles(result.metrics["models"])
+
+
+def metrics_table(result: RunResult, *, wide: bool = False) -> Table:
+    """The test metrics of every model: a few columns that fit 80, or all of them (``wide``).
+
+    Numbers have 3 significant digits on each column's largest value; the Rank IC's Newey-West
+    t and significance mark sit right after it; ``sharpe`` and ``lag1`` are the backtest's net
+    Sharpe ratios with the signal as given and one bar later.
+    """
+    frame = result.table("test")
     models = result.metrics["models"]
-    bt = {m: v.get("backtest") for m, v in models.items()}
-    sig = {m: v.get("significance") or {} for m, v in models.items()}
-    extra = ["sharpe", "sharpe_lag1"] if any(bt.values()) else []
-    # Rank IC significance sits right after the metric it tests
-    at = cols.index("rank_ic") + 1 if "rank_ic" in cols else len(cols)
-    sig_heads = ["t", "sig"] if any(sig.values()) else []
-    heads = [_SHORT.get(c, c) for c in cols]
-    table = Table(
-        "model",
-        *heads[:at],
-        *sig_heads,
-        *heads[at:],
-        *extra,
-        title="out-of-sample (test) metrics; * = baseline;"
-        " sharpe: net of costs, lag1: one bar later"
-        + ("; t: Rank IC Newey-West t, sig *: significant at 5%" if sig_heads else ""),
-    )
-    baselines = {m for m, v in models.items() if v["baseline"]}
-    for name, row in table_df.iterrows():
-        label = f"{name}*" if name in baselines else str(name)
-        b = bt.get(name) or {}
-        sharpe = [fmt(b["base"]["net"]["sharpe"]), fmt(b["lagged"]["net"]["sharpe"])] if b else []
-        s = sig.get(name, {})
-        marks = [_tstat(s.get("rank_ic_t")), "*" if s.get("significant") else ""]
-        cells = [fmt(row[c]) for c in cols]
-        table.add_row(
-            label,
-            *cells[:at],
-            *(marks if sig_heads else []),
-            *cells[at:],
-            *(sharpe if extra else []),
-        )
-    out.print(table)
-    _print_ensembles(models)
+    names = [str(m) for m in frame.index]
+    metrics = [
+        c for c in (_WIDE if wide else _DEFAULT) if c in frame.columns and frame[c].notna().any()
+    ]
+    sig = {m: models[m].get("significance") or {} for m in names}
+    bt = {m: models[m].get("backtest") or {} for m in names}
+    columns = {"model": [f"{m}*" if models[m]["baseline"] else m for m in names]}
+    columns |= {_SHORT.get(c, c): number_cells(frame[c].tolist()) for c in metrics}
+    legend = ["* baseline"]
+    if any(sig.values()):
+        at = metrics.index("rank_ic") + 2 if "rank_ic" in metrics else len(columns)
+        marks = {
+            "t": [_tstat(sig[m].get("rank_ic_t")) for m in names],
+            "sig": ["*" if sig[m].get("significant") else "" for m in names],
+        }
+        items = list(columns.items())
+        columns = dict(items[:at] + list(marks.items()) + items[at:])
+        legend.append("t: Rank IC Newey-West t; sig *: significant at 5%")
+    if any(bt.values()):
+        lag = "sharpe_lag1" if wide else "lag1"
+        columns["sharpe"] = number_cells([_net_sharpe(bt[m], "base") for m in names])
+        columns[lag] = number_cells([_net_sharpe(bt[m], "lagged") for m in names])
+        legend.append(f"sharpe: net of costs; {lag}: traded one bar later")
+    table = new_table("out-of-sample (test) metrics", caption="; ".join(legend))
+    add_columns(table, list(columns), numbers=[c for c in columns if c not in ("model", "sig")])
+    for row in zip(*columns.values(), strict=True):
+        table.add_row(*row)
+    return table
+
+
+def _net_sharpe(backtest: dict[str, Any], which: str) -> object:
+    """The net Sharpe ratio of a model's backtest summary (``base`` or ``lagged``), or None."""
+    return backtest[which]["net"]["sharpe"] if backtest else None
 
 
 def _tstat(v: object) -> str:
@@ -179,29 +200,27 @@ def _print_ensembles(models: dict[str, Any]) -> None:
         )
         for group in (("rank_ic", "ic"), ("mae", "rmse", "qlike"))
     ]
-    metrics = [c for c in metrics if c is not None]
-    table = Table(
-        "ensemble",
-        "kind",
-        *(h for c in metrics for h in (_SHORT.get(c, c), "best member", "diff")),
-        title="ensembles vs their best member on the same test bars",
+    table = new_table(
+        "ensembles vs their best member on the same test bars",
+        caption="diff: ensemble minus best member; green: the ensemble is better",
     )
-    for name, v in ens.items():
-        vs = v.get("vs_best_member", {})
-        cells: list[Any] = []
-        for c in metrics:
-            d = vs.get(c)
-            if d is None:
-                cells += ["-", "-", "-"]
-                continue
-            style = "green" if d["better"] else "red"
-            cells += [
-                fmt(d["ensemble"]),
-                f"{d['best_member']} {fmt(d['best'])}",
-                Text(f"{d['diff']:+.4f}", style=style),
-            ]
-        table.add_row(name, v["ensemble"]["kind"], *cells)
-    out.print(table)
+    heads = ["ensemble", "kind", "metric", "value", "best member", "its value", "diff"]
+    add_columns(table, heads, numbers=["value", "its value", "diff"])
+    for c in (c for c in metrics if c is not None):
+        rows = [(name, v, v.get("vs_best_member", {}).get(c)) for name, v in ens.items()]
+        # ensemble and member values with the same decimals: they are compared
+        both = number_cells([d[k] if d else None for k in ("ensemble", "best") for *_, d in rows])
+        values, bests = both[: len(rows)], both[len(rows) :]
+        diffs = number_cells([d["diff"] if d else None for *_, d in rows])
+        for (name, v, d), value, best, diff in zip(rows, values, bests, diffs, strict=True):
+            style = "" if d is None else "green" if d["better"] else "red"
+            member = d["best_member"] if d else "-"
+            sign = "+" if d and d["diff"] >= 0 else ""
+            kind = v["ensemble"]["kind"]
+            table.add_row(
+                name, kind, _SHORT.get(c, c), value, member, best, Text(sign + diff, style)
+            )
+    print_table(table)
     for name, v in ens.items():
         fw = v.get("fusion_weights")
         if fw:

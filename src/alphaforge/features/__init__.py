@@ -20,7 +20,9 @@ Catalogues (``build_features(..., catalogue=...)``, config ``features.catalogue`
 Feature names are unique across catalogues, so an explicit ``names`` list may mix them. The
 cross-sectional stage defaults to ``DEFAULT_CS_FEATURES`` among the features built: today's eight
 columns for ``default`` and ``both``, none for ``alpha158`` alone (its factors are already ratios
-comparable across symbols; ask for some with ``cs_features``).
+comparable across symbols; ask for some with ``cs_features``). A one-symbol panel gets no
+cross-sectional columns: a rank across one symbol is a constant 0.5 and its z-score is NaN, so
+``build_features`` leaves them out and logs a WARNING naming them.
 """
 
 from __future__ import annotations
@@ -132,7 +134,10 @@ def feature_names(
     cross_section: bool = True,
     cs_features: Sequence[str] | None = None,
 ) -> list[str]:
-    """Column names ``build_features`` returns for these arguments, in order."""
+    """Column names ``build_features`` returns for these arguments, in order.
+
+    For a panel of one symbol ``build_features`` leaves out the ``cs_*`` columns listed here.
+    """
     base = _resolve(names, catalogue=catalogue)
     cs = _cs_names(base, cross_section, cs_features)
     return base + [f"cs_rank_{n}" for n in cs] + [f"cs_z_{n}" for n in cs]
@@ -218,6 +223,20 @@ def _destinations(
     return outputs, cs_in
 
 
+def _skip_cross_section(cs: list[str], symbol: str) -> list[str]:
+    """Log the cross-sectional columns a one-symbol panel does not get; no feature is left."""
+    dropped = [f"cs_rank_{n}" for n in cs] + [f"cs_z_{n}" for n in cs]
+    logger.warning(
+        "build_features: the panel has one symbol (%r): left out its %d cross-sectional "
+        "columns %s (a rank across one symbol is constant, its z-score NaN); pass "
+        "cross_section=False to build without them",
+        symbol,
+        len(dropped),
+        ", ".join(dropped),
+    )
+    return []
+
+
 def build_features(
     panel: pd.DataFrame,
     names: Sequence[str] | None = None,
@@ -240,6 +259,8 @@ def build_features(
             ``names`` is None (see ``catalogue_features``).
         cross_section: Add the cross-sectional stage: ``cs_rank_<f>`` (percentile rank in
             [0, 1]) and ``cs_z_<f>`` (z-score) across the symbols present at each timestamp.
+            Left out, with a logged WARNING naming the columns, when the panel has one symbol
+            (its ranks would be constant and its z-scores NaN).
         cs_features: Features that get the cross-sectional stage; None = those of
             ``DEFAULT_CS_FEATURES`` among the features built (none for ``alpha158`` alone). A
             feature listed here but not in ``names`` is computed for the stage without its own
@@ -265,6 +286,10 @@ def build_features(
     _check_panel(panel, fields)
 
     layout = PackedLayout(panel.index)
+    if cs and layout.n_symbols == 1:
+        cs = _skip_cross_section(cs, str(panel.index.get_level_values("symbol")[0]))
+        needed = base
+        fields = {f for n in needed for f in _CATALOGUE[n].spec.fields}
     columns_in = {f: panel[f].to_numpy(dtype=np.float64) for f in fields if f in panel.columns}
     columns = base + [f"cs_rank_{n}" for n in cs] + [f"cs_z_{n}" for n in cs]
     # (F, n_rows) C-order: each feature is one contiguous row, and buf.T is the frame's block

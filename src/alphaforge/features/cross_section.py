@@ -5,7 +5,8 @@ timestamp, so it adds no look-ahead.
 
 Definitions (NaN values are left out of their cross-section and stay NaN):
 - ``cs_rank``: (average rank - 1) / (n_valid - 1), in [0, 1]; ties share their mean rank;
-  a cross-section of one symbol gets 0.5.
+  a cross-section of one symbol gets 0.5 (``build_features`` leaves the stage out for a
+  one-symbol panel, with a WARNING).
 - ``cs_z``: (x - mean) / std with ddof=1; NaN when fewer than two values or all values equal.
 
 Layout: a dense (n_timestamps, N) grid (row = timestamp, column = symbol), ranked row-wise with

@@ -34,7 +34,6 @@ import logging
 import numbers
 import os
 import shutil
-import tempfile
 import types
 import typing
 import uuid
@@ -51,7 +50,7 @@ from alphaforge import __version__
 from alphaforge.errors import ConfigError, DataError, NotFittedError
 from alphaforge.labels import LabelSpec
 from alphaforge.registry import MODELS, get_model, name_of
-from alphaforge.utils.io import atomic_write_text
+from alphaforge.utils.io import atomic_write_text, make_temp_dir
 
 if TYPE_CHECKING:
     import optuna
@@ -401,8 +400,9 @@ class BaseForecaster:
         """Save a fitted model as a directory: ``meta.json`` plus the model's native files.
 
         The directory is written next to ``path`` under a temporary name and renamed into place,
-        so a crash leaves the old model or the new one, never a mix. An existing ``path`` is
-        replaced only if it is empty or itself a saved model.
+        so a crash leaves the old model or the new one, never a mix (and the next save beside it
+        removes what a killed save left). An existing ``path`` is replaced only if it is empty or
+        itself a saved model. Files and folders get the usual ``0o666``/``0o777 & ~umask``.
 
         Args:
             path: Destination directory.
@@ -418,8 +418,7 @@ class BaseForecaster:
         path = Path(path)
         if path.exists() and not _is_replaceable(path):
             raise DataError(f"refusing to overwrite {path}: not an empty or model directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = make_temp_dir(path)  # 0o777 & ~umask; removes what killed saves left beside it
         try:
             state = self._save_state(tmp)
             meta = {

@@ -17,6 +17,21 @@ from alphaforge.metrics import per_timestamp
 logger = logging.getLogger(__name__)
 
 TS, SYM = "timestamp", "symbol"
+#: Quantiles of the ``quantile_spread`` metric (quintiles: see ``alphaforge.metrics``).
+METRIC_QUANTILES = 5
+
+
+def spread_label(q: int) -> str:
+    """The one name of a top-minus-bottom spread over ``q`` quantiles, e.g. ``"Q5−Q1"``.
+
+    Tables and plots both use it, so a chart of quartiles never reads like the table's quintiles.
+    """
+    return f"Q{q}\u2212Q1"
+
+
+def quantile_name(q: int) -> str:
+    """``"quintile"`` for 5 groups, ``"quartile"`` for 4, ...; ``"quantile"`` otherwise."""
+    return {3: "tercile", 4: "quartile", 5: "quintile", 10: "decile"}.get(q, "quantile")
 
 
 def split_predictions(preds: pd.DataFrame, model: str, split: str = "test") -> pd.DataFrame:

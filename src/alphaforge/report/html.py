@@ -7,12 +7,17 @@ offline and can be mailed or archived as one file. Sections (each an element wit
 ``gates``, ``training`` and ``tuning`` only when the run wrote their files. Every
 plot is an ``<img class="plot" data-plot="<name>">`` (per-model plots add ``data-model``). The
 same run directory always renders to the same string.
+
+The summary contrasts the best model with the best baseline and says plainly when a baseline
+wins (:mod:`alphaforge.report.verdict`); it lists the backtest settings that apply to the chosen
+strategy only, and the backtest's warnings. Tables fit their card at a 1300 px wide window:
+forecast metrics and backtest results are two tables, and columns no model has a value for are
+left out.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from html import escape
@@ -23,11 +28,14 @@ from string import Template
 import pandas as pd
 
 from alphaforge import artifacts as files
+from alphaforge.backtest import spec_settings
 from alphaforge.report import analysis as an
 from alphaforge.report import plots
 from alphaforge.report.load import RunData, as_float, get_path, load_run
 from alphaforge.report.tables import (
     DASH,
+    backtest_columns,
+    empty_metrics,
     facts_table,
     fmt,
     fmt_seconds,
@@ -38,6 +46,12 @@ from alphaforge.report.tables import (
     per_fold_table,
     rank_models,
     significance_table,
+)
+from alphaforge.report.verdict import (
+    backtest_warnings,
+    contrast,
+    degenerate_models,
+    warnings_html,
 )
 from alphaforge.utils.io import atomic_write_text
 
@@ -71,6 +85,7 @@ class _Ctx:
     rank_metric: str | None
     best: str | None
     colors: dict[str, str]
+    degenerate: dict[str, str]  # model -> why its backtest means nothing (verdict module)
 
     @property
     def baselines(self) -> set[str]:
@@ -100,7 +115,7 @@ def render(run_dir: str | os.PathLike[str]) -> str:
     data = load_run(run_dir)
     ranked, rank_metric = rank_models(data)
     best = next((m for m in ranked if not data.is_baseline(m)), ranked[0] if ranked else None)
-    ctx = _Ctx(data, ranked, rank_metric, best, plots.model_colors(ranked))
+    ctx = _Ctx(data, ranked, rank_metric, best, plots.model_colors(ranked), degenerate_models(data))
     builders = (
         _summary,
         _metrics,
@@ -199,6 +214,14 @@ def _label_text(data: RunData) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- sections
 
 
+def _backtest_text(data: RunData) -> str:
+    """The backtest settings that apply to the run's strategy, as ``key=value`` pairs."""
+    spec = data.metrics.get("backtest_spec")
+    if not isinstance(spec, dict) or not spec:
+        return DASH
+    return ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in spec_settings(spec).items())
+
+
 def _summary(ctx: _Ctx) -> Section:
     data, cfg = ctx.data, ctx.data.config
     kind, horizon = _label_text(data)
@@ -206,19 +229,8 @@ def _summary(ctx: _Ctx) -> Section:
     starts = [get_path(f, "test", "start") for f in folds if get_path(f, "test", "n_bars")]
     ends = [get_path(f, "test", "end") for f in folds if get_path(f, "test", "n_bars")]
     period = f"{fmt_time(starts[0])} \u2192 {fmt_time(ends[-1])}" if starts else DASH
-    spec = data.metrics.get("backtest_spec")
-    spec_text = (
-        ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in spec.items())
-        if isinstance(spec, dict) and spec
-        else DASH
-    )
     n_base = len(ctx.baselines)
-    best = DASH
-    if ctx.best:
-        score = ctx.data.metric(ctx.best, "test", ctx.rank_metric) if ctx.rank_metric else math.nan
-        best = f"<b>{escape(ctx.best)}</b>" + (
-            f" (test {escape(ctx.rank_metric)} {fmt(score)})" if ctx.rank_metric else ""
-        )
+    leaders, verdict = contrast(data, ctx.ranked, ctx.rank_metric)
     facts = [
         ("Run", escape(str(cfg.get("name") or data.run_dir.name))),
         ("Data source", f"<code>{escape(str(get_path(cfg, 'data', 'source') or DASH))}</code>"),
@@ -233,11 +245,12 @@ def _summary(ctx: _Ctx) -> Section:
             "Folds",
             f"{escape(str(data.metrics.get('n_folds', len(folds) or DASH)))}; test bars {period}",
         ),
-        ("Backtest", spec_text),
-        ("Best model", best),
+        ("Backtest", _backtest_text(data)),
+        *leaders,
         ("Elapsed", fmt_seconds(data.metrics.get("elapsed_s"))),
     ]
-    body = [facts_table(facts)]
+    body = [verdict, warnings_html(data, ctx.ranked, "backtest-warnings")]
+    body = [b for b in body if b] + [facts_table(facts)]
     if not folds:
         body.append("<h3>Walk-forward folds</h3>" + _absent(files.FOLDS))
     elif len(folds) <= MAX_OPEN_FOLDS:
@@ -258,18 +271,12 @@ def _summary(ctx: _Ctx) -> Section:
 
 def _metrics(ctx: _Ctx) -> Section:
     data = ctx.data
-    test_cols = model_columns(data, "test", backtest=True)
-    bt_note = (
-        " Backtest columns are the test-split portfolio of each model's predictions "
-        "(Sharpe lag+1: the same book traded one bar later)."
-        if any(c.key.startswith("bt_") for c in test_cols)
-        else ""
-    )
     body = [
         '<p class="intro">Out-of-sample metrics over all folds; \u2191 higher / \u2193 lower '
-        'is better, the best value of each column is <span class="best">highlighted</span>.'
-        f"{bt_note}</p>"
+        'is better, the best value of each column is <span class="best">highlighted</span> '
+        "(none when every model ties)." + _left_out(empty_metrics(data, "test")) + "</p>"
     ]
+    test_cols = model_columns(data, "test")
     body.append(
         "<h3>Test</h3>"
         + (
@@ -278,7 +285,17 @@ def _metrics(ctx: _Ctx) -> Section:
             else _note("No test metrics in <code>metrics.json</code>.")
         )
     )
-    valid_cols = model_columns(data, "valid", backtest=False)
+    bt_cols = backtest_columns(data)
+    if bt_cols:
+        body.append(
+            "<h3>Backtest (test split, net of costs)</h3>"
+            '<p class="intro">The portfolio each model\'s test predictions trade under '
+            f"<code>{_backtest_text(data)}</code>; Sharpe lag+1: the same book traded one bar "
+            "later. A book that never held a position is tagged and never best.</p>"
+            + warnings_html(data, ctx.ranked)
+            + model_table(data, ctx.ranked, bt_cols, "metrics-backtest", ctx.best, ctx.degenerate)
+        )
+    valid_cols = model_columns(data, "valid")
     if valid_cols:
         body.append(
             "<h3>Validation</h3>"
@@ -289,6 +306,16 @@ def _metrics(ctx: _Ctx) -> Section:
         if table:
             body.append(f"<h3>Test {escape(ctx.rank_metric)} per fold</h3>{table}")
     return Section("metrics", "Metrics", "\n".join(body))
+
+
+def _left_out(names: list[str]) -> str:
+    """Sentence naming the metric columns left out because no model has a value for them."""
+    if not names:
+        return ""
+    return (
+        f" Left out, no model has a value: {escape(', '.join(names))} (e.g. a top-10 hit rate "
+        "or a quintile spread needs that many symbols per bar)."
+    )
 
 
 def _significance(ctx: _Ctx) -> Section | None:
@@ -328,8 +355,8 @@ def _ensembles(ctx: _Ctx) -> Section | None:
                 continue
             css = "best" if d.get("better") else ""
             cells.append(
-                f"<td>{fmt(d.get('ensemble'))}</td><td>{escape(str(d.get('best_member')))}"
-                f' {fmt(d.get("best"))}</td><td class="{css}">'
+                f'<td>{fmt(d.get("ensemble"))}</td><td class="text">'
+                f'{escape(str(d.get("best_member")))} {fmt(d.get("best"))}</td><td class="{css}">'
                 f"{as_float(d.get('diff')):+.4f}</td>"
             )
         weights = e.get("fusion_weights")
@@ -340,7 +367,8 @@ def _ensembles(ctx: _Ctx) -> Section | None:
         members = ", ".join(escape(str(m)) for m in info.get("members", []))
         rows.append(
             f"<tr><td>{escape(name)}</td><td>{escape(str(info.get('kind')))}</td>"
-            f"<td>{members}</td>{''.join(cells)}<td>{wtext or fmt(None)}</td></tr>"
+            f'<td class="text">{members}</td>{"".join(cells)}'
+            f'<td class="text">{wtext or fmt(None)}</td></tr>'
         )
     head = (
         "<tr><th>ensemble</th><th>kind</th><th>members</th><th>rank_ic</th>"
@@ -350,7 +378,8 @@ def _ensembles(ctx: _Ctx) -> Section | None:
     body = (
         '<p class="intro">Each ensemble against its best member on the test bars that all '
         "of them predicted; learned ensembles were fitted on out-of-fold predictions only."
-        f"</p><table>{head}{''.join(rows)}</table>"
+        f'</p><div class="table-wrap"><table id="ensembles-table">{head}{"".join(rows)}'
+        "</table></div>"
     )
     return Section("ensembles", "Ensembles", body)
 
@@ -376,9 +405,14 @@ def _equity(ctx: _Ctx) -> Section:
             "Equity curves",
             _note("No base-variant rows in <code>backtest.parquet</code>."),
         )
+    warned = (
+        ' <a href="#backtest-warnings">Backtest warnings</a> apply: see the run summary.'
+        if backtest_warnings(ctx.data, models)
+        else ""
+    )
     body = [
         '<p class="intro">Compounded equity of each model\'s test-split portfolio (baselines '
-        "dashed), before and after trading costs, and its drawdown after costs.</p>",
+        f"dashed), before and after trading costs, and its drawdown after costs.{warned}</p>",
         _img(
             plots.equity_plot(curves, ctx.baselines, ctx.colors),
             "equity",
@@ -437,10 +471,21 @@ def _quantiles(ctx: _Ctx) -> Section:
         if ctx.data.metrics.get("label_kind") == "volatility"
         else "cumulative mean label (sum)"
     )
+    q = table.shape[1]
+    spread = an.spread_label(q)
+    fewer = (
+        f" The test bars hold too few symbols for {an.METRIC_QUANTILES} groups, so this chart "
+        f"uses {an.quantile_name(q)}s: its {spread} is not the metrics' "
+        f"{an.spread_label(an.METRIC_QUANTILES)} ({an.quantile_name(an.METRIC_QUANTILES)}s)."
+        if q != an.METRIC_QUANTILES
+        else ""
+    )
     body = [
         f'<p class="intro">At each test bar the symbols are sorted by '
-        f"<b>{escape(ctx.best)}</b>'s prediction into {table.shape[1]} equal groups; lines "
-        "cumulate each group's mean realised label. A good ranker fans out in order.</p>",
+        f"<b>{escape(ctx.best)}</b>'s prediction into {q} equal groups "
+        f"({an.quantile_name(q)}s, Q1 lowest); lines cumulate each group's mean realised label, "
+        f"the dashed line the top-minus-bottom spread {spread}. A good ranker fans out in "
+        f"order.{fewer}</p>",
         _img(
             plots.quantile_plot(table, ctx.best, units),
             "quantile_returns",

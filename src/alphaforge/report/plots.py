@@ -21,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from alphaforge.report.analysis import quantile_name, spread_label
+
 DPI = 110
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 GREY = "#7f7f7f"
@@ -225,12 +227,13 @@ def quantile_plot(table: pd.DataFrame, model: str, label_units: str) -> str:
         color="black",
         linewidth=1.2,
         linestyle="--",
-        label=f"{cols[-1]} \u2212 {cols[0]}",
+        label=spread_label(len(cols)),
     )
     ax.axhline(0.0, color=GREY, linewidth=0.8)
     ax.set_ylabel(label_units, fontsize=FONT)
     ax.set_title(
-        f"{plain(model)}: cumulative mean label by prediction quantile (test)", fontsize=FONT + 1
+        f"{plain(model)}: cumulative mean label by prediction {quantile_name(len(cols))} (test)",
+        fontsize=FONT + 1,
     )
     date_axis(ax)
     fig_legend(fig, ax, max_cols=6)

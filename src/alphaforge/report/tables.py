@@ -2,19 +2,23 @@
 
 Every value passes through :func:`fmt` (NaN/None -> "–") and every text through ``html.escape``.
 The best value of each metric column is marked with ``class="best"``, using the metric's
-direction from :data:`alphaforge.metrics.METRICS` (backtest columns: higher is better).
+direction from :data:`alphaforge.metrics.METRICS` (backtest columns: higher is better). No value
+is marked when every model ties, and a backtest column skips the models whose book held no
+position (their 0% drawdown or 0% return is no achievement). Metric columns without a value for
+any model are left out, so the tables fit their card.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from html import escape
 
 import pandas as pd
 
 from alphaforge.metrics import METRICS
+from alphaforge.report.analysis import METRIC_QUANTILES, spread_label
 from alphaforge.report.load import RunData, as_float, get_path
 
 DASH = "\u2013"  # shown for every missing or NaN value
@@ -22,6 +26,7 @@ PERCENT_METRICS = frozenset({"direction_accuracy", "top5_hit_rate", "top10_hit_r
 SHORT_NAMES = {
     "mae": "MAE",
     "rmse": "RMSE",
+    "ts_rank_ic": "TS Rank IC",
     "pct_return_mae": "MAE (pp)",
     "direction_accuracy": "Dir. acc.",
     "ic": "IC",
@@ -30,7 +35,7 @@ SHORT_NAMES = {
     "rank_icir": "Rank ICIR",
     "top5_hit_rate": "Top-5 hit",
     "top10_hit_rate": "Top-10 hit",
-    "quantile_spread": "Q5\u2212Q1",
+    "quantile_spread": spread_label(METRIC_QUANTILES),
     "qlike": "QLIKE",
 }
 # model-ranking keys, in order of preference: (metric, higher is better)
@@ -48,6 +53,7 @@ class Column:
         get: ``get(model) -> float`` (NaN when missing).
         fmt: ``fmt(value) -> str``.
         higher_better: True/False to highlight the best value; None for no highlight.
+        needs_positions: A backtest value: models whose book held no position cannot be best.
     """
 
     key: str
@@ -56,6 +62,7 @@ class Column:
     get: Callable[[str], float]
     fmt: Callable[[float], str]
     higher_better: bool | None
+    needs_positions: bool = False
 
 
 def fmt(value: object, kind: str = "num") -> str:
@@ -69,7 +76,7 @@ def fmt(value: object, kind: str = "num") -> str:
     Returns:
         The cell text.
     """
-    v = as_float(value)
+    v = as_float(value) + 0.0  # + 0.0: -0.0 prints as 0
     if not math.isfinite(v):
         return DASH
     if kind == "pct":
@@ -157,10 +164,13 @@ def metric_names(data: RunData, split: str) -> list[str]:
     return known + sorted(n for n in seen if n not in METRICS)
 
 
-def model_columns(data: RunData, split: str, *, backtest: bool) -> list[Column]:
-    """Metric columns (and, if ``backtest``, the test backtest columns) of a model table."""
+def model_columns(data: RunData, split: str) -> list[Column]:
+    """Metric columns of a model table: those with a finite value for at least one model."""
     cols: list[Column] = []
+    models = data.models()
     for name in metric_names(data, split):
+        if not any(math.isfinite(data.metric(m, split, name)) for m in models):
+            continue  # e.g. top-10 hit rate with fewer than 10 symbols: a column of dashes
         spec = METRICS.get(name)
         higher = None if spec is None else spec.direction == "maximize"
         arrow = "" if higher is None else ("\u00a0\u2191" if higher else "\u00a0\u2193")
@@ -174,46 +184,55 @@ def model_columns(data: RunData, split: str, *, backtest: bool) -> list[Column]:
                 higher,
             )
         )
-    if backtest and any(isinstance(e.get("backtest"), dict) for e in data.model_entries.values()):
-
-        def bt(variant: str, key: str) -> Callable[[str], float]:
-            return lambda m: data.backtest_summary(m, variant, "net", key)
-
-        cols += [
-            Column(
-                "bt_sharpe",
-                "Sharpe net\u00a0\u2191",
-                "annualised Sharpe ratio after costs",
-                bt("base", "sharpe"),
-                lambda v: fmt(v, "ratio"),
-                True,
-            ),
-            Column(
-                "bt_ann_return",
-                "Ann. ret. net\u00a0\u2191",
-                "annualised geometric return after costs",
-                bt("base", "ann_return"),
-                lambda v: fmt(v, "pct"),
-                True,
-            ),
-            Column(
-                "bt_max_drawdown",
-                "Max DD net\u00a0\u2191",
-                "maximum drawdown after costs (closer to 0 is better)",
-                bt("base", "max_drawdown"),
-                lambda v: fmt(v, "pct"),
-                True,
-            ),
-            Column(
-                "bt_lag_sharpe",
-                "Sharpe lag+1",
-                "net Sharpe when trading one bar later (lag test: a collapse hints at look-ahead)",
-                bt("lagged", "sharpe"),
-                lambda v: fmt(v, "ratio"),
-                None,
-            ),
-        ]
     return cols
+
+
+def empty_metrics(data: RunData, split: str) -> list[str]:
+    """Short names of the ``split`` metrics no model has a finite value of (left out)."""
+    models = data.models()
+    return [
+        SHORT_NAMES.get(n, n)
+        for n in metric_names(data, split)
+        if not any(math.isfinite(data.metric(m, split, n)) for m in models)
+    ]
+
+
+# backtest table: key, header, tooltip, (variant, summary key), format, higher is better, and
+# whether a book without positions is excluded from "best" (all but turnover and the lag test)
+_BACKTEST_COLUMNS = (
+    ("bt_sharpe", "Sharpe net\u00a0\u2191", "annualised Sharpe ratio after costs",
+     ("base", "sharpe"), "ratio", True, True),
+    ("bt_ann_return", "Ann. return net\u00a0\u2191", "annualised geometric return after costs",
+     ("base", "ann_return"), "pct", True, True),
+    ("bt_max_drawdown", "Max DD net\u00a0\u2191",
+     "maximum drawdown after costs (closer to 0 is better)",
+     ("base", "max_drawdown"), "pct", True, True),
+    ("bt_hit_rate", "Hit rate\u00a0\u2191", "share of the bars holding a position that gained",
+     ("base", "hit_rate"), "pct", True, True),
+    ("bt_turnover", "Turnover / bar", "mean one-way traded notional per bar, capital fraction",
+     ("base", "avg_turnover"), "ratio", None, False),
+    ("bt_lag_sharpe", "Sharpe lag+1",
+     "net Sharpe when trading one bar later (lag test: a collapse hints at look-ahead)",
+     ("lagged", "sharpe"), "ratio", None, False),
+)  # fmt: skip
+
+
+def backtest_columns(data: RunData) -> list[Column]:
+    """Columns of the test backtest table (net of costs), or [] when no model has a backtest."""
+    if not any(isinstance(e.get("backtest"), dict) for e in data.model_entries.values()):
+        return []
+    return [
+        Column(
+            key,
+            label,
+            title,
+            lambda m, v=variant, k=name: data.backtest_summary(m, v, "net", k),
+            lambda x, kind=kind: fmt(x, kind),
+            higher,
+            needs,
+        )
+        for key, label, title, (variant, name), kind, higher, needs in _BACKTEST_COLUMNS
+    ]
 
 
 def model_table(
@@ -222,25 +241,33 @@ def model_table(
     columns: Sequence[Column],
     table_id: str,
     best: str | None = None,
+    flat: Collection[str] = (),
 ) -> str:
     """HTML table: one row per model, baselines tagged, best value per column marked.
 
     Args:
         data: The run.
         models: Row order.
-        columns: From :func:`model_columns`.
+        columns: From :func:`model_columns` or :func:`backtest_columns`.
         table_id: ``id`` of the table element.
         best: Model to tag as the report's "best" (the one the plots show), if any.
+        flat: Models whose book held no position: never best in a ``needs_positions`` column,
+            and tagged "no positions" in a table that has one.
 
     Returns:
-        The ``<table>`` wrapped in a horizontally scrollable ``<div>``.
+        The ``<table>`` wrapped in a ``<div>`` that scrolls sideways should it ever overflow.
     """
     values = {c.key: [c.get(m) for m in models] for c in columns}
     winners: dict[str, float] = {}
     for c in columns:
-        finite = [v for v in values[c.key] if math.isfinite(v)]
-        if c.higher_better is not None and len(finite) > 1:
+        finite = [
+            v
+            for m, v in zip(models, values[c.key], strict=True)
+            if math.isfinite(v) and not (c.needs_positions and m in flat)
+        ]
+        if c.higher_better is not None and len(set(finite)) > 1:  # all tied: nobody is best
             winners[c.key] = max(finite) if c.higher_better else min(finite)
+    positions = any(c.needs_positions for c in columns)
     head = "".join(f'<th title="{escape(c.title)}">{escape(c.label)}</th>' for c in columns)
     rows = []
     for i, m in enumerate(models):
@@ -249,10 +276,13 @@ def model_table(
             tags += ' <span class="tag">baseline</span>'
         if m == best:
             tags += ' <span class="tag tag-best">plotted</span>'
+        if positions and m in flat:
+            tags += ' <span class="tag tag-warn">no positions</span>'
         cells = []
         for c in columns:
             v = values[c.key][i]
-            mark = ' class="best"' if c.key in winners and v == winners[c.key] else ""
+            win = c.key in winners and v == winners[c.key]
+            mark = ' class="best"' if win and not (c.needs_positions and m in flat) else ""
             cells.append(f"<td{mark}>{c.fmt(v)}</td>")
         rows.append(_model_row(data, m, cells, tags))
     return _model_table_html(table_id, head, rows)
@@ -291,7 +321,7 @@ def _model_row(data: RunData, model: str, cells: Sequence[str], tags: str = "") 
 
 
 def _model_table_html(table_id: str, head: str, rows: Sequence[str]) -> str:
-    """A numeric table with a leading "Model" column, in a horizontally scrollable ``<div>``."""
+    """A numeric table with a leading "Model" column, in a ``<div>`` that scrolls if needed."""
     return (
         f'<div class="table-wrap"><table class="num" id="{table_id}">'
         f"<thead><tr><th>Model</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"

@@ -61,7 +61,7 @@ def tune(
         monitor: Called with every study's :class:`StudyStatus` while the search runs (after
             a trial with one worker, about twice a second with several; read from the storage).
         **options: :class:`TuneConfig` options over ``config``'s, e.g.
-            ``tune(data="builtin:us-stocks-5", model="lightgbm", trials=20, root="runs")``.
+            ``tune(data="builtin:us-stocks-5", model="lightgbm", trials=20, root="tuning")``.
 
     Returns:
         A :class:`~alphaforge.tuning.TuneSummary`; also written to

@@ -83,7 +83,9 @@ class TuneConfig(BaseModel):
         0, ge=0, description="base seed: worker i samples with seed + i, models fit with seed"
     )
     root: Path = Field(
-        Path("."), description="directory for hyperparams/, results/, logs/ and the default storage"
+        Path("tuning"),
+        description="directory for hyperparams/, results/, logs/ and the default storage "
+        "(relative to the working directory)",
     )
     val: int = Field(30, ge=1, description="validation window, bars")
     test: int = Field(

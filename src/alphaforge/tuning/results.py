@@ -235,7 +235,7 @@ def write_summary(summary: TuneSummary) -> None:
     )
 
 
-def tune_history(root: str | os.PathLike[str] = ".") -> list[dict[str, Any]]:
+def tune_history(root: str | os.PathLike[str] = "tuning") -> list[dict[str, Any]]:
     """Every ``results/tune_*.json`` summary under ``root``, oldest first (unreadable skipped).
 
     Args:

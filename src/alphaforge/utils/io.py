@@ -1,21 +1,29 @@
-"""Atomic writes (temp file + ``os.replace``) and symbol -> file-name mapping.
+"""Atomic writes (temp file + ``os.replace``), paths users give, symbol -> file-name mapping.
 
 Nothing alphaforge writes is ever left half-written: a crash leaves either the old file or the new
-one. Symbols become file names only through :func:`safe_filename`, which rejects path tricks and
-maps legal-but-awkward tickers (``CON``, ``BRK.B``) to collision-free names.
+one. Temporary files and folders are named ``.<name>.<host>-<pid>.<random>.tmp`` (host: a digest
+of the host name) so :func:`remove_stale_temp` can tell a killed writer's leftovers from a live
+writer's work. They are created with mode ``0o666`` (files) and ``0o777`` (folders) and the
+kernel applies the umask, as for any ``open``: under umask 022 what alphaforge writes is 0644 and
+0755, never the private 0600/0700 of :mod:`tempfile`. Symbols become file names only through
+:func:`safe_filename`, which rejects path tricks and maps legal-but-awkward tickers (``CON``,
+``BRK.B``) to collision-free names. :func:`check_source_file` turns a config's missing data file
+into an error that says how relative paths are read and how to give another panel.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
+import secrets
+import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from alphaforge.errors import DataError
 
@@ -31,6 +39,18 @@ _WINDOWS_RESERVED = {
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-]+$")
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TEMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[^.]+\.tmp$")
+# O_EXCL: never open someone else's file; O_NOFOLLOW: never write through a planted link
+_NEW_FILE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -48,9 +68,9 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's host and pid in the name let remove_stale_temp tell a dead writer's leftovers
-    prefix = f".{path.name}.{_HOST}-{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    # 0o666 & ~umask, as open() gives (mkstemp would give 0o600)
+    made, fd = _new_temp(path, lambda p: os.open(p, _NEW_FILE, 0o666))
+    tmp = os.fspath(made)  # a str, as tempfile.mkstemp gave (tests stub os.replace(str, str))
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:  # type: ignore[call-overload]
             yield fh
@@ -63,22 +83,69 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
         raise
 
 
-def remove_stale_temp(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete temp files that :func:`atomic_write` left under ``directory`` when killed.
+def make_temp_dir(path: str | os.PathLike[str]) -> Path:
+    """Create an empty hidden folder beside ``path`` in which to build it before renaming it.
 
-    Only files whose writer ran on this host and is no longer alive are removed, so a
-    concurrent writer's temp file is left alone.
+    The folder is ``.<name>.<host>-<pid>.<random>.tmp`` in ``path``'s parent (created if
+    missing), with mode ``0o777 & ~umask`` like any ``mkdir``, so once renamed into place it is
+    as readable as every other folder the user creates. First, the temporary files and folders
+    that killed processes of this host left in that parent are removed (see
+    :func:`remove_stale_temp`): a killed run, bundle or model save is cleaned up by the next one
+    in the same folder. Everything else there (``<run>.ckpt`` of an interrupted run, live
+    writers' folders) is left alone.
+
+    Args:
+        path: The final destination (not created).
+
+    Returns:
+        The new, empty temporary folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for left in remove_stale_temp(path.parent, recursive=False):
+        logger.info("removed %s, left by a killed process", left)
+    tmp, _ = _new_temp(path, lambda p: os.mkdir(p, 0o777))
+    return tmp
+
+
+def _new_temp(path: Path, create: Callable[[Path], _T]) -> tuple[Path, _T]:
+    """Call ``create`` on a free temporary name beside ``path``; retry on a name clash."""
+    for _ in range(100):
+        # host and pid in the name: remove_stale_temp can tell a dead writer's leftovers
+        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return tmp, create(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def remove_stale_temp(directory: str | os.PathLike[str], *, recursive: bool = True) -> list[Path]:
+    """Delete temp files and folders that killed writers left under ``directory``.
+
+    Only those named by :func:`atomic_write` or :func:`make_temp_dir` whose writer ran on this
+    host and is no longer alive are removed, so a concurrent writer's work (or another machine's,
+    on a shared file system) is left alone.
+
+    Args:
+        directory: Folder to clean; a missing folder has nothing to clean.
+        recursive: Look in every sub-folder too (tuning results), or only at ``directory``'s own
+            entries (the parent folder of run directories and bundles).
 
     Returns:
         The removed paths.
     """
     removed = []
-    for tmp in Path(directory).rglob(".*.tmp"):
+    found = Path(directory).rglob(".*.tmp") if recursive else Path(directory).glob(".*.tmp")
+    for tmp in sorted(found):  # parents before what they hold
         m = _TEMP_NAME.match(tmp.name)
         if m is None or m["host"] != _HOST or _pid_alive(int(m["pid"])):
             continue
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        with contextlib.suppress(FileNotFoundError):  # gone with its parent, or by another sweeper
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
             removed.append(tmp)
     return removed
 
@@ -103,6 +170,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb") as fh:
         fh.write(data)
+
+
+def check_source_file(source: str) -> None:
+    """Refuse a config's ``data.source`` file that does not exist, saying how to fix it.
+
+    Args:
+        source: ``data.source`` as the config gives it; ``builtin:`` and ``synthetic:`` sources
+            are not files and pass.
+
+    Raises:
+        DataError: the file does not exist. A relative path is resolved against the working
+            directory, not the config's folder, so the message names that directory and
+            suggests ``--data``.
+    """
+    if source.startswith(("builtin:", "synthetic:")) or Path(source).exists():
+        return
+    where = (
+        ""
+        if Path(source).is_absolute()
+        else f", resolved against the working directory {Path.cwd()}, not the config's folder"
+    )
+    raise DataError(
+        f"file not found (the config's data.source{where}); run from the folder it is relative "
+        "to, or pass your own panel with --data my_panel.parquet (CSV/Parquet: symbol, "
+        "timestamp, open, high, low, close, volume) or a built-in one (alphaforge data list)",
+        path=source,
+    )
 
 
 def check_symbol(symbol: object) -> str:
