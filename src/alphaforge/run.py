@@ -319,7 +319,7 @@ def _epoch_progress(progress: ProgressCallback, model: Any, epoch: int, score: f
     c = model.config_  # resolved by fit before the first epoch; score is -rank_ic or the loss
     ic = getattr(c, "early_stopping_metric", "loss") == "rank_ic"
     desc = f"valid rank_ic {-score:.4g}" if ic else f"valid loss {score:.4g}"
-    progress("epoch", epoch + 1, c.max_epochs, desc)
+    progress("epoch", epoch + 1, getattr(c, "max_epochs", 0) or epoch + 1, desc)
 
 
 def _collect(

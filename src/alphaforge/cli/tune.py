@@ -82,6 +82,7 @@ app = typer.Typer(
     cls=_TuneGroup,
     no_args_is_help=True,
     add_completion=False,
+    subcommand_metavar="[report [--root DIR]]",
 )
 
 
@@ -120,15 +121,14 @@ class _TuneView:
 
     def render(self) -> Group:
         """The study table above the bars."""
-        metric = self.cfg.metric
-        table = new_table("tuning")
+        table = new_table("tuning", f"best, last: {self.cfg.metric} on the validation bars")
         heads = ["study", "complete", "pruned", "failed", "running", "best", "last"]
         add_columns(table, heads, numbers=heads[1:])
-        best = number_cells([r.best for r in self.rows] + [r.last for r in self.rows])
+        n = len(self.rows)
+        scores = number_cells([r.best for r in self.rows] + [r.last for r in self.rows])
         for i, r in enumerate(self.rows):
             counts = (r.complete, r.pruned, r.failed, r.running)
-            table.add_row(r.study, *map(str, counts), best[i], best[len(self.rows) + i])
-        table.caption = f"best, last: {metric} on the validation bars"
+            table.add_row(r.study, *map(str, counts), scores[i], scores[n + i])
         return Group(table, self.bars) if self.bars is not None else Group(table)
 
 

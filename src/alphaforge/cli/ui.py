@@ -120,12 +120,6 @@ def _number(v: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def fmt(v: object) -> str:
-    """A number with 4 decimals, or ``-`` for anything that is not a finite number."""
-    x = _number(v)
-    return "-" if x is None else f"{x:.4f}"
-
-
 def number_cells(values: Sequence[object], digits: int = 3) -> list[str]:
     """One column of numbers with the same decimals: ``digits`` significant on the largest.
 
@@ -265,7 +259,7 @@ class StageProgress:
         if st.name not in self.tasks:
             self.tasks[st.name] = self.bars.add_task(st.name, total=st.total)
         else:
-            self.bars.reset(self.tasks[st.name], total=st.total, visible=True)
+            self.bars.reset(self.tasks[st.name], total=st.total, visible=True, description=st.name)
 
     def _record(self, st: _Stage, done: int, total: int, desc: str, now: float) -> str:
         """``fold 1/4 model 2/5 lstm: done in 12.3s (elapsed 0:01:02, ETA ~0:03:10)``."""
@@ -321,6 +315,7 @@ def progress(title: str | None = None) -> Iterator[Progress_]:
         return
     t0 = time.monotonic()
     start = threading.Timer(START_AFTER_S, record, [f"{title} ..."])
+    start.daemon = True
     if title:
         start.start()
     report = StageProgress()
@@ -339,7 +334,3 @@ def spinner(text: str) -> Iterator[None]:
     stderr is not a terminal)."""
     with progress(text):
         yield
-
-
-# the callback of the bars that ``bars()`` draws, kept under its old name
-bars = progress
