@@ -209,3 +209,9 @@ def test_daily_loop_tune_then_fit_then_predict(tmp_path, panel):
     assert model.params_source_["S002"] is None  # not tuned: the config's params
     got = bundle.predict(panel)
     assert got["y_pred"].notna().all() and set(got["symbol"]) == {f"S00{i}" for i in range(6)}
+
+
+def test_refuses_a_one_symbol_panel_for_a_cross_sectional_bundle(small_bundle, panel):
+    one = panel[panel.index.get_level_values("symbol") == "S000"]
+    with pytest.raises(DataError, match="cross-sectional features need at least 2 symbols"):
+        load_bundle(small_bundle).predict(one)

@@ -365,7 +365,13 @@ def _predict(bundle: Bundle, panel: Any, asof: Any) -> pd.DataFrame:
     X = experiment_features(panel, bundle.config)
     if bundle.normalizer is not None:
         X = bundle.normalizer.transform(X)
-    X = X[[c for c in feats["columns"]]]
+    absent = [c for c in feats["columns"] if c not in X.columns]
+    if absent:  # cross-sectional columns are not built for a one-symbol panel
+        raise DataError(
+            f"the panel gives no {absent[:5]} ({len(absent)} of the bundle's feature columns); "
+            "cross-sectional features need at least 2 symbols at each bar"
+        )
+    X = X[feats["columns"]]
     rows = _latest_rows(X.index)
     _check_symbols(bundle, list(rows.get_level_values("symbol")))
     h = bundle.label.horizon

@@ -37,7 +37,8 @@ def models_cmd() -> None:
     for row in list_models():
         caps = row.get("capabilities") or {}
         flags = ", ".join(k for k, v in caps.items() if v is True)
-        table.add_row(row["name"], row["family"], row.get("extra") or "-", flags)
+        extra = (row.get("extra") or "-") + ("" if row["available"] else " (not installed)")
+        table.add_row(row["name"], row["family"], extra, flags)
     print_table(table)
 
 
