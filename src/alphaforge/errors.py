@@ -24,7 +24,7 @@ class DataError(AlphaforgeError):
         timestamp: Timestamp of the offending row, if known.
 
     Example:
-        ``DataError: prices.csv: symbol 'AAPL', row 1043 (2021-03-04): high 101.20 < low 102.00``
+        ``DataError: prices.csv: symbol 'AAPL', data row 1043 (2021-03-04): high 101.2 < low 102``
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class DataError(AlphaforgeError):
             where.append(f"symbol {self.symbol!r}")
         if self.row is not None:
             stamp = f" ({self.timestamp})" if self.timestamp is not None else ""
-            where.append(f"row {self.row}{stamp}")
+            where.append(f"data row {self.row}{stamp}")  # 1-based, after the header
         elif self.timestamp is not None:
             where.append(f"timestamp {self.timestamp}")
         head = f"{self.path}: " if self.path else ""

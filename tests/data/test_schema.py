@@ -150,7 +150,7 @@ def test_weekend_and_holiday_gaps_are_not_mixed_frequency(
 def test_off_grid_bar_is_refused_or_dropped(make_long, long_frame: pd.DataFrame) -> None:
     frame = make_long(n_bars=50, freq="15min")
     frame.loc[10, "timestamp"] += pd.Timedelta("5min 2s")
-    with pytest.raises(DataError, match="symbol 'AAA', row 11 .*mixed bar frequency"):
+    with pytest.raises(DataError, match="symbol 'AAA', data row 11 .*mixed bar frequency"):
         validate_panel(frame)
     panel = validate_panel(frame, repair=True)
     assert [r["row"] for r in panel.attrs["repairs"]] == [11]
@@ -172,7 +172,8 @@ def test_unparseable_number_names_column_and_text(long_frame: pd.DataFrame) -> N
     frame.loc[12, "volume"] = "1,200"
     with pytest.raises(
         DataError,
-        match=r"symbol 'AAA', row 13 \(2021-01-20\): unparseable number '1,200' in column 'volume'",
+        match=r"symbol 'AAA', data row 13 \(2021-01-20\): unparseable number '1,200' in column "
+        r"'volume'",
     ):
         validate_panel(frame)
 
@@ -181,7 +182,9 @@ def test_repair_keeps_first_duplicate_and_records_everything(
     long_frame: pd.DataFrame, tmp_path
 ) -> None:
     frame = pd.concat([long_frame, long_frame.iloc[[2, 45]]], ignore_index=True)  # rows 61, 62
-    with pytest.raises(DataError, match="symbol 'AAA', row 61 .*exact duplicate: rows 3 and 61"):
+    with pytest.raises(
+        DataError, match="symbol 'AAA', data row 61 .*exact duplicate: rows 3 and 61"
+    ):
         validate_panel(frame)
     frame.loc[0, "low"] = -1.0
     panel = validate_panel(frame, repair=True)
