@@ -464,3 +464,11 @@ def test_a_flat_book_is_not_a_warning_but_has_no_hit_rate(caplog):
         res = B.backtest(pred * 0.0, ret, B.LongShort(quantile=0.25))
     assert res.summary["warnings"] == [] and not caplog.records
     assert math.isnan(res.summary["net"]["hit_rate"]) and res.summary["net"]["max_drawdown"] == 0
+
+
+def test_a_warning_shared_by_many_models_is_logged_once(caplog):
+    pred, ret = _four_symbols()
+    with caplog.at_level("WARNING", logger="alphaforge.backtest"), B.warnings_once():
+        results = [B.backtest(pred * k, ret, B.TopK(k=4, n_drop=1)) for k in (1.0, 2.0, -1.0)]
+    assert all(r.summary["warnings"] for r in results)  # each summary still records it
+    assert len(caplog.records) == 1

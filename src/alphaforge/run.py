@@ -34,6 +34,7 @@ from alphaforge.backtest import (
     bar_returns,
     from_spec,
     infer_periods_per_year,
+    warnings_once,
 )
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.data import load_panel
@@ -423,15 +424,16 @@ def run_backtests(
     delay = kw.pop("delay")
     frames, summaries = [], {}
     test = preds[preds["split"] == "test"]
-    for name, g in test.groupby("model", sort=False):
-        sig = g[["timestamp", "symbol", "y_pred"]]
-        out = {}
-        for variant, d in (("base", delay), ("lagged", delay + 1)):
-            res = backtest(sig, returns, strategy, delay=d, **kw)
-            out[variant] = res.summary
-            frames.append(res.returns.reset_index().assign(model=name, variant=variant))
-        out["sharpe_drop"] = out["base"]["gross"]["sharpe"] - out["lagged"]["gross"]["sharpe"]
-        summaries[str(name)] = out
+    with warnings_once():  # one line per distinct warning, not one per model
+        for name, g in test.groupby("model", sort=False):
+            sig = g[["timestamp", "symbol", "y_pred"]]
+            out = {}
+            for variant, d in (("base", delay), ("lagged", delay + 1)):
+                res = backtest(sig, returns, strategy, delay=d, **kw)
+                out[variant] = res.summary
+                frames.append(res.returns.reset_index().assign(model=name, variant=variant))
+            out["sharpe_drop"] = out["base"]["gross"]["sharpe"] - out["lagged"]["gross"]["sharpe"]
+            summaries[str(name)] = out
     bt = pd.concat(frames, ignore_index=True)
     bt.attrs = {}
     cols = ["model", "variant"] + [c for c in bt.columns if c not in ("model", "variant")]
