@@ -106,44 +106,14 @@ def test_vqvae_tokenize(tmp_path: Path) -> None:
 
 
 def test_generate_prints_samples_with_decoded_returns(workdir: Path) -> None:
-    res = _invoke(
-        "generate",
-        "--model",
-        workdir / "model",
-        "--seed-tokens",
-        "3 4 5",
-        "--num",
-        7,
-        "--samples",
-        3,
-        "--top-k",
-        4,
-        "--symbol",
-        "S001",
-        "--seed",
-        1,
-    )
+    args = ["generate", "--model", workdir / "model", "--seed-tokens", "3 4 5", "--num", 7]
+    args += ["--samples", 3, "--top-k", 4, "--symbol", "S001", "--seed", 1]
+    res = _invoke(*args)
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("sample")]
     assert len(lines) == 3 and all("cumulative return" in ln for ln in lines)
     assert all(len(ln.split("|")[0].split(":")[1].split()) == 7 for ln in lines)
-    again = _invoke(
-        "generate",
-        "--model",
-        workdir / "model",
-        "--seed-tokens",
-        "3 4 5",
-        "--num",
-        7,
-        "--samples",
-        3,
-        "--top-k",
-        4,
-        "--symbol",
-        "S001",
-        "--seed",
-        1,
-    )
+    again = _invoke(*args)
     assert again.output == res.output  # seeded
 
 

@@ -199,7 +199,7 @@ class LightGBMForecaster(_GBDTForecaster):
             feature_name=names,
             params={"max_bin": c.max_bin, "verbose": -1},
         )
-        params, valid_sets, callbacks, feval = self._params(), [], [], None
+        params, valid_sets, callbacks, rank_ic_metric = self._params(), [], [], None
         if valid is not None:
             X_valid, y_valid = valid
             valid_sets = [
@@ -211,7 +211,7 @@ class LightGBMForecaster(_GBDTForecaster):
             if score is not None:
                 params["metric"] = "None"  # the Rank IC is the only, hence the first, metric
 
-                def feval(preds: np.ndarray, _: lgb.Dataset) -> tuple[str, float, bool]:
+                def rank_ic_metric(preds: np.ndarray, _: lgb.Dataset) -> tuple[str, float, bool]:
                     return score.name, score(preds), True  # (name, value, higher is better)
 
             if c.early_stopping_rounds:
@@ -235,7 +235,7 @@ class LightGBMForecaster(_GBDTForecaster):
             num_boost_round=c.n_estimators,
             valid_sets=valid_sets,
             valid_names=["valid"][: len(valid_sets)],
-            feval=feval,
+            feval=rank_ic_metric,
             callbacks=callbacks,
         )
         self.booster_ = booster
