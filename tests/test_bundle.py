@@ -115,7 +115,7 @@ def test_manifest_records_what_predict_needs(equal_case):
     assert m["format_version"] == FORMAT_VERSION and m["alphaforge_version"]
     assert m["data"]["n_rows"] > 0 and len(m["data"]["sha256"]) == 64
     assert m["features"]["max_lookback"] == 253 and "close" in m["features"]["fields"]
-    assert all(len(d) == 64 for d in m["files"].values())
+    assert all(len(d["sha256"]) == 64 and d["size"] > 0 for d in m["files"].values())
     assert any(f.startswith("models/lightgbm/") for f in m["files"])
 
 
@@ -167,7 +167,7 @@ def test_refuses_another_format_and_missing_or_altered_files(small_bundle, tmp_p
         else:
             with open(b / "models" / "lightgbm" / "model.txt", "a") as fh:
                 fh.write(" ")
-            match = "bundle file models/lightgbm/model.txt was altered"
+            match = "bundle file models/lightgbm/model.txt is damaged"
         with pytest.raises(DataError, match=match):
             load_bundle(b)
 

@@ -12,8 +12,8 @@ symbols), builds the features up to the as-of bar and forecasts, per symbol, fro
 A bundle is a folder, written into a temporary sibling and renamed into place::
 
     manifest.json      format + version, package version, creation time, data fingerprint,
-                       training end, label, feature columns and lookback, models, SHA-256 of
-                       every other file
+                       training end, label, feature columns and lookback, models, size and
+                       SHA-256 of every other file; sealed with its own SHA-256
     config.yaml        the resolved experiment config
     normalizer.json    per-fold feature statistics (robust z-score), when configured
     models/<model>/    each model in its native format (``BaseForecaster.save``; never pickle)
@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,7 +51,9 @@ from alphaforge.run import (
     run_members,
     select_panel,
 )
-from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file, make_temp_dir
+from alphaforge.utils.integrity import check_seal, digest_tree, read_json, seal, verify_tree
+from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file
+from alphaforge.utils.locks import exclusive_output
 from alphaforge.utils.seed import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -254,34 +255,17 @@ def _manifest(
 
 # ---------------------------------------------------------------------- save / load
 def _save(bundle: Bundle, path: Path, overwrite: bool) -> Path:
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(f"--out: {path} exists and is not empty; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(path)  # 0o777 & ~umask; removes what killed saves left beside it
-    try:
+    # locked before writing: of two concurrent saves to one path, one fails at once
+    with exclusive_output(path, overwrite=overwrite) as tmp:
         atomic_write_text(tmp / CONFIG, dump_config(bundle.config))
         if bundle.normalizer is not None:
             atomic_write_text(tmp / NORMALIZER, json.dumps(_normalizer_state(bundle.normalizer)))
         for name, model in bundle.models.items():
             model.save(tmp / artifacts.MODELS_DIR / name)
-        manifest = {**bundle.manifest, "files": _checksums(tmp)}
+        manifest = seal({**bundle.manifest, "files": digest_tree(tmp, skip=(MANIFEST,))})
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     bundle.manifest = manifest
     return path
-
-
-def _checksums(root: Path) -> dict[str, str]:
-    """SHA-256 of every file below ``root`` (but the manifest), by POSIX relative path."""
-    out = {}
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
-        out[file.relative_to(root).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
-    return out
 
 
 def _normalizer_state(n: FeatureNormalizer) -> dict[str, Any]:
@@ -301,12 +285,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         DataError: not a bundle, another format version, or a missing / altered file.
     """
     root = Path(path)
-    try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"not a bundle folder: cannot read {MANIFEST} ({exc})", path=str(root)
-        ) from None
+    if not (root / MANIFEST).is_file():
+        raise DataError(f"not a bundle folder: no {MANIFEST}", path=str(root))
+    manifest = read_json(root / MANIFEST, what="bundle manifest", sealed=None)
+    if not isinstance(manifest, dict):
+        raise DataError(f"{MANIFEST} is not a JSON object", path=str(root))
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"bundle format {manifest.get('format')!r} version "
@@ -314,7 +297,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"{FORMAT_VERSION} (refit it with `alphaforge fit`)",
             path=str(root),
         )
-    _verify(root, manifest.get("files", {}))
+    check_seal(manifest, root / MANIFEST, what="bundle manifest")  # after the version check
+    if not manifest.get("files"):
+        raise DataError("bundle manifest lists no files", path=str(root))
+    verify_tree(root, manifest["files"], what="bundle")
     config = load_config(yaml.safe_load((root / CONFIG).read_text(encoding="utf-8")))
     normalizer = None
     if (root / NORMALIZER).is_file():
@@ -326,20 +312,6 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         name: BaseForecaster.load(root / artifacts.MODELS_DIR / name) for name in manifest["models"]
     }
     return Bundle(config, models, manifest, normalizer)
-
-
-def _verify(root: Path, files: dict[str, str]) -> None:
-    if not files:
-        raise DataError("bundle manifest lists no files", path=str(root))
-    for rel, digest in files.items():
-        file = root / rel
-        if not file.is_file():
-            raise DataError(f"bundle file {rel} is missing", path=str(root))
-        if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
-            raise DataError(
-                f"bundle file {rel} was altered (SHA-256 differs from the manifest)",
-                path=str(root),
-            )
 
 
 # ---------------------------------------------------------------------- predict

@@ -61,6 +61,11 @@ class ConfigError(AlphaforgeError):
     """Invalid experiment configuration: names the key, what it got and the valid choices."""
 
 
+class OutputError(AlphaforgeError):
+    """An output cannot be written: another live process is writing it, it exists (without
+    ``--overwrite``), or the disk is full. Nothing was written."""
+
+
 class NotFittedError(AlphaforgeError):
     """A model was asked to predict or save before ``fit``."""
 

@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -49,9 +48,11 @@ from alphaforge.models.ensemble import WeightedForecaster
 from alphaforge.models.per_symbol import PerSymbolForecaster
 from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
+from alphaforge.report.load import PREDICTION_COLUMNS, read_table
 from alphaforge.splits import Fold, WalkForward
 from alphaforge.stats import run_significance
-from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file, make_temp_dir
+from alphaforge.utils.integrity import read_json
+from alphaforge.utils.io import atomic_write, atomic_write_text, check_source_file, is_full_disk
 from alphaforge.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -208,20 +209,19 @@ def run_experiment(
         check_source_file(cfg.data.source)
     if resume and out is None:
         raise ConfigError("--resume needs --out: the run directory of the interrupted run")
-    run_dir = _resolve_run_dir(cfg, out, overwrite)
-    ckpt = artifacts.checkpoint_root(run_dir)
-    if not resume:
-        shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a new run
-    tmp = make_temp_dir(run_dir)  # 0o777 & ~umask; removes killed runs' folders (not .ckpt)
-    try:
-        with _log_to(tmp / artifacts.RUN_LOG):
-            result = _run(cfg, tmp, progress, ckpt, resume)
-        if run_dir.exists():  # overwrite=True was checked in _resolve_run_dir
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # the run directory is claimed (locked) before any work: a second writer fails here
+    with artifacts.claim_run_dir(cfg.output_dir, cfg.name, out, overwrite) as (run_dir, tmp):
+        ckpt = artifacts.checkpoint_root(run_dir)
+        if not resume:
+            shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a run
+        try:
+            with _log_to(tmp / artifacts.RUN_LOG):
+                result = _run(cfg, tmp, progress, ckpt, resume)
+            artifacts.write_manifest(tmp)
+        except BaseException as exc:
+            if is_full_disk(exc):  # nothing to resume from a full disk: leave nothing behind
+                shutil.rmtree(ckpt, ignore_errors=True)
+            raise
     shutil.rmtree(ckpt, ignore_errors=True)
     result.run_dir = run_dir
     return result
@@ -465,19 +465,23 @@ def rebacktest(
     if not isinstance(spec, BacktestSpec):
         from_spec(spec)  # raises ConfigError naming bad keys
         spec = BacktestSpec.model_validate(spec)
-    preds = pd.read_parquet(run_dir / artifacts.PREDICTIONS)
-    r = pd.read_parquet(run_dir / artifacts.RETURNS).set_index(["timestamp", "symbol"])["return"]
-    bt, summaries = run_backtests(preds, r, spec)
+    artifacts.verify_run(run_dir, [artifacts.PREDICTIONS, artifacts.RETURNS])
+    preds = read_table(run_dir / artifacts.PREDICTIONS, PREDICTION_COLUMNS)
+    r = read_table(run_dir / artifacts.RETURNS, ("timestamp", "symbol", "return"))
+    bt, summaries = run_backtests(preds, r.set_index(["timestamp", "symbol"])["return"], spec)
     if save:
-        metrics = json.loads((run_dir / artifacts.METRICS).read_text(encoding="utf-8"))
-        metrics["backtest_spec"] = spec.model_dump(mode="json")
-        for name, summary in summaries.items():
-            metrics["models"][name]["backtest"] = summary
-        # the Sharpe and DSR of the new backtest, with the run's bootstrap seed
-        _add_significance(metrics, preds, bt, seed=int(metrics.get("seed", 0)))
-        with atomic_write(run_dir / artifacts.BACKTEST, "wb") as fh:
-            bt.to_parquet(fh, index=False)
-        atomic_write_text(run_dir / artifacts.METRICS, artifacts.to_json(metrics))
+        with artifacts.run_lock(run_dir):  # one rewrite at a time; the manifest follows
+            artifacts.verify_run(run_dir, [artifacts.METRICS])
+            metrics = read_json(run_dir / artifacts.METRICS, what="metrics")
+            metrics["backtest_spec"] = spec.model_dump(mode="json")
+            for name, summary in summaries.items():
+                metrics["models"][name]["backtest"] = summary
+            # the Sharpe and DSR of the new backtest, with the run's bootstrap seed
+            _add_significance(metrics, preds, bt, seed=int(metrics.get("seed", 0)))
+            with atomic_write(run_dir / artifacts.BACKTEST, "wb") as fh:
+                bt.to_parquet(fh, index=False)
+            atomic_write_text(run_dir / artifacts.METRICS, artifacts.to_json(metrics))
+            artifacts.update_manifest(run_dir, [artifacts.BACKTEST, artifacts.METRICS])
         _report(run_dir)
     return summaries
 
@@ -754,30 +758,6 @@ def _write(
     atomic_write_text(
         workdir / artifacts.FOLDS, json.dumps([f.describe() for f in folds], indent=2)
     )
-
-
-def _resolve_run_dir(
-    cfg: ExperimentConfig, out: str | os.PathLike[str] | None, overwrite: bool
-) -> Path:
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        base = Path(cfg.output_dir) / f"{_slug(cfg.name)}-{stamp}"
-        run_dir, n = base, 1
-        while run_dir.exists():  # two runs in the same second get -2, -3 ...
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    else:
-        run_dir = Path(out)
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"--out: {run_dir} exists and is not empty; pass --overwrite to replace it"
-        )
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-]", "-", name)[:64] or "run"
 
 
 @contextlib.contextmanager

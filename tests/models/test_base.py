@@ -136,6 +136,6 @@ def test_save_layout_meta_and_overwrite_rules(tmp_path: Path, return_panel) -> N
     (tmp_path / "other" / "notes.txt").write_text("keep me")
     with pytest.raises(DataError, match="refusing to overwrite"):
         model.save(tmp_path / "other")
-    with pytest.raises(DataError, match="cannot read saved model"):
+    with pytest.raises(DataError, match="not a saved model"):
         BaseForecaster.load(tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"

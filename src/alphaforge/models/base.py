@@ -50,6 +50,7 @@ from alphaforge import __version__
 from alphaforge.errors import ConfigError, DataError, NotFittedError
 from alphaforge.labels import LabelSpec
 from alphaforge.registry import MODELS, get_model, name_of
+from alphaforge.utils.integrity import digest_tree, read_json, seal, verify_tree
 from alphaforge.utils.io import atomic_write_text, make_temp_dir
 
 if TYPE_CHECKING:
@@ -433,8 +434,9 @@ class BaseForecaster:
                 "feature_names": self.feature_names_in_,
                 "label": dataclasses.asdict(self.label_),
                 "state": state,
+                "files": digest_tree(tmp),  # the native files, checked by load
             }
-            atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1) + "\n")
+            atomic_write_text(tmp / META_FILE, json.dumps(seal(meta), indent=1) + "\n")
             _replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -456,19 +458,23 @@ class BaseForecaster:
             A fitted forecaster whose predictions equal the saved one's.
 
         Raises:
-            DataError: missing or malformed ``meta.json``, or a model of another class.
+            DataError: missing or malformed ``meta.json``, a model of another class, or a file
+                whose size or SHA-256 differs from what ``meta.json`` recorded (truncated or
+                altered; ``meta.json`` itself carries a seal).
         """
         path = Path(path)
-        try:
-            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read saved model: {exc}", path=str(path)) from exc
+        if not (path / META_FILE).is_file():
+            raise DataError(f"not a saved model: no {META_FILE}", path=str(path))
+        meta = read_json(path / META_FILE, what="saved model's metadata")
+        if not isinstance(meta, dict):
+            raise DataError(f"saved model's {META_FILE} is not a JSON object", path=str(path))
         if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
             raise DataError(
                 f"not an alphaforge model directory (format {meta.get('format')!r}, "
                 f"version {meta.get('format_version')!r}; expected {FORMAT!r} <= {FORMAT_VERSION})",
                 path=str(path),
             )
+        verify_tree(path, meta.get("files", {}), what="saved model")  # none before checksums
         klass = _resolve_saved_class(cls, meta, path)
         model = klass(klass._make_config(meta["config"]), random_state=meta["random_state"])
         model.config_ = model.config

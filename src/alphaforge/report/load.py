@@ -136,6 +136,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
             raise DataError(
                 f"required file {name} is missing from the run directory", path=str(root / name)
             )
+    files.verify_run(root)  # a truncated or altered file is named before anything is read
     config_text = _read_text(root / files.CONFIG)
     try:
         parsed = yaml.safe_load(config_text)
@@ -146,7 +147,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
         raise DataError(
             f"expected a JSON object, got {type(metrics).__name__}", path=str(root / files.METRICS)
         )
-    preds = _read_table(root / files.PREDICTIONS, PREDICTION_COLUMNS)
+    preds = read_table(root / files.PREDICTIONS, PREDICTION_COLUMNS)
     preds["model"] = preds["model"].astype(str)
     preds["symbol"] = preds["symbol"].astype(str)
     preds["split"] = preds["split"].astype(str)
@@ -155,7 +156,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunData:
     optional: dict[str, Any] = {}
     for name, (attr, cols) in OPTIONAL_TABLES.items():
         if (root / name).is_file():
-            optional[attr] = _read_table(root / name, cols)
+            optional[attr] = read_table(root / name, cols)
     if optional.get("backtest") is not None:
         optional["backtest"]["model"] = optional["backtest"]["model"].astype(str)
     folds = None
@@ -203,7 +204,7 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"not valid JSON: {exc}", path=str(path)) from None
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     """Read a parquet file, check its columns and make ``timestamp`` tz-naive datetime64."""
     try:
         frame = pd.read_parquet(path)

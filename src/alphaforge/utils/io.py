@@ -14,6 +14,7 @@ into an error that says how relative paths are read and how to give another pane
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
-from alphaforge.errors import DataError
+from alphaforge.errors import DataError, OutputError
 
 # Device names Windows reserves regardless of extension (CON.txt is still CON).
 _WINDOWS_RESERVED = {
@@ -49,6 +50,8 @@ _NEW_FILE = (
     | getattr(os, "O_BINARY", 0)
 )
 _T = TypeVar("_T")
+#: errors that mean "the disk (or the user's quota / file-size limit) is full"
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +80,10 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise_if_full(exc, path)
         raise
 
 
@@ -108,11 +112,18 @@ def make_temp_dir(path: str | os.PathLike[str]) -> Path:
     return tmp
 
 
+def new_temp_path(path: str | os.PathLike[str]) -> Path:
+    """A free temporary name beside ``path`` (nothing is created), in the form
+    :func:`remove_stale_temp` removes once this process is gone."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 def _new_temp(path: Path, create: Callable[[Path], _T]) -> tuple[Path, _T]:
     """Call ``create`` on a free temporary name beside ``path``; retry on a name clash."""
     for _ in range(100):
         # host and pid in the name: remove_stale_temp can tell a dead writer's leftovers
-        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = new_temp_path(path)
         try:
             return tmp, create(tmp)
         except FileExistsError:
@@ -250,3 +261,26 @@ def safe_filename(symbol: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9_\-]", "_", symbol)[:40] or "sym"
     digest = hashlib.sha256(symbol.encode("utf-8")).hexdigest()[:8]
     return f"{readable}~{digest}"
+
+
+def is_full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk, the quota or the file-size limit is exhausted."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (
+            exc.errno in FULL_DISK_ERRNOS
+            or any(s in str(exc) for s in ("No space left", "File too large", "Disk quota"))
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def raise_if_full(exc: BaseException, path: Path) -> None:
+    """Turn a full-disk ``exc`` into an :class:`OutputError` naming ``path``; else return."""
+    if not isinstance(exc, OutputError) and is_full_disk(exc):
+        raise OutputError(
+            f"{path}: no space left on the device (or the quota / file-size limit is reached): "
+            f"{exc}; nothing was written and the temporary files were removed"
+        ) from exc
