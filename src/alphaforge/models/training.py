@@ -8,8 +8,10 @@
   ``max_bad_steps`` consecutive skips abort with :class:`TrainingError`
 - early stopping on the (sample-weighted) valid loss, or on a caller's valid metric (higher is
   better, e.g. the valid window's Rank IC), best weights restored on return
-- ``last.pt`` / ``best.pt`` checkpoints (``torch.load(weights_only=True)``-safe, written atomically)
-  and exact resume: stop after k steps, resume in a fresh process, get bit-identical weights on CPU
+- ``last.pt`` / ``best.pt`` checkpoints (``torch.load(weights_only=True)``-safe, written atomically
+  with a SHA-256 trailer) and exact resume: stop after k steps, resume in a fresh process, get
+  bit-identical weights on CPU; a truncated or altered ``last.pt`` is reported and training
+  starts again
 - unchanged under ``torchrun``: DDP, per-rank shards of one shared permutation, all-reduced losses
 
 Data never goes through a DataLoader: a :class:`BatchSource` already lives on a device and hands
@@ -19,9 +21,11 @@ out batches by index, so a GPU run does no host-to-device copies of features.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -34,11 +38,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from alphaforge.errors import AlphaforgeError, ConfigError
+from alphaforge.errors import AlphaforgeError, ConfigError, DataError
 from alphaforge.models.base import require
 from alphaforge.models.early_stopping import EARLY_STOPPING_METRICS, EarlyStoppingMetric
 from alphaforge.utils import device as dev
-from alphaforge.utils.io import atomic_write
+from alphaforge.utils.integrity import open_blob, seal_blob
+from alphaforge.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -332,9 +337,22 @@ def _evaluate(run: _Run, source: BatchSource) -> float:
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic ``torch.save``: temp file in the same directory, fsync, ``os.replace``."""
-    with atomic_write(path, "wb") as fh:
-        torch.save(payload, fh)
+    """Atomic, checksummed ``torch.save``: the bytes and a SHA-256 trailer go to a temp file in
+    the same directory, fsync, ``os.replace``."""
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, seal_blob(buf.getvalue()))
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """``last.pt``'s content; None (with a warning, the file removed) when it is damaged."""
+    try:
+        payload = open_blob(path.read_bytes(), path, what="checkpoint")
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except (DataError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        logger.warning("%s; starting this training again from its first epoch", exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _save_last(run: _Run, st: _State) -> None:
@@ -357,9 +375,9 @@ def _save_last(run: _Run, st: _State) -> None:
     _save(run.ckpt_dir / "last.pt", payload)
 
 
-def _load_last(run: _Run, st: _State, path: Path) -> None:
-    """Restore every piece of state from ``path`` (``last.pt``) for an exact continuation."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+def _load_last(run: _Run, st: _State, ck: dict[str, Any], path: Path) -> None:
+    """Restore every piece of state from ``ck`` (read from ``path``, ``last.pt``) for an exact
+    continuation."""
     got = {k: ck[k] for k in ("n_train", "steps_per_epoch")}
     want = {k: run.meta[k] for k in got}
     if got != want:
@@ -560,8 +578,9 @@ def fit_torch(
         dev.cudnn_benchmark(run.device, config.drop_last),
     ):
         last = run.ckpt_dir / "last.pt" if run.ckpt_dir is not None else None
-        if resume and last is not None and last.exists():
-            _load_last(run, st, last)
+        ck = _read_checkpoint(last) if resume and last is not None and last.exists() else None
+        if ck is not None:
+            _load_last(run, st, ck, last)
         elif resume:
             logger.info("resume=True but no %s yet: starting fresh", last)
         _train_epochs(run, st, train, valid, max_steps, on_epoch)
