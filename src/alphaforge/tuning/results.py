@@ -5,6 +5,13 @@ Files under ``root`` (all written atomically)::
     hyperparams/optimized/{model}/{SYMBOL}.json   the study's best, always
     hyperparams/best/{SYMBOL}.json                only when the promotion gate says so
     results/tune_{timestamp}.json                 run summary (:class:`TuneSummary`)
+
+Records are sealed (:func:`alphaforge.utils.integrity.seal`): an altered or truncated record is an
+error naming it, never a silently missing best. The gate is a compare-and-swap: the stored best is
+re-read and replaced under the inter-process lock of ``hyperparams/best/{SYMBOL}.json``
+(:func:`alphaforge.utils.locks.file_lock`; on a shared root, the shared file system's lock), so
+concurrent ``tune`` processes for one symbol, on one machine or many, end with the best of
+everything any of them promoted.
 """
 
 from __future__ import annotations
@@ -20,17 +27,22 @@ import optuna
 from optuna.trial import TrialState
 
 from alphaforge import __version__
+from alphaforge.errors import DataError
 from alphaforge.registry import get_model
 from alphaforge.tuning.gate import Direction, improvement, promote
 from alphaforge.tuning.objective import fit_score
 from alphaforge.tuning.search import TuneJob, study_name
 from alphaforge.tuning.storage import open_storage
 from alphaforge.tuning.windows import SymbolData
+from alphaforge.utils import integrity
 from alphaforge.utils.io import atomic_write_text, safe_filename
+from alphaforge.utils.locks import file_lock
 
 __all__ = ["SymbolResult", "TuneSummary", "finish_study", "tune_history", "write_summary"]
 
 logger = logging.getLogger(__name__)
+#: how long a gate waits for another process's promotion of the same symbol
+GATE_WAIT_S = 120.0
 
 
 @dataclass
@@ -127,6 +139,21 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def read_best(path: Path) -> dict[str, Any] | None:
+    """The stored best record at ``path``; None when there is none.
+
+    Raises:
+        DataError: the record is truncated, not a JSON object, or altered (its seal differs);
+            the gate never treats a damaged best as missing.
+    """
+    if not path.is_file():
+        return None
+    record = integrity.read_json(path, what="stored best config")
+    if not isinstance(record, dict):
+        raise DataError("stored best config is not a JSON object", path=str(path))
+    return record
+
+
 def _record(
     res: SymbolResult, best: optuna.trial.FrozenTrial, d: SymbolData, job: TuneJob, stamp: str
 ) -> dict[str, Any]:
@@ -190,10 +217,8 @@ def finish_study(
     res.n_failed = sum(t.state == TrialState.FAIL for t in trials)
     res.n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     best_path = root / "hyperparams" / "best" / f"{safe_filename(symbol)}.json"
-    old = read_json(best_path)
-    if old is not None and old.get("metric") == c.metric:
-        res.old_score = old.get("val_score")
     if res.n_trials == 0:
+        res.old_score = _comparable(read_best(best_path), c.metric)
         res.reason = "no completed trials"
         return res
     best = study.best_trial
@@ -201,20 +226,14 @@ def finish_study(
     res.new_score = float(best.value)
     best_estimator = get_model(model).from_params(res.params, random_state=c.seed)
     res.test_score = fit_score(best_estimator, d, c.metric, on="test")
-    text = json.dumps(_record(res, best, d, job, stamp), indent=2, allow_nan=True) + "\n"
+    record = integrity.seal(_record(res, best, d, job, stamp))
+    text = json.dumps(record, indent=2, allow_nan=True) + "\n"
     atomic_write_text(
         root / "hyperparams" / "optimized" / model / f"{safe_filename(symbol)}.json", text
     )
-    if old is not None and old.get("metric") not in (None, c.metric) and not c.force:
-        res.reason = f"stored best uses metric {old.get('metric')!r}; not comparable"
-        return res
-    if res.old_score is not None:
-        res.improvement = improvement(res.old_score, res.new_score, job.direction)
-    res.promoted, res.reason = promote(
-        res.old_score, res.new_score, job.direction, c.min_improvement, c.force
-    )
-    if res.promoted:
-        atomic_write_text(best_path, text)
+    # compare-and-swap: read, decide and write the best under one inter-process lock
+    with file_lock(best_path, wait=GATE_WAIT_S, what=f"the best config of {symbol}"):
+        _gate(res, read_best(best_path), job, best_path, text)
     logger.info(
         "%s %s: val %.6g (old %s) test %.6g: %s",
         symbol,
@@ -225,6 +244,29 @@ def finish_study(
         res.reason,
     )
     return res
+
+
+def _comparable(old: dict[str, Any] | None, metric: str) -> float | None:
+    """The stored best's score when it was measured with ``metric``."""
+    return old.get("val_score") if old is not None and old.get("metric") == metric else None
+
+
+def _gate(
+    res: SymbolResult, old: dict[str, Any] | None, job: TuneJob, best_path: Path, text: str
+) -> None:
+    """Apply the promotion gate to ``res`` against ``old``; write ``text`` if it passes."""
+    c = job.config
+    res.old_score = _comparable(old, c.metric)
+    if old is not None and old.get("metric") not in (None, c.metric) and not c.force:
+        res.reason = f"stored best uses metric {old.get('metric')!r}; not comparable"
+        return
+    if res.old_score is not None:
+        res.improvement = improvement(res.old_score, res.new_score, job.direction)
+    res.promoted, res.reason = promote(
+        res.old_score, res.new_score, job.direction, c.min_improvement, c.force
+    )
+    if res.promoted:
+        atomic_write_text(best_path, text)
 
 
 def write_summary(summary: TuneSummary) -> None:
