@@ -34,6 +34,7 @@ from alphaforge.tuning.search import (
 from alphaforge.tuning.storage import resolve_storage, sweep
 from alphaforge.tuning.windows import SymbolData
 from alphaforge.utils.io import remove_stale_temp
+from alphaforge.utils.locks import remove_free_locks
 
 __all__ = ["tune"]
 
@@ -174,10 +175,14 @@ def _log_to(path: Path) -> Iterator[None]:
 
 
 def _remove_stale_temp(root: Path) -> None:
-    """Remove temporary files left under ``hyperparams/`` and ``results/`` by a killed run."""
+    """Remove temporary files and free lock files left under ``hyperparams/`` and ``results/``
+    by a killed run."""
     for sub in ("hyperparams", "results"):
         for path in remove_stale_temp(root / sub):
             logger.info("removed %s, left by a killed writer", path)
+    best = root / "hyperparams" / "best"
+    if best.is_dir():
+        remove_free_locks(best)
 
 
 def _n_jobs_default(model: str, workers: int) -> dict[str, Any]:
