@@ -96,10 +96,12 @@ class Bundle:
         return pd.Timestamp(self.manifest["data"]["last_timestamp"])
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the bundle folder atomically (temporary sibling, then rename).
+        """Write the bundle folder atomically (temporary sibling, then rename), under the lock
+        of ``path``.
 
         Raises:
-            ConfigError: ``path`` exists and ``overwrite`` is false.
+            OutputError: another live writer holds ``path``; ``path`` is not empty without
+                ``overwrite``; the disk filled up (nothing is left behind).
         """
         return _save(self, Path(path), overwrite)
 
@@ -257,15 +259,42 @@ def _manifest(
 def _save(bundle: Bundle, path: Path, overwrite: bool) -> Path:
     # locked before writing: of two concurrent saves to one path, one fails at once
     with exclusive_output(path, overwrite=overwrite) as tmp:
-        atomic_write_text(tmp / CONFIG, dump_config(bundle.config))
-        if bundle.normalizer is not None:
-            atomic_write_text(tmp / NORMALIZER, json.dumps(_normalizer_state(bundle.normalizer)))
-        for name, model in bundle.models.items():
-            model.save(tmp / artifacts.MODELS_DIR / name)
-        manifest = seal({**bundle.manifest, "files": digest_tree(tmp, skip=(MANIFEST,))})
-        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    bundle.manifest = manifest
+        _write(bundle, tmp)
     return path
+
+
+def fit_and_save(
+    config: ExperimentConfig | str | os.PathLike[str] | dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    overwrite: bool = False,
+) -> Bundle:
+    """:func:`fit`, then save to ``out``, with ``out`` claimed before fitting.
+
+    Of concurrent ``fit_and_save`` calls to one ``out`` exactly one fits and writes; the others
+    fail at once, before any work, with an :class:`~alphaforge.errors.OutputError`.
+
+    Raises:
+        OutputError: another live writer holds ``out``; ``out`` is not empty without
+            ``overwrite``; the disk filled up (nothing is left behind).
+    """
+    with exclusive_output(Path(out), overwrite=overwrite) as tmp:
+        bundle = fit(config, data=data)
+        _write(bundle, tmp)
+    return bundle
+
+
+def _write(bundle: Bundle, tmp: Path) -> None:
+    """Write ``bundle``'s files into the empty folder ``tmp``, the sealed manifest last."""
+    atomic_write_text(tmp / CONFIG, dump_config(bundle.config))
+    if bundle.normalizer is not None:
+        atomic_write_text(tmp / NORMALIZER, json.dumps(_normalizer_state(bundle.normalizer)))
+    for name, model in bundle.models.items():
+        model.save(tmp / artifacts.MODELS_DIR / name)
+    manifest = seal({**bundle.manifest, "files": digest_tree(tmp, skip=(MANIFEST,))})
+    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    bundle.manifest = manifest
 
 
 def _normalizer_state(n: FeatureNormalizer) -> dict[str, Any]:

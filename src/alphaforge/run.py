@@ -219,7 +219,7 @@ def run_experiment(
                 result = _run(cfg, tmp, progress, ckpt, resume)
             artifacts.write_manifest(tmp)
         except BaseException as exc:
-            if is_full_disk(exc):  # nothing to resume from a full disk: leave nothing behind
+            if is_full_disk(exc, run_dir.parent):  # nothing to resume: leave nothing behind
                 shutil.rmtree(ckpt, ignore_errors=True)
             raise
     shutil.rmtree(ckpt, ignore_errors=True)

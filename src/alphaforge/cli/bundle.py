@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from alphaforge.bundle import fit, predict
+from alphaforge.bundle import fit_and_save, predict
 from alphaforge.cli.ui import add_columns, guard, new_table, number_cells, out, print_table, spinner
 
 SHOWN = 10  # forecasts printed per model (all of them are in --out)
@@ -23,8 +23,8 @@ def fit_cmd(
 ) -> None:
     """Fit every model and ensemble on all labelled history and write a bundle folder."""
     with guard(), spinner("fitting"):
-        bundle = fit(config, data=data)
-        bundle.save(out_dir, overwrite=overwrite)
+        # --out is claimed first: a concurrent writer to it fails before fitting
+        bundle = fit_and_save(config, out_dir, data=data, overwrite=overwrite)
     m = bundle.manifest
     out.print(
         f"wrote {out_dir}: {len(bundle.models)} model(s) ({', '.join(bundle.models)}), "

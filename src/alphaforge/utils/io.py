@@ -52,6 +52,7 @@ _NEW_FILE = (
 _T = TypeVar("_T")
 #: errors that mean "the disk (or the user's quota / file-size limit) is full"
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_FULL_BYTES = 1 << 20  # a write that failed with less free than this: the disk was full
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,11 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: object
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        full = is_new_full_disk(exc, path)  # before the temp file frees its space
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise_if_full(exc, path)
+        if full:
+            raise full_disk_error(exc, path) from exc
         raise
 
 
@@ -263,24 +266,42 @@ def safe_filename(symbol: str) -> str:
     return f"{readable}~{digest}"
 
 
-def is_full_disk(exc: BaseException) -> bool:
-    """Whether ``exc`` says the disk, the quota or the file-size limit is exhausted."""
+def is_full_disk(exc: BaseException, where: Path | None = None) -> bool:
+    """Whether ``exc`` comes from a full disk, quota or file-size limit.
+
+    Args:
+        exc: The error a write raised.
+        where: The folder written to. Libraries that write files themselves (LightGBM, XGBoost)
+            raise their own errors without an errno; when ``where``'s file system has less than
+            1 MiB free, such a failure is counted as a full disk too.
+    """
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and (
-            exc.errno in FULL_DISK_ERRNOS
-            or any(s in str(exc) for s in ("No space left", "File too large", "Disk quota"))
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, OSError) and (
+            chain.errno in FULL_DISK_ERRNOS
+            or any(s in str(chain) for s in ("No space left", "File too large", "Disk quota"))
         ):
             return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
+        chain = chain.__cause__ or chain.__context__
+    if where is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return False
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BYTES
 
 
-def raise_if_full(exc: BaseException, path: Path) -> None:
-    """Turn a full-disk ``exc`` into an :class:`OutputError` naming ``path``; else return."""
-    if not isinstance(exc, OutputError) and is_full_disk(exc):
-        raise OutputError(
-            f"{path}: no space left on the device (or the quota / file-size limit is reached): "
-            f"{exc}; nothing was written and the temporary files were removed"
-        ) from exc
+def full_disk_error(exc: BaseException, path: str | os.PathLike[str]) -> OutputError:
+    """The :class:`OutputError` that reports a full disk while writing ``path``."""
+    return OutputError(
+        f"{path}: no space left on the device (or the quota / file-size limit is reached): "
+        f"{exc}; nothing was written and the temporary files were removed"
+    )
+
+
+def is_new_full_disk(exc: BaseException, path: str | os.PathLike[str]) -> bool:
+    """:func:`is_full_disk` for a write to ``path``, unless ``exc`` already reports it."""
+    return not isinstance(exc, OutputError) and is_full_disk(exc, Path(path).parent)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from alphaforge.errors import OutputError
-from alphaforge.utils.io import make_temp_dir, new_temp_path, raise_if_full
+from alphaforge.utils.io import full_disk_error, is_new_full_disk, make_temp_dir, new_temp_path
 
 _OPEN = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 # flock on NFS is a per-process POSIX lock: threads of one process also queue on this
@@ -178,8 +178,10 @@ def exclusive_output(
             yield tmp
             publish_dir(tmp, path)
         except BaseException as exc:
+            full = is_new_full_disk(exc, path)  # before the temporary folder frees its space
             shutil.rmtree(tmp, ignore_errors=True)
-            raise_if_full(exc, path)
+            if full:
+                raise full_disk_error(exc, path) from exc
             raise
 
 
