@@ -21,6 +21,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -29,6 +33,8 @@ from alphaforge import artifacts
 from alphaforge.bundle import fit, load_bundle
 from alphaforge.errors import DataError, OutputError
 from alphaforge.models.base import BaseForecaster
+from alphaforge.models.per_symbol import read_tuned_params
+from alphaforge.models.token_streams import read_tokens, write_tokens
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.report.load import load_run
 from alphaforge.run import rebacktest, run_experiment
@@ -372,3 +378,35 @@ def test_full_disk_run_gives_one_clear_error_and_leaves_nothing(tmp_path: Path) 
     assert "OutputError" in last and "no space left" in last and "runs/r" in last, proc.stderr
     left = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert left == [], left  # no run, no temporary folder, no lock, no checkpoints
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_sealed_tuned_params_are_refused_by_per_symbol(tmp_path: Path, damage: str):
+    path = tmp_path / "S000.json"
+    atomic_write_text(path, json.dumps(seal({"params": {"n_estimators": 5}, "model": "lightgbm"})))
+    assert read_tuned_params(path, "S000", "lightgbm") == {"n_estimators": 5}
+    DAMAGE[damage](path)
+    with pytest.raises(DataError, match="S000.json"):
+        read_tuned_params(path, "S000", "lightgbm")
+
+
+def test_altered_token_file_is_named(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2020-01-01", periods=50, freq="D").repeat(2),
+            "symbol": ["A", "B"] * 50,
+            "token": np.arange(100) % 7,
+        }
+    )
+    path = write_tokens(tmp_path / "tokens.parquet", frame, {"kind": "bins"})
+    back, meta = read_tokens(path)
+    assert meta == {"kind": "bins"} and back["token"].tolist() == frame["token"].tolist()
+    table = pq.read_table(path)
+    tokens = table.column("token").to_numpy().copy()
+    tokens[10] += 1  # a changed value in a file that still parses
+    pq.write_table(table.set_column(2, "token", pa.array(tokens)), path)
+    with pytest.raises(DataError, match="tokens.parquet.*altered"):
+        read_tokens(path)
+    _truncate(path)
+    with pytest.raises(DataError, match="tokens.parquet"):
+        read_tokens(path)

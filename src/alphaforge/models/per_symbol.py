@@ -19,7 +19,6 @@ symbols at the same timestamp) cannot be members.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import pandas as pd
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid
 from alphaforge.models.ensemble import ENSEMBLE_CAPS, Member, parse_member
+from alphaforge.utils.integrity import read_json
 from alphaforge.utils.io import safe_filename
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,7 @@ def read_tuned_params(path: Path, symbol: str, model: str) -> dict[str, Any]:
         DataError: unreadable or invalid JSON, not a mapping, no ``params`` mapping, or a record
             of another model or symbol; the message names the file.
     """
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read tuned params: {exc}", path=str(path)) from exc
+    record = read_json(path, what="tuned params")  # a sealed record must match its seal
     if not isinstance(record, Mapping):
         raise DataError(
             f"tuned params must be a JSON object, got {type(record).__name__}", path=str(path)

@@ -11,6 +11,7 @@ Shapes: n tokens, D documents.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from alphaforge.utils.io import atomic_write
 __all__ = ["TOKENS_META_KEY", "TokenStreams", "read_tokens", "write_tokens"]
 
 TOKENS_META_KEY = b"alphaforge.tokens"
+TOKENS_SHA256_KEY = b"alphaforge.tokens.sha256"  # of the rows, checked on reading
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,8 +169,13 @@ def write_tokens(
 ) -> Path:
     """Write a token frame (``timestamp, symbol, token``) to Parquet atomically, with ``meta``
     (JSON) in the file's key-value metadata."""
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    merged = {**(table.schema.metadata or {}), TOKENS_META_KEY: json.dumps(meta or {}).encode()}
+    frame = frame.reset_index(drop=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    merged = {
+        **(table.schema.metadata or {}),
+        TOKENS_META_KEY: json.dumps(meta or {}).encode(),
+        TOKENS_SHA256_KEY: _content_digest(frame).encode(),
+    }
     with atomic_write(path, "wb") as fh:
         pq.write_table(table.replace_schema_metadata(merged), fh)
     return Path(path)
@@ -184,9 +191,30 @@ def read_tokens(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, A
         table = pq.read_table(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read tokens: {exc}", path=str(path)) from None
-    meta = json.loads((table.schema.metadata or {}).get(TOKENS_META_KEY, b"{}"))
+    kv = table.schema.metadata or {}
+    try:
+        meta = json.loads(kv.get(TOKENS_META_KEY, b"{}"))
+    except ValueError as exc:
+        msg = f"token file is damaged: its metadata is not JSON ({exc})"
+        raise DataError(msg, path=str(path)) from None
     frame = table.to_pandas()
     missing = {"symbol", "timestamp", "token"} - set(frame.columns)
     if missing:
         raise DataError(f"token file lacks columns {sorted(missing)}", path=str(path))
+    digest = kv.get(TOKENS_SHA256_KEY)  # absent in files written before digests
+    if digest is not None and digest.decode() != _content_digest(frame):
+        raise DataError(
+            "token file is damaged: its tokens' SHA-256 differs from the one recorded when it "
+            "was written (altered)",
+            path=str(path),
+        )
     return frame, meta
+
+
+def _content_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a token frame's timestamps, symbols and tokens, in row order."""
+    h = hashlib.sha256()
+    h.update(pd.to_datetime(frame["timestamp"]).to_numpy("datetime64[ns]").tobytes())
+    h.update("\0".join(map(str, frame["symbol"])).encode("utf-8"))
+    h.update(np.ascontiguousarray(frame["token"].to_numpy(np.int64)).tobytes())
+    return h.hexdigest()
