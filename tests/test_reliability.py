@@ -35,6 +35,7 @@ from alphaforge.errors import DataError, OutputError
 from alphaforge.models.base import BaseForecaster
 from alphaforge.models.per_symbol import read_tuned_params
 from alphaforge.models.token_streams import read_tokens, write_tokens
+from alphaforge.models.tokenizer import VQVAETokenizer, load_tokenizer
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.report.load import load_run
 from alphaforge.run import rebacktest, run_experiment
@@ -410,3 +411,15 @@ def test_altered_token_file_is_named(tmp_path: Path) -> None:
     _truncate(path)
     with pytest.raises(DataError, match="tokens.parquet"):
         read_tokens(path)
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer.pt"])
+def test_damaged_saved_tokenizer_is_named(tmp_path: Path, name: str, damage: str) -> None:
+    patches = np.random.default_rng(0).standard_normal((400, 1, 5)) * 0.01
+    tok = VQVAETokenizer(random_state=0, codebook_size=8, max_epochs=1, min_steps=0, hidden=8)
+    path = tok.fit(patches).save(tmp_path / "tok")
+    load_tokenizer(path)
+    DAMAGE[damage](path / name)
+    with pytest.raises(DataError, match=re.escape(name)):
+        load_tokenizer(path)

@@ -126,6 +126,7 @@ def _read(run: Path, name: str, split: str) -> pd.DataFrame:
         raise DataError(f"{run}: run directory not found")
     if not path.is_file():
         raise DataError(f"{path}: not found; is {run} a run directory?")
+    artifacts.verify_run(run, [artifacts.PREDICTIONS, artifacts.METRICS])
     try:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file

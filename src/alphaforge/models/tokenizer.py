@@ -45,6 +45,7 @@ from alphaforge.errors import ConfigError, DataError, NotFittedError
 from alphaforge.models.base import require
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.utils.device import resolve_device, seeded
+from alphaforge.utils.integrity import digest_tree, read_json, seal, verify_tree
 from alphaforge.utils.io import atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -529,7 +530,10 @@ class ReturnTokenizer:
             "table": self.table_.tolist(),
             "state": self._save_state(path),
         }
-        atomic_write_text(path / META_FILE, json.dumps(meta) + "\n")  # last: marks completeness
+        if (path / WEIGHTS_FILE).is_file():  # checked by load_tokenizer before reading
+            meta["files"] = {WEIGHTS_FILE: digest_tree(path)[WEIGHTS_FILE]}
+        # last: marks completeness; sealed, so an altered tokenizer.json is refused
+        atomic_write_text(path / META_FILE, json.dumps(seal(meta)) + "\n")
         return path
 
     def _save_state(self, path: Path) -> dict[str, Any]:
@@ -706,13 +710,16 @@ def load_tokenizer(path: str | os.PathLike[str]) -> ReturnTokenizer:
         DataError: missing or malformed files.
     """
     path = Path(path)
+    if not (path / META_FILE).is_file():
+        raise DataError(f"not a saved tokenizer: no {META_FILE}", path=str(path))
+    meta = read_json(path / META_FILE, what="saved tokenizer's metadata")
     try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
         klass = TOKENIZERS[meta["kind"]]
-    except (OSError, ValueError, KeyError) as exc:
+    except (KeyError, TypeError) as exc:
         raise DataError(
             f"not a saved tokenizer ({type(exc).__name__}: {exc})", path=str(path)
         ) from None
+    verify_tree(path, meta.get("files", {}), what="saved tokenizer")
     if meta.get("format") != _FORMAT:
         raise DataError(f"not a saved tokenizer (format {meta.get('format')!r})", path=str(path))
     tok = klass(TokenizerConfig(**meta["config"]), random_state=meta["random_state"])
