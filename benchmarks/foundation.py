@@ -17,10 +17,11 @@ the first call (includes ``torch.compile``), the median of ``--repeat`` warm cal
 paths per second (symbols x samples / median) and latency per symbol (median / symbols).
 
 Variants: eager and compiled (``compile=True``; on CUDA only unless ``--compile-cpu``);
-Kronos with the shared-prefix KV cache and with full recomputation of the window at every step
-(``use_cache=False``, the reference loop); Toto with one context pass (the adapter) and with
-per-sample decoding (the package's ``TotoForecaster``, which repeats the context once per
-sample and runs the network per batch of samples).
+Kronos with the shared-prefix KV cache (``decode="auto"``: preallocated caches and CUDA-graph
+steps on CUDA; ``decode="eager"``: caches that grow each step) and with full recomputation of
+the window at every step (``use_cache=False``, the reference loop); Toto with one context pass
+(the adapter) and with per-sample decoding (the package's ``TotoForecaster``, which repeats
+the context once per sample and runs the network per batch of samples).
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def adapter_runs(
             "KronosAdapter",
             {"arch": args.kronos_arch},
             [
-                ("eager, KV cache", {}),
+                ("eager, KV cache", {}),  # decode auto: CUDA-graph steps on CUDA
+                ("eager, KV cache, growing caches", {"decode": "eager"}),
                 ("eager, no cache (recompute)", {"use_cache": False}),
                 ("compiled, KV cache", {"compile": True}),
             ],

@@ -3,14 +3,19 @@
 Run from the repository root:
     .venv/bin/python benchmarks/gpt.py                 # speed, CPU defaults: d 128, 4 layers, T 128
     .venv/bin/python benchmarks/gpt.py --compile       # CUDA: also torch.compile (MFU both ways)
+    .venv/bin/python benchmarks/gpt.py --compile reduce-overhead   # another compile mode
     .venv/bin/python benchmarks/gpt.py --eval          # quality on builtin:us-stocks-5 and btc-15m
 
 Speed (random tokens, V = 128):
-- training tokens/s through ``fit_torch`` (AdamW, clipping, autocast bf16 on CUDA), median of
-  timed steps after warm-up; on CUDA the model FLOPs utilisation ``flops_per_token * tokens/s /
-  peak`` (peak bf16 dense: 989 TFLOP/s for H100/H200, override with ``--peak-tflops``);
-- decoding: ``generate`` with the KV cache vs full recomputation for the same prompts and
-  uniforms (tokens must be identical; the script prints whether they are);
+- training tokens/s through ``fit_torch`` (AdamW, clipping, autocast bf16 on CUDA), the median
+  step after ``--warmup`` steps, timed in one run (compilation happens in the first step and is
+  printed apart); on CUDA the model FLOPs utilisation ``flops_per_token * tokens/s / peak``
+  (peak: dense bf16 of the GPU from :func:`alphaforge.utils.device.peak_flops`, 989 TFLOP/s for
+  H100/H200; override with ``--peak-tflops``);
+- decoding: ``generate`` with the KV cache (``decode`` eager: a growing cache; static: the
+  preallocated cache; graph, CUDA only: its step replayed from a CUDA graph) vs full
+  recomputation for the same prompts and uniforms (tokens must be identical; the script prints
+  whether they are), and ms per one-token step;
 - batched sampling: 500 symbols x 8 paths x 32 new tokens from 64-token prompts.
 
 Quality (``--eval``), per dataset, split by time 60% train / 20% valid / 20% test:
@@ -52,6 +57,7 @@ from alphaforge.models.tokenizer import (
 )
 from alphaforge.models.training import TrainConfig, fit_torch
 from alphaforge.registry import get_model
+from alphaforge.utils import device as dev
 from alphaforge.utils.device import resolve_device, resolve_precision
 
 
@@ -77,7 +83,7 @@ def random_streams(n_docs: int, length: int, vocab: int, seed: int = 0) -> Token
 
 # ---------------------------------------------------------------------------- speed
 def bench_training(
-    config: GPTConfig, args: argparse.Namespace, device: torch.device, compile_: bool
+    config: GPTConfig, args: argparse.Namespace, device: torch.device, compile_: str | bool
 ) -> dict[str, float]:
     torch.manual_seed(0)
     model = GPT(config)
@@ -97,14 +103,26 @@ def bench_training(
         compile=compile_,
         patience=0,
     )
-    loss_fn = lambda net, b: net(b["x"], b["y"])  # noqa: E731
-    fit_torch(model, src, loss_fn, train, max_steps=args.warmup)  # compile, allocator warm-up
-    elapsed, _ = timed(lambda: fit_torch(model, src, loss_fn, train, max_steps=args.steps), device)
-    per_step = elapsed / args.steps
+    stamps: list[float] = []
+
+    def loss_fn(net: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        dev.synchronize(device)  # fit_torch syncs once per step anyway
+        stamps.append(time.perf_counter())
+        return net(b["x"], b["y"])
+
+    fit_torch(model, src, loss_fn, train, max_steps=args.warmup + args.steps + 1)
+    gaps = np.diff(stamps)  # step i: from its loss call to the next step's
+    per_step = float(np.median(gaps[args.warmup :]))
     tokens_s = args.batch_size * config.sequence_len / per_step
-    row = {"params": model.num_params(), "tokens_s": tokens_s, "step_ms": 1e3 * per_step}
-    if device.type == "cuda":
-        row["mfu"] = model.flops_per_token() * tokens_s / (args.peak_tflops * 1e12)
+    row = {
+        "params": model.num_params(),
+        "tokens_s": tokens_s,
+        "step_ms": 1e3 * per_step,
+        "first_step_s": float(gaps[0]),  # compilation, allocator and kernel warm-up
+    }
+    peak = 1e12 * args.peak_tflops if args.peak_tflops else dev.peak_flops(device, torch.bfloat16)
+    if device.type == "cuda" and peak:
+        row["mfu"] = model.flops_per_token() * tokens_s / peak
     return row
 
 
@@ -121,24 +139,31 @@ def bench_decoding(config: GPTConfig, device: torch.device) -> dict[str, Any]:
     idx = torch.randint(0, config.vocab_size, (B, prompt), device=device)
     idx[:, 0] = config.bos
     u = torch.rand(B, new, dtype=torch.float64)
+    modes = ["eager", "static"] + (["graph"] if device.type == "cuda" else [])
+    out: dict[str, Any] = {"batch": B, "prompt": prompt, "new": new}
     with ctx:
-        model.generate(idx[:4], 4, uniforms=u[:4, :4])  # warm-up
-        t_cache, a = timed(lambda: model.generate(idx, new, uniforms=u), device)
+        t_one, _ = timed(lambda: model.generate(idx, 1, uniforms=u[:, :1]), device)
+        for mode in modes:
+            model.generate(idx, new, uniforms=u, decode=mode)  # warm-up (and graph capture)
+            t, tokens = timed(lambda m=mode: model.generate(idx, new, uniforms=u, decode=m), device)
+            out[f"{mode}_s"], out[f"{mode}_tokens"] = t, tokens
+            out[f"{mode}_step_ms"] = 1e3 * max(0.0, t - t_one) / (new - 1)
         t_full, b = timed(lambda: model.generate(idx, new, uniforms=u, use_cache=False), device)
         prompts = torch.randint(0, config.vocab_size, (500, 65), device=device)
         prompts[:, 0] = config.bos
-        t_sample, _ = timed(lambda: model.generate(prompts, 32, 1.0, num_samples=8), device)
-    return {
-        "batch": B,
-        "prompt": prompt,
-        "new": new,
-        "kv_cache_s": t_cache,
-        "recompute_s": t_full,
-        "speedup": t_full / t_cache,
-        "identical": bool(torch.equal(a, b)),
-        "diff_tokens": int((a != b).sum()),
-        "sample_500x8x32_s": t_sample,
-    }
+        sample = lambda: model.generate(prompts, 32, 1.0, num_samples=8)  # noqa: E731
+        sample()  # warm-up (and graph capture on CUDA)
+        t_sample, _ = timed(sample, device)
+    a = out[f"{modes[-1]}_tokens"]
+    out.update(
+        recompute_s=t_full,
+        speedup=t_full / out[f"{modes[-1]}_s"],
+        fastest=modes[-1],
+        identical=bool(torch.equal(a, b)),
+        diff_tokens=int((a != b).sum()),
+        sample_500x8x32_s=t_sample,
+    )
+    return out
 
 
 def run_speed(args: argparse.Namespace) -> None:
@@ -156,18 +181,25 @@ def run_speed(args: argparse.Namespace) -> None:
         f"GPT d {args.d_model}, {args.layers} layers, {args.heads}/{args.kv_heads} heads, "
         f"T {args.seq_len}, batch {args.batch_size}"
     )
-    for compile_ in [False] + ([True] if args.compile and device.type == "cuda" else []):
+    compiled = [args.compile] if args.compile and device.type == "cuda" else []
+    for compile_ in [False, *compiled]:
         row = bench_training(config, args, device, compile_)
         mfu = f", MFU {100 * row['mfu']:.1f}%" if "mfu" in row else ", MFU n/a (CPU)"
         print(
-            f"train{' (compiled)' if compile_ else ''}: {row['params']:,} params, "
-            f"{row['tokens_s']:,.0f} tokens/s, {row['step_ms']:.1f} ms/step{mfu}"
+            f"train{f' (compile {compile_})' if compile_ else ''}: {row['params']:,} params, "
+            f"{row['tokens_s']:,.0f} tokens/s, {row['step_ms']:.1f} ms/step{mfu}; first step "
+            f"{row['first_step_s']:.1f}s (compile and warm-up)"
         )
     d = bench_decoding(config, device)
+    steps = ", ".join(
+        f"{m} {d[f'{m}_s']:.3f}s ({d[f'{m}_step_ms']:.2f} ms/step)"
+        for m in ("eager", "static", "graph")
+        if f"{m}_s" in d
+    )
     print(
-        f"decode {d['batch']} x ({d['prompt']} prompt + {d['new']} new): KV cache "
-        f"{d['kv_cache_s']:.3f}s, recompute {d['recompute_s']:.3f}s, speedup "
-        f"{d['speedup']:.1f}x, identical tokens: {d['identical']} ({d['diff_tokens']} differ)"
+        f"decode {d['batch']} x ({d['prompt']} prompt + {d['new']} new): KV cache {steps}; "
+        f"recompute {d['recompute_s']:.3f}s, speedup ({d['fastest']}) {d['speedup']:.1f}x, "
+        f"identical tokens: {d['identical']} ({d['diff_tokens']} differ)"
     )
     print(
         f"batched sampling 500 symbols x 8 paths x 32 tokens (64-token prompts): "
@@ -302,8 +334,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed training steps")
-    parser.add_argument("--compile", action="store_true", help="CUDA: also torch.compile")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="CUDA: also torch.compile, in this mode",
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="bf16 dense peak (default: by GPU name)"
+    )
     parser.add_argument("--eval", action="store_true", help="quality on built-in data")
     parser.add_argument("--datasets", default="builtin:us-stocks-5,builtin:btc-15m")
     parser.add_argument("--codebook", type=int, default=128)

@@ -7,12 +7,22 @@ Run from the repository root:
 
 Speed mode (default): a balanced random panel of ``--symbols`` x ``--bars`` rows with
 ``--features`` float features (first 20 bars NaN, like feature warm-up) and a random label;
-one ``fit`` per sequence length. Printed per run: parameters, median epoch time, training
-samples/s (one sample = one (date, asset) window; a step holds ``--batch-size`` dates of all
-assets), time outside the epochs (layout, targets), and peak memory: CUDA
-``torch.cuda.max_memory_allocated`` during ``fit``, else the process's ru_maxrss. CUDA defaults:
-d_model 192, 4 layers, 6 heads, seq_len 128/192/256, bf16, with and without ``torch.compile``
-(``--no-compile`` skips it); CPU defaults are small (d_model 64, 2 layers, seq_len 16/32/64, fp32).
+one ``fit`` per sequence length. Printed per run: parameters, steady-state epoch time (median of
+the epochs after the first), training samples/s (one sample = one (date, asset) window; a step
+holds ``--batch-size`` dates of all assets), compile and warm-up time (first epoch minus the
+steady one), time outside the epochs (layout, targets), peak memory (CUDA
+``torch.cuda.max_memory_allocated`` during ``fit``, else the process's ru_maxrss) and, on a GPU
+of known peak, the model FLOPs utilisation::
+
+    MFU = 3 * RankerNet.flops_per_window(T) * samples/s / peak FLOP/s
+
+(forward FLOPs of one T-bar window: input and Time2Vec projections, ``n_layers`` x (QKV and
+output projections 8 T D^2, MLP 4 f T D^2, attention 4 T^2 D), the L lag heads; backward ~ 2 x
+forward; padding windows not counted; peak: dense bf16, :func:`alphaforge.utils.device.
+peak_flops`). CUDA defaults: d_model 192, 4 layers, 6 heads, seq_len 128/192/256, 32 dates per
+step, bf16, eager and ``compile="default"`` (``--no-compile`` skips it, ``--compile MODE`` picks
+another mode), 3 epochs; CPU defaults are small (d_model 64, 2 layers, seq_len 16/32/64, fp32,
+8 dates per step).
 
 Evaluation mode (``--data PATH``): ``load_panel(PATH, repair=True)``, optionally sliced to the
 first ``--symbols`` symbols and last ``--bars`` bars; ``build_features`` (``--feature-names``,
@@ -43,6 +53,7 @@ from alphaforge.metrics import ic, icir, quantile_spread, rank_ic, top_k_hit_rat
 from alphaforge.models.ranker import RankingTransformerForecaster, horizon_targets
 from alphaforge.registry import get_model
 from alphaforge.splits import WalkForward
+from alphaforge.utils import device as dev
 from alphaforge.utils.device import resolve_device
 
 MIB = 1024**2
@@ -70,7 +81,7 @@ def random_panel(
 
 def peak_mib(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / MIB
+        return dev.peak_memory_mib(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -82,9 +93,9 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
     d_model = args.d_model or (192 if cuda else 64)
     n_layers = args.layers or (4 if cuda else 2)
     n_heads = max(1, d_model // 32)
-    runs = [("bf16" if cuda else "fp32", False)]
+    runs: list[tuple[str, str | bool]] = [("bf16" if cuda else "fp32", False)]
     if cuda and not args.no_compile:
-        runs.append(("bf16", True))
+        runs.append(("bf16", args.compile))
     X, y = random_panel(args.symbols, args.bars, args.features)
     print(
         f"device {device} ({torch.get_num_threads()} CPU threads); panel {args.symbols} "
@@ -93,8 +104,8 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
         f"{args.batch_size} dates per step"
     )
     header = (
-        f"{'seq_len':>7} {'precision':>9} {'compile':>7} {'params':>9} {'epoch_s':>8} "
-        f"{'samples/s':>10} {'prep_s':>7} {'peak_MiB':>9}"
+        f"{'seq_len':>7} {'precision':>9} {'compile':>15} {'params':>9} {'epoch_s':>8} "
+        f"{'samples/s':>10} {'MFU_%':>6} {'compile_s':>9} {'prep_s':>7} {'peak_MiB':>9}"
     )
     print(header)
     for seq_len in seq_lens:
@@ -115,19 +126,22 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
             }
             if cuda:
                 torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
+            dev.reset_peak_memory(device)  # initialises CUDA first: no "Invalid device argument"
             start = time.perf_counter()
             model = RankingTransformerForecaster.from_params(config, random_state=0).fit(X, y)
-            if cuda:
-                torch.cuda.synchronize(device)
+            dev.synchronize(device)
             total = time.perf_counter() - start
-            epochs = model.history_["epoch_time_s"]
-            epoch_s = statistics.median(epochs)
+            epochs = [float(t) for t in model.history_["epoch_time_s"]]
+            epoch_s = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
             n_samples = int(y.notna().sum())  # windows with a target, roughly
             params = sum(p.numel() for p in model.net_.parameters())
+            peak = dev.peak_flops(device, torch.bfloat16 if precision == "bf16" else None)
+            flops = 3 * model.net_.flops_per_window(seq_len) * n_samples / epoch_s
+            mfu = f"{100 * flops / peak:>6.1f}" if peak else f"{'n/a':>6}"
             print(
-                f"{seq_len:>7} {precision:>9} {compile_!s:>7} {params:>9,} {epoch_s:>8.2f} "
-                f"{n_samples / epoch_s:>10,.0f} {total - float(epochs.sum()):>7.2f} "
+                f"{seq_len:>7} {precision:>9} {compile_ or 'none'!s:>15} {params:>9,} "
+                f"{epoch_s:>8.2f} {n_samples / epoch_s:>10,.0f} {mfu} "
+                f"{max(0.0, epochs[0] - epoch_s):>9.2f} {total - sum(epochs):>7.2f} "
                 f"{peak_mib(device):>9,.0f}"
             )
 
@@ -252,8 +266,16 @@ def main() -> None:
         help="horizons per lag (default 20 speed / 5 evaluation)",
     )
     parser.add_argument("--epochs", type=int, default=None, help="default 2 speed / 10 eval")
-    parser.add_argument("--batch-size", type=int, default=8, help="dates per optimizer step")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="dates per step (default 32 CUDA / 8 CPU)"
+    )
     parser.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")
+    parser.add_argument(
+        "--compile",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="CUDA: compile mode of the compiled run",
+    )
     parser.add_argument("--feature-names", default=FEATURE_NAMES, help="evaluation features")
     parser.add_argument("--lookback", type=int, default=32, help="evaluation lookback")
     parser.add_argument("--lr", type=float, default=1e-3, help="evaluation learning rate")
@@ -269,11 +291,13 @@ def main() -> None:
         args.symbols = args.symbols or (100 if cuda else 50)
         args.bars = args.bars or (300 if cuda else 150)
         args.horizons = args.horizons or 20
-        args.epochs = args.epochs or 2
+        args.epochs = args.epochs or 3  # epoch 0 pays for compilation: steady state from 1
+        args.batch_size = args.batch_size or (32 if cuda else 8)
         bench_speed(args, device)
     else:
         args.horizons = args.horizons or 5
         args.epochs = args.epochs or 10
+        args.batch_size = args.batch_size or 8
         evaluate(args, device)
 
 

@@ -8,8 +8,9 @@ first 20 bars of every symbol NaN, like feature warm-up) and a random label; loo
 
 Per network (F 95, T 64, hidden / d_model 128; plus the LSTM hidden 64 x 2 layers, batch 256):
 - ours: ``Forecaster.fit`` (standardiser, on-device ``SequenceLayout``, windows gathered per
-  batch, ``fit_torch``); epoch time is the median of ``history_.epoch_time_s`` (epoch 0
-  included: it pays for warm-up), samples/s = training rows / that; prep = the rest of ``fit``;
+  batch, ``fit_torch``); epoch time is the steady state, the median of ``history_.epoch_time_s``
+  after epoch 0 (epoch 0 pays for warm-up and compilation, reported apart as ``compile_s`` =
+  epoch 0 minus the steady epoch), samples/s = training rows / that; prep = the rest of ``fit``;
 - ref: the same ``nn.Module`` trained by a textbook loop (AdamW, clip 1.0, MSE) over a
   ``DataLoader`` of windows pre-built in numpy (``(R, T, F)`` float32, shuffled, pinned on CUDA);
   prep = building those windows;
@@ -17,7 +18,9 @@ Per network (F 95, T 64, hidden / d_model 128; plus the LSTM hidden 64 x 2 layer
   CUDA also ``torch.cuda.max_memory_allocated`` during each training run;
 - inference: ``predict`` on 500 symbols x ``--infer-bars`` bars (rows/s, every row predicted
   from its own window) and one forward pass of a (500, T, F) batch (one cross-section).
-On CUDA the fp32 and bf16 (autocast) paths run, and ``--compile`` adds ``torch.compile``.
+On CUDA the fp32 and bf16 (autocast) paths run, and ``--compile [MODE]`` adds ``torch.compile``
+(``default``, ``reduce-overhead`` or ``max-autotune``; compiled training drops each epoch's last
+partial batch, so one graph serves every step). Use ``--epochs 3`` or more with ``--compile``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from alphaforge.models.rnn import (
 from alphaforge.models.torch_base import TorchForecaster
 from alphaforge.models.transformer import TransformerForecaster
 from alphaforge.models.windows import SequenceLayout, Standardizer
+from alphaforge.utils import device as dev
 from alphaforge.utils.device import resolve_device
 
 N_FEATURES, LOOKBACK = 95, 64
@@ -138,12 +142,11 @@ def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 
 
 def peak_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    dev.reset_peak_memory(device)  # initialises CUDA first: no "Invalid device argument"
 
 
 def peak_mib(device: torch.device) -> float:
-    return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else float("nan")
+    return dev.peak_memory_mib(device)
 
 
 def bench_case(
@@ -154,7 +157,7 @@ def bench_case(
     args: argparse.Namespace,
     device: torch.device,
     precision: str,
-    compile_: bool,
+    compile_: str | bool,
 ) -> dict[str, Any]:
     X, y, X_inf = data["X"], data["y"], data["X_inf"]
     config = {
@@ -171,7 +174,8 @@ def bench_case(
     }
     peak_reset(device)
     fit_s, model = timed(lambda: cls.from_params(config, random_state=0).fit(X, y), device)
-    epoch_s = statistics.median(model.history_["epoch_time_s"])
+    epochs = [float(t) for t in model.history_["epoch_time_s"]]
+    epoch_s = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]  # steady state
     ours_peak = peak_mib(device)
     layout = SequenceLayout.build(X, model.standardizer_, device="cpu")
     row: dict[str, Any] = {
@@ -181,6 +185,7 @@ def bench_case(
         "params": sum(p.numel() for p in model.net_.parameters()),
         "ours_epoch_s": epoch_s,
         "ours_samples_s": len(X) / epoch_s,
+        "compile_s": max(0.0, epochs[0] - epoch_s),
         "ours_prep_s": fit_s - float(model.history_["epoch_time_s"].sum()),
         "ours_data_mib": (layout.values.nbytes + 2 * layout.pos.nbytes) / MIB,
         "ours_gpu_peak_mib": ours_peak,
@@ -230,7 +235,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--compile", action="store_true", help="also run torch.compile (CUDA)")
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="also run torch.compile in this mode (CUDA)",
+    )
     parser.add_argument("--cases", default="", help="comma-separated case-name prefixes")
     parser.add_argument("--skip-reference", action="store_true")
     args = parser.parse_args()
@@ -240,9 +252,9 @@ def main() -> None:
     X, y = random_panel(args.symbols, args.bars)
     X_inf, _ = random_panel(500, args.infer_bars, seed=1)
     data = {"X": X, "y": y, "X_inf": X_inf}
-    runs = [("fp32", False)]
+    runs: list[tuple[str, str | bool]] = [("fp32", False)]
     if device.type == "cuda":
-        runs += [("bf16", False)] + ([("bf16", True)] if args.compile else [])
+        runs += [("bf16", False)] + ([("bf16", args.compile)] if args.compile else [])
     wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(

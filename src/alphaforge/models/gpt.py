@@ -14,6 +14,13 @@
 - Generation with a KV cache, batched, several samples per prompt from one prefill; sampling by
   inverse CDF of caller-supplied uniforms, so a forecast's randomness is keyed to its own row
   (symbol, timestamp, seed), not to the batch it was computed in.
+- Fixed-shape decoding (as in gpt-fast): a preallocated :class:`StaticKVCache` written at a
+  position held in a tensor, attention over the whole cache with a mask, so every one-token step
+  has the same shapes; on CUDA each step is replayed from a captured CUDA graph
+  (:mod:`~alphaforge.models.decoding`). ``generate(decode=...)`` picks it; in fp32 it gives the
+  growing cache's tokens.
+- Attention kernels per call from ``attention_backend`` (:func:`~alphaforge.utils.device.
+  sdpa_context`): decoding never uses cuDNN's per-shape graphs.
 - Training, evaluation, save/load and the forecaster live in
   :mod:`~alphaforge.models.gpt_forecaster` (as nanochat keeps its engine apart from ``gpt.py``).
 
@@ -23,9 +30,11 @@ D head dim, S samples per prompt.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +44,12 @@ from torch import nn
 
 from alphaforge.errors import DataError
 from alphaforge.models.base import require
+from alphaforge.models.decoding import DecoderCache, GraphedStep, bucket, resolve_decode
+from alphaforge.utils import device as dev
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "prefix_tokens", "sample_next"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "StaticKVCache", "prefix_tokens", "sample_next"]
+
+AttentionBackend = Literal["auto", "flash", "efficient", "cudnn", "math"]
 
 
 # ============================================================================ network
@@ -62,6 +75,7 @@ class GPTConfig:
     n_symbols: int = 0  # symbol-conditioning tokens after BOS; 0: every window starts with BOS
     tie_embeddings: bool = False  # output head reuses the first V rows of the input embedding
     dropout: float = 0.0  # on each residual branch, training only
+    attention_backend: AttentionBackend = "auto"  # SDPA kernels (utils.device.sdpa_context)
 
     def __post_init__(self) -> None:
         for name in ("sequence_len", "vocab_size", "n_layer", "n_head"):
@@ -80,6 +94,12 @@ class GPTConfig:
         )
         require(self.n_symbols >= 0, self, "n_symbols", "an int >= 0")
         require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
+        require(
+            self.attention_backend in dev.ATTENTION_BACKENDS,
+            self,
+            "attention_backend",
+            f"one of {', '.join(dev.ATTENTION_BACKENDS)}",
+        )
 
     @property
     def bos(self) -> int:
@@ -150,10 +170,70 @@ class KVCache:
             self.v = self.v.repeat_interleave(n, dim=1)
 
 
+class StaticKVCache:
+    """Preallocated keys and values of every layer for N rows and ``max_len`` positions.
+
+    One decode step writes position ``pos`` (a ``(1,)`` tensor, so the step's kernels never see
+    a Python integer change) and attends over all ``max_len`` keys with a mask of the written
+    ones: every step has the same shapes and addresses, which a CUDA graph needs.
+
+    Args:
+        n_layer, n_rows, n_kv_head, max_len, head_dim: Buffer shape
+            ``(n_layer, N, Hk, max_len, D)``.
+        dtype: dtype of the keys (that of the prefill's keys, bf16 under bf16 autocast).
+        device: Where the buffers live.
+    """
+
+    def __init__(
+        self,
+        n_layer: int,
+        n_rows: int,
+        n_kv_head: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (n_layer, n_rows, n_kv_head, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=device)  # position being written
+        self.positions = torch.arange(max_len, device=device)[None]  # (1, max_len)
+        self.mask = self.positions <= self.pos  # (1, max_len) keys written so far
+
+    def load(self, prefix: KVCache, repeats: int) -> None:
+        """Copy a prefill's ``(B, ...)`` keys as ``(B * repeats, ...)`` rows; zero the rest."""
+        T = prefix.pos
+        assert prefix.k is not None and prefix.v is not None
+        for mine, theirs in ((self.k, prefix.k), (self.v, prefix.v)):
+            mine[:, :, :, :T] = theirs[:, :, :, :T].repeat_interleave(repeats, dim=1)
+            mine[:, :, :, T:] = 0  # no stale keys of an earlier call behind the mask
+
+    def attend(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str
+    ) -> torch.Tensor:
+        """Write one position's ``(N, Hk, 1, D)`` keys/values; ``(N, H, 1, D)`` queries attend to
+        every written position. Returns ``(N, H, 1, D)``."""
+        self.k[layer].index_copy_(2, self.pos, k.to(self.k.dtype))
+        self.v[layer].index_copy_(2, self.pos, v.to(self.v.dtype))
+        N, H, _, D = q.shape
+        Hk = self.k.shape[2]
+        # grouped queries: head h = hk * G + g reads kv head hk, as enable_gqa's repeat does
+        qg = q.reshape(N, Hk, H // Hk, D)  # (N, Hk, G, D): G queries per kv head
+        with dev.sdpa_context(qg, backend, masked=True, varying_keys=True):
+            k_all, v_all = self.k[layer], self.v[layer]  # (N, Hk, max_len, D)
+            y = F.scaled_dot_product_attention(qg, k_all, v_all, attn_mask=self.mask)
+        return y.reshape(N, H, 1, D)
+
+
+AnyCache = KVCache | StaticKVCache | None  # growing, preallocated, or none (training)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, c: GPTConfig, layer: int) -> None:
         super().__init__()
         self.layer, self.n_head, self.n_kv_head = layer, c.n_head, c.n_kv_head
+        self.backend = c.attention_backend
         self.head_dim = c.n_embd // c.n_head
         self.c_q = nn.Linear(c.n_embd, c.n_head * self.head_dim, bias=False)
         self.c_k = nn.Linear(c.n_embd, c.n_kv_head * self.head_dim, bias=False)
@@ -161,7 +241,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(c.n_embd, c.n_embd, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: AnyCache
     ) -> torch.Tensor:
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
@@ -169,16 +249,24 @@ class CausalSelfAttention(nn.Module):
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))  # QK-norm
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|Hk, T, D)
+        if isinstance(cache, StaticKVCache):  # fixed-shape one-token step
+            y = cache.attend(self.layer, q, k, v, self.backend)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, Hk, Tk, D), Tk = cached + T
         Tk, gqa = k.size(2), self.n_kv_head != self.n_head
-        if Tk == T:  # training, or prefill of an empty cache
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        elif T == 1:  # one new token attends to everything cached
-            y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
-        else:  # a chunk after a cached prefix: query i sees keys <= Tk - T + i
-            mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(Tk - T)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        # cached calls change key length call by call: no per-shape kernel builds (cuDNN)
+        ctx = dev.sdpa_context(
+            q, self.backend, masked=T not in (1, Tk), varying_keys=cache is not None
+        )
+        with ctx:
+            if Tk == T:  # training, or prefill of an empty cache
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            elif T == 1:  # one new token attends to everything cached
+                y = F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+            else:  # a chunk after a cached prefix: query i sees keys <= Tk - T + i
+                mask = torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(Tk - T)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -199,7 +287,7 @@ class Block(nn.Module):
         self.drop = nn.Dropout(c.dropout)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: AnyCache
     ) -> torch.Tensor:
         x = x + self.drop(self.attn(norm(x), cos, sin, cache))  # pre-norm residual
         return x + self.drop(self.mlp(norm(x)))
@@ -217,6 +305,7 @@ class GPT(nn.Module):
         cos, sin = rotary_tables(c.sequence_len, c.n_embd // c.n_head)
         self.register_buffer("cos", cos, persistent=False)  # derived: not in the state dict
         self.register_buffer("sin", sin, persistent=False)
+        self._decoders = DecoderCache()  # fixed-shape decoders by shape (decode static/graph)
         self.init_weights()
 
     @torch.no_grad()
@@ -273,15 +362,29 @@ class GPT(nn.Module):
         if cache is not None:
             cache.pos += T
         x = norm(x[:, -1:] if last_only else x)
-        head = (
-            self.wte.weight[: self.config.vocab_size]
-            if self.lm_head is None
-            else self.lm_head.weight
-        )
-        logits = F.linear(x, head)  # (B, T, V)
+        logits = F.linear(x, self._head())  # (B, T, V)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1)
+
+    def _head(self) -> torch.Tensor:
+        """``(V, C)`` output weights: the head's, or the first V input embeddings when tied."""
+        if self.lm_head is None:
+            return self.wte.weight[: self.config.vocab_size]
+        return self.lm_head.weight
+
+    def decode_step(self, tok: torch.Tensor, cache: StaticKVCache) -> torch.Tensor:
+        """One token per row at position ``cache.pos``: ``(N,)`` ids -> ``(N, V)`` logits.
+
+        Fixed shapes throughout (the position is a tensor); writes the token's keys and values
+        into ``cache``. The caller advances ``cache.pos``.
+        """
+        cos, sin = self.cos.index_select(1, cache.pos), self.sin.index_select(1, cache.pos)
+        cache.mask = cache.positions <= cache.pos  # (1, max_len) keys written, this one included
+        x = norm(self.wte(tok[:, None]))  # (N, 1, C)
+        for block in self.blocks:
+            x = block(x, cos, sin, cache)
+        return F.linear(norm(x[:, -1]), self._head())  # (N, V)
 
     @torch.inference_mode()
     def generate(
@@ -296,6 +399,7 @@ class GPT(nn.Module):
         uniforms: torch.Tensor | None = None,
         use_cache: bool = True,
         keep: int = 1,
+        decode: str = "auto",
     ) -> torch.Tensor:
         """Sample continuations of a batch of equally long prompts.
 
@@ -311,10 +415,17 @@ class GPT(nn.Module):
             keep: When prompt + new tokens exceed ``sequence_len`` the context slides, keeping
                 the first ``keep`` tokens (the prefix) and the latest others; each step is then
                 recomputed.
+            decode: With the cache: ``eager`` (a cache growing by one position per step),
+                ``static`` (a preallocated :class:`StaticKVCache`, fixed-shape steps),
+                ``graph`` (``static`` replayed from a CUDA graph, CUDA only) or ``auto``
+                (``graph`` on CUDA, else ``eager``). In fp32 all give the same tokens.
 
         Returns:
             ``(B * S, max_new_tokens)`` new tokens; rows ``b * S .. b * S + S - 1`` continue
             prompt ``b``.
+
+        Raises:
+            ConfigError: unknown ``decode``, or ``graph`` off CUDA.
         """
         B, T = idx.shape
         S, L = num_samples, self.config.sequence_len
@@ -325,8 +436,12 @@ class GPT(nn.Module):
         if max_new_tokens == 0:
             return out
         if use_cache and T + max_new_tokens - 1 <= L:
-            cache = KVCache(self.config.n_layer, T + max_new_tokens - 1)
+            mode = resolve_decode(decode, idx.device)
+            cache = KVCache(self.config.n_layer, T + max_new_tokens - 1 if mode == "eager" else T)
             logits = self(idx, cache=cache, last_only=True)[:, -1].repeat_interleave(S, 0)
+            if mode != "eager":
+                graph, sampling = mode == "graph", (temperature, top_k)
+                return self._generate_static(cache, logits, uniforms, out, sampling, graph)
             cache.repeat_interleave(S)  # (B, ...) -> (B * S, ...)
             for i in range(max_new_tokens):
                 out[:, i] = tok = sample_next(logits, temperature, top_k, uniforms[:, i])
@@ -344,6 +459,74 @@ class GPT(nn.Module):
             out[:, i] = tok = sample_next(logits, temperature, top_k, uniforms[:, i])
             seq = torch.cat([seq, tok[:, None]], dim=1)
         return out
+
+    def _generate_static(
+        self,
+        prefix: KVCache,
+        logits: torch.Tensor,
+        uniforms: torch.Tensor,
+        out: torch.Tensor,
+        sampling: tuple[float, int | None],
+        graph: bool,
+    ) -> torch.Tensor:
+        """Decode ``out.shape[1]`` tokens per row after a prefill, with fixed-shape steps.
+
+        The static cache (and on CUDA the captured step) is kept per (rows, cache length,
+        dtype, sampling settings) and reused by the next call of the same shape; its length is
+        the prompt plus new tokens rounded up to 64 positions.
+        """
+        (N, n_new), T, device, c = out.shape, prefix.pos, out.device, self.config
+        assert prefix.k is not None
+        max_len = bucket(T + n_new - 1, 64, c.sequence_len)
+        key = (N, max_len, prefix.k.dtype, dev.autocast_dtype(device), *sampling, graph)
+        sample = functools.partial(sample_next, temperature=sampling[0], top_k=sampling[1])
+
+        def build() -> _StaticDecoder:
+            shape = (c.n_layer, N, c.n_kv_head, max_len, c.n_embd // c.n_head)
+            cache = StaticKVCache(*shape, prefix.k.dtype, device)
+            return _StaticDecoder(self, cache, sample, graph)
+
+        out[:, 0] = tok = sample(logits, u=uniforms[:, 0])
+        if n_new == 1:
+            return out
+        decoder = self._decoders.get(self, key, build)
+        decoder.cache.load(prefix, N // prefix.k.shape[1])
+        for i in range(1, n_new):
+            out[:, i] = tok = decoder(tok, T + i - 1, uniforms[:, i])
+        return out
+
+
+class _StaticDecoder:
+    """A :class:`StaticKVCache` and the step over it: token in, sampled token out."""
+
+    def __init__(
+        self, model: GPT, cache: StaticKVCache, sample: Callable[..., torch.Tensor], graph: bool
+    ) -> None:
+        N, device = cache.k.shape[1], cache.k.device
+        self.model, self.cache, self.sample = model, cache, sample
+        self.tok = torch.zeros(N, dtype=torch.long, device=device)  # static inputs and output
+        self.u = torch.zeros(N, dtype=torch.float64, device=device)
+        self.next = torch.zeros(N, dtype=torch.long, device=device)
+        self.want_graph = graph
+        self.graph: GraphedStep | None = None
+
+    def _step(self) -> None:
+        logits = self.model.decode_step(self.tok, self.cache)  # (N, V)
+        self.next.copy_(self.sample(logits, u=self.u))
+
+    def __call__(self, tok: torch.Tensor, pos: int, u: torch.Tensor) -> torch.Tensor:
+        """The tokens after ``tok`` ``(N,)`` at position ``pos``, drawn with uniforms ``u``."""
+        self.tok.copy_(tok)
+        self.u.copy_(u)
+        self.cache.pos.fill_(pos)
+        if self.want_graph and self.graph is None:
+            # capture now: the warm-up runs compute this very step (same inputs and position)
+            self.graph = GraphedStep(self._step, self.tok.device)
+        if self.graph is not None:
+            self.graph()
+        else:
+            self._step()
+        return self.next.clone()
 
 
 def sample_next(

@@ -14,7 +14,9 @@
   tokenizer's, the network's (:class:`~alphaforge.models.gpt.GPTConfig`) and the training
   settings; only the training defaults differ from ``TrainConfig``'s (fewer, smaller-batch
   epochs with stronger weight decay and patience 3), and it early-stops on the valid token
-  cross-entropy only (no ``early_stopping_metric``).
+  cross-entropy only (no ``early_stopping_metric``). ``decode`` picks how continuations are
+  sampled (:meth:`~alphaforge.models.gpt.GPT.generate`): on CUDA by default from a static KV
+  cache with a CUDA-graph step, reused across prediction batches of one shape.
 
 Shapes: B batch, T tokens, V return tokens, S samples per prompt, R rows of X, L context tokens,
 P bars per token.
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
+from alphaforge.models.decoding import DECODE_MODES
 from alphaforge.models.gpt import GPT, GPTConfig, prefix_tokens
 from alphaforge.models.params import Part, compose_params
 from alphaforge.models.token_streams import TokenStreams
@@ -328,6 +331,7 @@ class TokenGPTFields:
     symbol_tokens: bool = False  # condition on a per-symbol prefix token (unknown symbols: BOS)
     stride: int = 0  # training window stride; 0: sequence_len // 2
     predict_batch_size: int = 4096  # sequences (rows x samples) per generation batch
+    decode: Literal["auto", "eager", "static", "graph"] = "auto"  # see GPT.generate
 
     def __post_init__(self) -> None:
         for name in ("horizon", "lookback", "n_samples", "predict_batch_size"):
@@ -336,6 +340,7 @@ class TokenGPTFields:
         require(self.top_k >= 0, self, "top_k", "an int >= 0")
         require(all(0 < q < 1 for q in self.quantiles), self, "quantiles", "values in (0, 1)")
         require(self.stride >= 0, self, "stride", "an int >= 0 (0: sequence_len // 2)")
+        require(self.decode in DECODE_MODES, self, "decode", f"one of {', '.join(DECODE_MODES)}")
 
 
 def _check_context(params: Any) -> None:
@@ -555,6 +560,7 @@ class TokenGPTForecaster(BaseForecaster):
                         c.top_k or None,
                         num_samples=S,
                         uniforms=torch.from_numpy(u[take].reshape(-1, n_new)),
+                        decode=c.decode,
                     )
                     bars = table[new.cpu()].reshape(len(take), S, n_new * c.patch)
                     paths[rows] = bars[: len(rows), :, : c.horizon].sum(-1).numpy()

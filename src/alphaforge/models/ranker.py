@@ -20,6 +20,11 @@
 - Heads: one per lag l = 1..L (the forecast window starts l bars after the last observed bar),
   each pooling the sequence (last token or learned-query attention) into an MLP that predicts
   H horizons: output ``[l - 1, h - 1]`` scores the cumulative return of bars t+l .. t+l+h-1.
+  On accelerators the L head MLPs run fused, as two batched matmuls over stacked weights (on
+  CPU one small MLP per lag, the same numbers as before).
+- Batches: B dates x N assets flattened into one encoder batch, no Python loop over dates;
+  ``pad_assets`` pads every cross-section to a multiple of that many assets (masked out of the
+  loss), so batch shapes stay fixed across folds for ``torch.compile``.
 - Loss per (lag, horizon, date) group, on per-date z-scores of predictions and targets:
   ``alpha * Huber`` plus ``beta *`` a pairwise logistic rank loss weighted by ``|y_i - y_j|``
   (RankNet, Burges et al., 2005, with LambdaRank-style gain weights), masked and vectorised.
@@ -60,6 +65,7 @@ from alphaforge.models.torch_base import (
 )
 from alphaforge.models.transformer import (
     MLP,
+    AttentionBackend,
     SelfAttention,
     check_attention,
     init_linear,
@@ -73,6 +79,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CrossSectionFields",
     "RankerLossFields",
     "RankerNet",
     "RankerNetConfig",
@@ -269,6 +276,7 @@ class RankerNetConfig:
     max_len: int = 512  # must cover lookback
     gate_init: float = 2.0  # initial gate logit: sigmoid(2) = 0.88, features start open
     gate_speed: float = 10.0  # logits = gate_speed * theta: the gate learns that much faster
+    attention_backend: AttentionBackend = "auto"  # SDPA kernels (utils.device.sdpa_context)
 
     def __post_init__(self) -> None:
         check_attention(self)
@@ -380,11 +388,60 @@ class RankerNet(nn.Module):
             if real is not None:
                 att = att.masked_fill(~real[:, None, :], float("-inf"))  # last bar is real
             pooled = torch.einsum("blt,btd->bld", att.softmax(-1), h)  # (B, L, D)
-        out = torch.stack([head(pooled[:, i]) for i, head in enumerate(self.heads)], 1)
+        out = self.heads_loop(pooled) if pooled.device.type == "cpu" else self.heads_fused(pooled)
         return out.flatten(1)  # (B, L, H) -> (B, L * H)
+
+    def heads_loop(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``(B, L, D) -> (B, L, H)``: lag l's head MLP on ``pooled[:, l]``, one after another."""
+        return torch.stack([head(pooled[:, i]) for i, head in enumerate(self.heads)], 1)
+
+    def heads_fused(self, pooled: torch.Tensor) -> torch.Tensor:
+        """:meth:`heads_loop` as two batched matmuls over the stacked head weights."""
+        first = [head[0] for head in self.heads]  # Linear(D, D) per lag
+        last = [head[2] for head in self.heads]  # Linear(D, H) per lag
+        w1, b1 = torch.stack([m.weight for m in first]), torch.stack([m.bias for m in first])
+        w2, b2 = torch.stack([m.weight for m in last]), torch.stack([m.bias for m in last])
+        z = torch.einsum("bld,led->ble", pooled, w1)  # (B, L, D)
+        z = F.gelu(z + b1.to(z.dtype))
+        out = torch.einsum("ble,lhe->blh", z, w2)  # (B, L, H)
+        return out + b2.to(out.dtype)
+
+    def flops_per_window(self, lookback: int) -> float:
+        """Forward FLOPs of one window of ``lookback`` bars (multiply-add = 2 FLOPs).
+
+        With T = ``lookback``, C channels, D = ``d_model``, f = ``ff_mult``, k Time2Vec
+        features, L lags, H horizons and n layers::
+
+            2 T C D + 2 T (D + k) D                  input projection, Time2Vec re-projection
+            + n (8 T D^2 + 4 f T D^2 + 4 T^2 D)      qkv + out projection, MLP, QK^T and AV
+            + L (2 D^2 + 2 D H)                      lag heads
+            + 4 L T D                                attention pooling (pooling="attention")
+
+        Training costs three times this (backward ~ 2 x forward): a benchmark's MFU is
+        ``3 * flops_per_window * windows per second / peak FLOP/s``, counting real (date, asset)
+        windows only, not padding.
+        """
+        c, T = self.config, lookback
+        D, L = c.d_model, c.n_lags
+        total = 2 * T * c.n_features * D + 2 * T * (D + c.time2vec) * D
+        total += c.n_layers * (8 * T * D**2 + 4 * c.ff_mult * T * D**2 + 4 * T**2 * D)
+        total += L * (2 * D**2 + 2 * D * c.horizons)
+        if c.pooling == "attention":
+            total += 4 * L * T * D
+        return float(total)
 
 
 # ============================================================================ forecaster
+@dataclass(frozen=True)
+class CrossSectionFields:
+    """How the ranker batches cross-sections (not the network's, not the loss's)."""
+
+    pad_assets: int = 0  # pad each date to a multiple of this many assets; 0: the largest date
+
+    def __post_init__(self) -> None:
+        require(self.pad_assets >= 0, self, "pad_assets", "an int >= 0 (0: no extra padding)")
+
+
 @dataclass(frozen=True)
 class RankerLossFields:
     """Loss and gate penalty fields of the ranker (not the network's)."""
@@ -412,7 +469,7 @@ RankerParams = compose_params(
     "RankerParams",
     module=__name__,
     net=Part(RankerNetConfig, "net", exclude=("n_features", "n_gated")),
-    extra=(SequenceFields, RankerLossFields),
+    extra=(SequenceFields, RankerLossFields, CrossSectionFields),
     check=check_window,
     defaults={"batch_size": 8, "lr": 1e-4, "weight_decay": 1e-4, "loss": "huber"},
     doc="Params of the ranker: window, network, heads, loss, gate and training. "
@@ -539,8 +596,13 @@ class RankingTransformerForecaster(TorchForecaster):
             return None
         dates = np.asarray(index.get_level_values("timestamp"))[rows]
         return CrossSectionSource(
-            layout, c.lookback, rows=rows[useful], dates=dates[useful], y=targets[useful]
-        )  # (n', L, H)
+            layout,
+            c.lookback,
+            rows=rows[useful],
+            dates=dates[useful],
+            y=targets[useful],  # (n', L, H)
+            pad_to=c.pad_assets,
+        )
 
     def _net_config(self, n_channels: int) -> RankerNetConfig:
         return self.config_.net_config(n_features=n_channels, n_gated=self.n_features_in_)

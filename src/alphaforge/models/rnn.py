@@ -14,6 +14,12 @@
   MSE(return) + QLIKE(volatility) by :class:`~alphaforge.models.torch_base.TorchForecaster`.
 - The window is already backward-only (it ends at the row's bar), so every part may read the
   whole window; causality of the conv stack still matters for the steps inside it.
+- Mixed precision: under bf16/fp16 autocast the LSTM/GRU layers still run in fp32 by default
+  (``recurrent_precision="fp32"``: cuDNN's fp32 RNN kernels, casts around them): a fallback,
+  because LSTM training with the recurrent layers in bf16 measured slower than fp32 at these
+  widths (0.92x for h64 x 2, T64 on an H200); the linear, conv and attention parts follow
+  autocast.
+  ``recurrent_precision="autocast"`` lets the recurrent layers run in the autocast dtype too.
 
 Shapes: B batch, T lookback, F channels, H hidden, C conv channels, K outputs.
 """
@@ -38,6 +44,7 @@ from alphaforge.models.torch_base import (
     suggest_multitask,
     suggest_training,
 )
+from alphaforge.utils import device as dev
 
 if TYPE_CHECKING:
     import optuna
@@ -73,9 +80,17 @@ class RNNConfig:
     conv_kernel: int = 3  # bars each filter reads (the bar and k-1 before it), cnn variant only
     n_outputs: int = 1  # K (2 when multitask)
     multitask: bool = False  # outputs (return, volatility > 0)
+    # LSTM/GRU layers under mixed precision: fp32 (autocast off around them) or autocast
+    recurrent_precision: Literal["fp32", "autocast"] = "fp32"
 
     def __post_init__(self) -> None:
         require(self.hidden >= 1, self, "hidden", "an int >= 1")
+        require(
+            self.recurrent_precision in ("fp32", "autocast"),
+            self,
+            "recurrent_precision",
+            "'fp32' or 'autocast'",
+        )
         require(self.n_layers >= 1, self, "n_layers", "an int >= 1")
         require(0 <= self.dropout < 1, self, "dropout", "in [0, 1)")
         require(self.conv_channels >= 1, self, "conv_channels", "an int >= 1")
@@ -135,11 +150,18 @@ class RNNNet(nn.Module):
         if self.config.variant == "cnn":
             x = self.conv(x)  # (B, T, C)
         if self.config.variant != "residual":
-            return self.rnn(x)[0]  # (B, T, H)
+            return self._recurrent(self.rnn, x)  # (B, T, H)
         h = self.proj(x)  # (B, T, H)
         for norm, rnn in zip(self.norms, self.layers, strict=True):
-            h = h + self.drop(rnn(norm(h))[0])  # pre-LN skip: gradients reach every layer
+            h = h + self.drop(self._recurrent(rnn, norm(h)))  # pre-LN skip: gradients flow
         return self.norm_out(h)
+
+    def _recurrent(self, rnn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``rnn``'s ``(B, T, H)`` outputs, in fp32 outside autocast unless configured not to."""
+        if self.config.recurrent_precision == "autocast":
+            return rnn(x)[0]
+        with dev.full_precision(x.device):  # a no-op change for fp32 inputs without autocast
+            return rnn(x.float())[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, F) -> (B, K)``; multitask: ``[:, 0]`` return, ``[:, 1]`` volatility > 0."""

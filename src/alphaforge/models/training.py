@@ -135,7 +135,12 @@ class TrainConfig:
         device: ``auto|cpu|cuda|cuda:N|mps``.
         precision: ``auto|fp32|bf16|fp16`` (auto: bf16 on CUDA that has it, else fp16 with a
             GradScaler on CUDA, fp32 on CPU/MPS).
-        compile: ``torch.compile`` the model for the training forward/backward.
+        compile: ``torch.compile`` mode of the training forward/backward: ``none``,
+            ``default``, ``reduce-overhead`` (CUDA graphs on CUDA) or ``max-autotune``;
+            ``True`` / ``False`` mean ``default`` / ``none``. Compiled training keeps one batch
+            shape: each epoch's last partial batch is dropped (as with ``drop_last``), so one
+            graph serves every step; kernels persist in the compile cache
+            (:func:`~alphaforge.utils.device.compile_module`).
         max_bad_steps: Consecutive non-finite steps tolerated before :class:`TrainingError`.
         drop_last: Drop each epoch's last partial batch: fixed shapes (cuDNN autotuning on GPU).
         early_stopping_metric: What early stopping and best-weight selection read: ``loss``
@@ -155,7 +160,8 @@ class TrainConfig:
     min_delta: float = 0.0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
     precision: str = "auto"  # "auto", "fp32", "bf16", "fp16"
-    compile: bool = False  # torch.compile the net for training
+    # torch.compile mode for training: none|default|reduce-overhead|max-autotune (or a bool)
+    compile: bool | Literal["none", "default", "reduce-overhead", "max-autotune"] = False
     max_bad_steps: int = 10
     drop_last: bool = False
     early_stopping_metric: EarlyStoppingMetric = "loss"  # "rank_ic": valid Rank IC, maximised
@@ -176,6 +182,12 @@ class TrainConfig:
         require(self.patience >= 0, self, "patience", "an int >= 0 (0: no early stopping)")
         require(self.min_delta >= 0, self, "min_delta", ">= 0")
         require(self.max_bad_steps >= 1, self, "max_bad_steps", "an int >= 1")
+        require(
+            isinstance(self.compile, bool) or self.compile in dev.COMPILE_MODES,
+            self,
+            "compile",
+            f"true, false or one of {', '.join(map(repr, dev.COMPILE_MODES))}",
+        )
         require(
             self.early_stopping_metric in EARLY_STOPPING_METRICS,
             self,
@@ -312,6 +324,14 @@ class _Run:
     meta: dict[str, Any]  # n_train, steps_per_epoch, world_size: a resumed run must match them
     steps_per_epoch: int  # optimizer steps per epoch on this rank
     n_shard: int  # training samples this rank sees per epoch
+    drop_last: bool  # each epoch's last partial batch is dropped (fixed batch shape)
+
+
+def _share(source: BatchSource) -> tuple[int, int, int]:
+    """``(start, stop, step)`` of this rank's samples: rank, len, world size; every sample of a
+    ``rank_local`` source, which holds this rank's shards only (``engines.shards``)."""
+    local = getattr(source, "rank_local", False)
+    return (0, len(source), 1) if local else (dev.rank(), len(source), dev.world_size())
 
 
 @torch.no_grad()
@@ -322,7 +342,7 @@ def _evaluate(run: _Run, source: BatchSource) -> float:
     was_training = model.training
     model.eval()
     # rank r scores samples r, r+W, r+2W...: disjoint shards covering the source once
-    idx = torch.arange(dev.rank(), len(source), dev.world_size(), device=source.device)
+    idx = torch.arange(*_share(source), device=source.device)
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of loss * n, n)
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
@@ -406,6 +426,7 @@ def _train_step(run: _Run, st: _State, batch: dict[str, torch.Tensor], acc: torc
     """One optimizer step with the NaN/inf guard; adds ``(loss * n, n)`` to ``acc``; returns lr."""
     cfg, opt, scaler = run.config, run.opt, run.scaler
     n = next(iter(batch.values())).shape[0]
+    dev.mark_compiled_step(cfg.compile)  # CUDA-graph trees: the last step's outputs are done
     with dev.autocast(run.device, run.dtype):
         loss = run.loss_fn(run.net, batch)  # () scalar, the reported part
         total = loss + run.extra_loss(run.model, st.step) if run.extra_loss is not None else loss
@@ -575,7 +596,7 @@ def fit_torch(
     # dropout draws from the global RNG: seeded per rank, the caller's state restored on exit
     with (
         dev.seeded(seed + dev.rank(), run.device),
-        dev.cudnn_benchmark(run.device, config.drop_last),
+        dev.cudnn_benchmark(run.device, run.drop_last),
     ):
         last = run.ckpt_dir / "last.pt" if run.ckpt_dir is not None else None
         ck = _read_checkpoint(last) if resume and last is not None and last.exists() else None
@@ -594,6 +615,13 @@ def fit_torch(
     return hist
 
 
+def _drops_last(config: TrainConfig, n_shard: int) -> bool:
+    """Whether each epoch's last partial batch is dropped: asked for, or compiled training with
+    at least one full batch (one batch shape, one graph)."""
+    compiled = dev.resolve_compile_mode(config.compile) is not None
+    return config.drop_last or (compiled and n_shard >= config.batch_size)
+
+
 def _start_run(
     model: nn.Module,
     train: BatchSource,
@@ -610,8 +638,9 @@ def _start_run(
     device = dev.resolve_device(config.device)
     dtype = dev.resolve_precision(device, config.precision)
     n_ranks, bs = dev.world_size(), config.batch_size
-    n_shard = len(train) // n_ranks  # samples this rank sees per epoch
-    steps_per_epoch = n_shard // bs if config.drop_last else -(-n_shard // bs)
+    n_shard = len(train) // _share(train)[2]  # samples this rank sees per epoch
+    drop_last = _drops_last(config, n_shard)
+    steps_per_epoch = n_shard // bs if drop_last else -(-n_shard // bs)
     if steps_per_epoch == 0:
         raise TrainingError(
             f"fit_torch: {len(train)} training samples give no batch of {bs} per rank "
@@ -629,9 +658,7 @@ def _start_run(
 
     model.to(device)
     # DDP first, then compile: DDPOptimizer splits the graph at gradient-bucket boundaries
-    net = dev.wrap_ddp(model, device)
-    if config.compile:
-        net = torch.compile(net)
+    net = dev.compile_module(dev.wrap_ddp(model, device), config.compile)
     opt = _make_optimizer(model, config, device)
     return _Run(
         model=model,
@@ -649,6 +676,7 @@ def _start_run(
         meta={"n_train": len(train), "steps_per_epoch": steps_per_epoch, "world_size": n_ranks},
         steps_per_epoch=steps_per_epoch,
         n_shard=n_shard,
+        drop_last=drop_last,
     )
 
 
@@ -692,7 +720,7 @@ def _epoch_order(run: _Run, st: _State, train: BatchSource) -> tuple[torch.Tenso
     perm = torch.randperm(len(train), generator=gen)  # (N,) identical on every rank
     next_perm_state = gen.get_state()
     n_ranks = dev.world_size()
-    if n_ranks > 1:
+    if _share(train)[2] > 1:
         perm = perm[dev.rank() :: n_ranks][: run.n_shard]  # (N // W,) this rank's shard
     return perm.to(train.device), next_perm_state
 

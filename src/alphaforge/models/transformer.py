@@ -6,9 +6,12 @@
 - Pre-LN blocks (Xiong et al., 2020, arXiv:2002.04745: stable at high learning rates without a
   long warm-up): ``x + Attn(LN(x))``, ``x + MLP(LN(x))``, GELU MLP of width ``ff_mult * d_model``.
 - Attention through ``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels
-  on GPU). Causal by default: the window already ends at bar t, so full attention would not leak
-  either, but with a causal mask the state at every position is itself a backward-only summary
-  (the same net can later be trained on every position, or run incrementally), at no extra cost.
+  on GPU), the kernels chosen per call from ``attention_backend`` by
+  :func:`~alphaforge.utils.device.sdpa_context` (``auto``: flash in bf16, never cuDNN's
+  per-shape graphs; on CPU torch's own choice). Causal by default: the window already ends at
+  bar t, so full attention would not leak either, but with a causal mask the state at every
+  position is itself a backward-only summary (the same net can later be trained on every
+  position, or run incrementally), at no extra cost.
 - Head: final LayerNorm, then a linear head on the last token (the row's own bar); multi-task
   nets add a positive volatility output (softplus).
 - nanoGPT init: N(0, 0.02) weights, residual projections scaled by ``1 / sqrt(2 n_layers)``.
@@ -39,11 +42,15 @@ from alphaforge.models.torch_base import (
     suggest_multitask,
     suggest_training,
 )
+from alphaforge.utils import device as dev
 
 if TYPE_CHECKING:
     import optuna
 
+AttentionBackend = Literal["auto", "flash", "efficient", "cudnn", "math"]
+
 __all__ = [
+    "AttentionBackend",
     "MultiTaskTransformerForecaster",
     "MultiTaskTransformerParams",
     "TransformerConfig",
@@ -70,6 +77,7 @@ class TransformerConfig:
     causal: bool = True
     n_outputs: int = 1  # K (2 when multitask)
     multitask: bool = False  # outputs (return, volatility > 0)
+    attention_backend: AttentionBackend = "auto"  # SDPA kernels (utils.device.sdpa_context)
 
     def __post_init__(self) -> None:
         check_attention(self)
@@ -80,8 +88,8 @@ def check_attention(c: Any) -> None:
     """Checks shared by the encoder configs here and in the ranker.
 
     Raises:
-        ConfigError: ``d_model`` not a multiple of ``n_heads``, or a bad depth, dropout or MLP
-            width.
+        ConfigError: ``d_model`` not a multiple of ``n_heads``, a bad depth, dropout or MLP
+            width, or an unknown ``attention_backend``.
     """
     require(
         c.n_heads >= 1 and c.d_model % c.n_heads == 0,
@@ -92,6 +100,12 @@ def check_attention(c: Any) -> None:
     require(c.n_layers >= 1, c, "n_layers", "an int >= 1")
     require(0 <= c.dropout < 1, c, "dropout", "in [0, 1)")
     require(c.ff_mult >= 1, c, "ff_mult", "an int >= 1")
+    require(
+        c.attention_backend in dev.ATTENTION_BACKENDS,
+        c,
+        "attention_backend",
+        f"one of {', '.join(dev.ATTENTION_BACKENDS)}",
+    )
 
 
 class SelfAttention(nn.Module):
@@ -105,6 +119,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.n_heads, self.dropout = c.n_heads, c.dropout
         self.causal = bool(getattr(c, "causal", False))
+        self.backend = c.attention_backend
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
         self.resid_drop = nn.Dropout(c.dropout)
@@ -116,10 +131,11 @@ class SelfAttention(nn.Module):
             t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
         )  # (B, nh, T, hd)
         drop = self.dropout if self.training else 0.0
-        if keep is not None:  # (B, 1, 1 or T, T) bool: True where a key may be attended
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop)
+        with dev.sdpa_context(q, self.backend, masked=keep is not None):
+            if keep is not None:  # (B, 1, 1 or T, T) bool: True where a key may be attended
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop)
         y = y.transpose(1, 2).contiguous().view(B, T, D)  # re-assemble heads
         return self.resid_drop(self.proj(y))
 

@@ -289,11 +289,13 @@ class CrossSectionSource(_LayoutSamples):
         dates: ``(n,)`` timestamps (or any sortable codes) of ``rows``; rows sharing a value form
             one cross-section.
         y: ``(n,)`` or ``(n, ...)`` float targets aligned with ``rows``, or ``None``.
+        pad_to: Pad every cross-section to a multiple of this many assets (fixed batch shapes
+            across folds and splits, for ``torch.compile``); 0: to the largest cross-section.
 
     Attributes:
         members: ``(D, N)`` int64 on the layout's device: row ``d`` lists the samples (indices
             into ``rows``) of the d-th date in sorted order, padded with -1; N is the largest
-            cross-section.
+            cross-section (rounded up to a multiple of ``pad_to``).
         dates: ``(D,)`` the sorted distinct dates.
 
     ``batch(idx)`` (``idx`` indexes dates, ``0 .. D - 1``) returns ``{"x": (B, N, T, C), "mask":
@@ -313,6 +315,7 @@ class CrossSectionSource(_LayoutSamples):
         rows: npt.ArrayLike,
         dates: npt.ArrayLike,
         y: npt.ArrayLike | torch.Tensor | None = None,
+        pad_to: int = 0,
     ) -> None:
         super().__init__(layout, lookback)
         rows_np = np.asarray(rows, dtype=np.int64)
@@ -323,7 +326,10 @@ class CrossSectionSource(_LayoutSamples):
         counts = np.bincount(codes, minlength=len(uniques))  # (D,)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # (D,) offset of each date
         slot = np.arange(len(order)) - first[codes[order]]  # place within its date
-        members = np.full((len(uniques), int(counts.max(initial=0))), -1, dtype=np.int64)
+        width = int(counts.max(initial=0))
+        if pad_to > 0:
+            width = -(-width // pad_to) * pad_to  # padded slots are -1: masked like any other
+        members = np.full((len(uniques), width), -1, dtype=np.int64)
         members[codes[order], slot] = order  # (D, N), -1 = no symbol in that slot
         self.dates = uniques
         self.rows = torch.from_numpy(rows_np).to(self.device)

@@ -10,6 +10,14 @@ move to Lightning Fabric (or another launcher) a change to one file.
   CUDA, and plain fp32 on CPU/MPS. ``None`` always means fp32 (no autocast).
 - Distributed: ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR/PORT``;
   :func:`init_distributed` joins the process group from them (nccl on CUDA, gloo on CPU).
+- Attention kernels: :func:`sdpa_context` picks the SDPA backends (flash, memory-efficient,
+  cuDNN, math) of one attention call from the model's ``attention_backend``, the device, dtype
+  and shape (:func:`choose_sdpa_backends`); models ask it instead of reading ``torch.backends``.
+- Compilation: :func:`compile_module` applies a ``compile`` setting (``none``, ``default``,
+  ``reduce-overhead``, ``max-autotune``; booleans of older configs still work) with a
+  persistent inductor cache (``ALPHAFORGE_COMPILE_CACHE``, default ``~/.cache/alphaforge/
+  inductor``).
+- Measuring: :func:`synchronize`, :func:`reset_peak_memory`, :func:`peak_flops` for MFU.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import contextlib
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -349,3 +359,309 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     )
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+
+
+# ============================================================================ attention backends
+ATTENTION_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
+_SDPA_NAMES = {
+    "flash": "FLASH_ATTENTION",
+    "efficient": "EFFICIENT_ATTENTION",
+    "cudnn": "CUDNN_ATTENTION",
+    "math": "MATH",
+}
+
+
+def check_attention_backend(name: str) -> str:
+    """``name`` if it is one of :data:`ATTENTION_BACKENDS`.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if name not in ATTENTION_BACKENDS:
+        raise ConfigError(
+            f"attention_backend: expected one of {', '.join(ATTENTION_BACKENDS)}, got {name!r}"
+        )
+    return name
+
+
+def choose_sdpa_backends(
+    device_type: str,
+    dtype: torch.dtype,
+    backend: str = "auto",
+    *,
+    head_dim: int,
+    masked: bool = False,
+    varying_keys: bool = False,
+) -> tuple[str, ...] | None:
+    """The SDPA kernels an attention call may use, best first; ``None``: torch's own choice.
+
+    The rules, by device, dtype and shape:
+
+    - CPU and MPS: ``auto`` (and a kernel the device lacks: ``efficient``, ``cudnn``) leave the
+      choice to torch, so CPU results are those of a plain ``scaled_dot_product_attention``;
+      ``flash`` allows torch's CPU flash kernel and math, ``math`` math only.
+    - CUDA ``auto``: flash for fp16/bf16 without a mask and a head dim that is a multiple of 8
+      up to 256, then memory-efficient, then math. cuDNN is never chosen by ``auto``: it builds
+      (and caches) a graph for every new shape, ~10 ms of CPU each, which decoding and
+      variable-length calls would pay at every step.
+    - CUDA ``cudnn``: cuDNN then math for fixed shapes; calls whose key length changes from call
+      to call (``varying_keys``: KV-cache decoding, prompts of different lengths) get ``auto``'s
+      kernels instead.
+    - CUDA ``flash`` / ``efficient``: that kernel, then math where it cannot run (e.g. flash in
+      fp32 or with a mask). ``math``: math only.
+
+    Args:
+        device_type: ``"cuda"``, ``"cpu"`` or ``"mps"``.
+        dtype: dtype of the queries (the autocast dtype under autocast).
+        backend: One of :data:`ATTENTION_BACKENDS`.
+        head_dim: Size of one head.
+        masked: The call passes an ``attn_mask`` (padding, a cached prefix).
+        varying_keys: The key length changes between calls.
+
+    Returns:
+        Names among ``flash, efficient, cudnn, math``, or ``None``.
+
+    Raises:
+        ConfigError: unknown ``backend``.
+    """
+    check_attention_backend(backend)
+    if device_type != "cuda":
+        if backend == "math":
+            return ("math",)
+        return ("flash", "math") if backend == "flash" and device_type == "cpu" else None
+    half = dtype in (torch.float16, torch.bfloat16)
+    flash_ok = half and not masked and head_dim % 8 == 0 and head_dim <= 256
+    if backend == "cudnn" and varying_keys:
+        backend = "auto"
+    if backend == "auto":
+        return ("flash", "efficient", "math") if flash_ok else ("efficient", "math")
+    if backend == "math":
+        return ("math",)
+    if backend == "flash" and not flash_ok:
+        return ("math",)
+    return (backend, "math")
+
+
+def _sdpa_kernel(names: tuple[str, ...]) -> contextlib.AbstractContextManager[Any]:
+    """``torch.nn.attention.sdpa_kernel`` over ``names``, in that priority where supported."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backends = [getattr(SDPBackend, _SDPA_NAMES[n]) for n in names]
+    try:  # torch >= 2.6: the list order is the priority
+        return sdpa_kernel(backends, set_priority=True)
+    except TypeError:
+        return sdpa_kernel(backends)
+
+
+def sdpa_backend_context(
+    device: torch.device, dtype: torch.dtype, backend: str = "auto", **shape: Any
+) -> contextlib.AbstractContextManager[Any]:
+    """Context in which attention calls on ``device`` in ``dtype`` use the chosen kernels.
+
+    Args:
+        device: Where the attention runs.
+        dtype: dtype of the queries (the autocast dtype under autocast).
+        backend: One of :data:`ATTENTION_BACKENDS` (the model's ``attention_backend``).
+        **shape: ``head_dim``, ``masked``, ``varying_keys`` of :func:`choose_sdpa_backends`.
+
+    Returns:
+        A context manager; a no-op where torch's own choice stands (CPU ``auto``).
+    """
+    names = choose_sdpa_backends(device.type, dtype, backend, **shape)
+    return contextlib.nullcontext() if names is None else _sdpa_kernel(names)
+
+
+def sdpa_context(
+    q: torch.Tensor, backend: str = "auto", *, masked: bool = False, varying_keys: bool = False
+) -> contextlib.AbstractContextManager[Any]:
+    """:func:`sdpa_backend_context` for the queries ``q`` ``(..., T, head_dim)`` of one call:
+    their device, dtype and head dim decide."""
+    return sdpa_backend_context(
+        q.device,
+        q.dtype,
+        backend,
+        head_dim=q.shape[-1],
+        masked=masked,
+        varying_keys=varying_keys,
+    )
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype active for ``device``'s type in this thread, or ``None`` when off."""
+    try:  # torch >= 2.4
+        if not torch.is_autocast_enabled(device.type):
+            return None
+        return torch.get_autocast_dtype(device.type)
+    except (TypeError, AttributeError):  # older signatures: CUDA only
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off for the block (inputs must then be cast to fp32 by the caller)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+# ============================================================================ torch.compile
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+def resolve_compile_mode(value: bool | str | None) -> str | None:
+    """``torch.compile`` mode of a ``compile`` setting; ``None``: do not compile.
+
+    Args:
+        value: ``False`` / ``None`` / ``"none"`` (off), ``True`` (``"default"``, the old boolean
+            form), ``"default"``, ``"reduce-overhead"`` (CUDA graphs on CUDA) or
+            ``"max-autotune"``.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "default"
+    if isinstance(value, str) and value in COMPILE_MODES:
+        return None if value == "none" else value
+    raise ConfigError(
+        f"compile: expected true, false or one of {', '.join(COMPILE_MODES)}, got {value!r}"
+    )
+
+
+def user_cache_dir() -> Path:
+    """alphaforge's folder in the user's cache directory (platform convention)."""
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+        return base / "alphaforge" / "Cache"
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "alphaforge"
+    return Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "alphaforge"
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled kernels persist between runs: ``$ALPHAFORGE_COMPILE_CACHE``, else
+    ``<user cache dir>/inductor`` (``~/.cache/alphaforge/inductor`` on Linux)."""
+    env = os.environ.get("ALPHAFORGE_COMPILE_CACHE")
+    return Path(env).expanduser() if env else user_cache_dir() / "inductor"
+
+
+def enable_compile_cache() -> Path:
+    """Point inductor's on-disk caches at :func:`compile_cache_dir`, so a second run starts warm.
+
+    Sets ``TORCHINDUCTOR_CACHE_DIR`` (read by inductor at each compile; set
+    ``ALPHAFORGE_COMPILE_CACHE`` to choose another folder) and turns inductor's FX graph cache
+    on. Called by :func:`compile_module` before compiling; never at import.
+
+    Returns:
+        The cache folder (created).
+    """
+    path = compile_cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    try:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fx_graph_cache = True
+    except (ImportError, AttributeError):  # a build without inductor: dynamo backends only
+        pass
+    return path
+
+
+def compile_module(module: Any, mode: bool | str | None, *, dynamic: bool = False) -> Any:
+    """``torch.compile(module)`` in ``mode`` with the persistent cache; ``module`` when off.
+
+    ``dynamic=False``: one graph per input shape; callers keep shapes fixed (training drops the
+    last partial batch, inference pads it). A new net of the same shapes, e.g. the next fold's,
+    reuses dynamo's graph (parameters are graph inputs) and inductor's cached kernels.
+    ``ALPHAFORGE_COMPILE_BACKEND`` picks another ``torch.compile`` backend (default ``inductor``;
+    ``eager`` only traces, for tests and debugging).
+
+    Args:
+        module: An ``nn.Module`` or function.
+        mode: As in :func:`resolve_compile_mode`.
+        dynamic: Passed to ``torch.compile``.
+
+    Returns:
+        The compiled module, or ``module`` unchanged when ``mode`` is off.
+    """
+    resolved = resolve_compile_mode(mode)
+    if resolved is None:
+        return module
+    enable_compile_cache()
+    backend = os.environ.get("ALPHAFORGE_COMPILE_BACKEND", "inductor")
+    kwargs: dict[str, Any] = {"dynamic": dynamic, "backend": backend}
+    if backend == "inductor" and resolved != "default":
+        kwargs["mode"] = resolved
+    return torch.compile(module, **kwargs)
+
+
+def mark_compiled_step(mode: bool | str | None) -> None:
+    """Tell CUDA-graph trees (``reduce-overhead``) that a new training step begins."""
+    if resolve_compile_mode(mode) == "reduce-overhead" and hasattr(torch, "compiler"):
+        mark = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
+        if mark is not None:
+            mark()
+
+
+# ============================================================================ measuring
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Reset CUDA's peak-memory counter of ``device``; a no-op off CUDA.
+
+    Initialises CUDA first: resetting before the first allocation on a device raises "Invalid
+    device argument".
+    """
+    if device.type != "cuda":
+        return
+    torch.cuda.init()
+    torch.empty(0, device=device)  # creates the device's context and allocator
+    torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """CUDA ``max_memory_allocated`` of ``device`` in MiB; NaN off CUDA."""
+    if device.type != "cuda":
+        return float("nan")
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+# dense peak TFLOP/s by GPU name: (bf16/fp16, tf32, fp32), without sparsity
+_PEAK_TFLOPS = {
+    "H100 PCIe": (756.0, 378.0, 51.0),
+    "H200": (989.0, 494.0, 67.0),
+    "H100": (989.0, 494.0, 67.0),  # SXM
+    "A100": (312.0, 156.0, 19.5),
+    "L40S": (362.0, 183.0, 91.6),
+    "A10G": (70.0, 35.0, 31.2),
+    "L4": (121.0, 60.0, 30.3),
+}
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype | None) -> float | None:
+    """Dense peak FLOP/s of ``device`` for matmuls in ``dtype``, the denominator of MFU.
+
+    fp16/bf16 use the tensor-core peak; fp32 the TF32 peak when torch allows TF32 matmuls, else
+    the plain fp32 peak.
+
+    Returns:
+        FLOP/s, or ``None`` off CUDA or for a GPU not in the table.
+    """
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    peaks = next((v for k, v in _PEAK_TFLOPS.items() if k in name), None)
+    if peaks is None:
+        return None
+    if dtype in (torch.float16, torch.bfloat16):
+        return 1e12 * peaks[0]
+    return 1e12 * (peaks[1] if torch.backends.cuda.matmul.allow_tf32 else peaks[2])
+
+
+def cuda_graphs_supported(device: torch.device) -> bool:
+    """Whether one-step CUDA graph capture can be used on ``device`` (CUDA only)."""
+    return device.type == "cuda" and hasattr(torch.cuda, "CUDAGraph")

@@ -5,6 +5,10 @@ Shi et al., 2025, "Kronos: A Foundation Model for the Language of Financial Mark
 arXiv:2508.02739. The network, its sampling and the KV cache live in ``kronos_net.py``; this
 module builds candles from the feature panel, normalises each context window, loads the released
 ``NeoQuasar/Kronos-*`` safetensors (never downloaded) and turns sampled candles into forecasts.
+
+On CUDA the samples are drawn by default (``decode="auto"``) with preallocated per-sample caches
+and each step replayed from a CUDA graph, kept per batch shape across prediction batches;
+``compile`` (``default``, ``reduce-overhead``, ``max-autotune``) compiles the window passes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +24,7 @@ from torch import nn
 
 from alphaforge.errors import ConfigError, DataError
 from alphaforge.models.base import require
+from alphaforge.models.decoding import DECODE_MODES
 from alphaforge.models.foundation.aggregate import default_aggregations
 from alphaforge.models.foundation.base import (
     Contexts,
@@ -39,6 +44,7 @@ from alphaforge.models.foundation.kronos_net import (
     KronosTokenizerConfig,
     kronos_generate,
 )
+from alphaforge.utils import device as dev
 
 if TYPE_CHECKING:
     import optuna
@@ -63,6 +69,10 @@ class KronosParams(FoundationParams):
     range_column: str | None = None  # ln(high / low) (e.g. "hl_range"); None: no wicks
     close_loc_column: str | None = None  # (close - low) / (high - low) (e.g. "close_loc")
     volume_column: str | None = None  # raw volume levels; None: zeros (as the reference)
+    decode: Literal["auto", "eager", "static", "graph"] = "auto"  # see kronos_generate
+    attention_backend: Literal["auto", "flash", "efficient", "cudnn", "math"] = "auto"
+    # torch.compile of the window passes: none|default|reduce-overhead|max-autotune (or a bool)
+    compile: bool | Literal["none", "default", "reduce-overhead", "max-autotune"] = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +80,19 @@ class KronosParams(FoundationParams):
         require(self.top_k >= 0, self, "top_k", "an int >= 0 (0: off)")
         require(0 < self.top_p <= 1, self, "top_p", "in (0, 1]")
         require(self.clip > 0, self, "clip", "> 0")
+        require(self.decode in DECODE_MODES, self, "decode", f"one of {', '.join(DECODE_MODES)}")
+        require(
+            self.attention_backend in dev.ATTENTION_BACKENDS,
+            self,
+            "attention_backend",
+            f"one of {', '.join(dev.ATTENTION_BACKENDS)}",
+        )
+        require(
+            isinstance(self.compile, bool) or self.compile in dev.COMPILE_MODES,
+            self,
+            "compile",
+            f"true, false or one of {', '.join(dev.COMPILE_MODES)}",
+        )
 
 
 class KronosAdapter(FoundationAdapter):
@@ -121,11 +144,12 @@ class KronosAdapter(FoundationAdapter):
 
     def _prepare(self, module: nn.Module, device: torch.device) -> None:
         # compile the full-window blocks (prefill, encoder, decoder prefill: fixed shapes in
-        # fixed-size batches); the per-step updates, whose caches grow, stay eager
-        if self._cfg().compile:
+        # fixed-size batches); the one-position steps run eager or from a CUDA graph
+        mode = dev.resolve_compile_mode(self._cfg().compile)
+        if mode is not None:
             for block in module.modules():
                 if isinstance(block, Block) and "forward" not in vars(block):
-                    block.forward = torch.compile(block.forward)
+                    block.forward = dev.compile_module(block.forward, mode)
 
     def _locate(self, c: Any) -> tuple[Path, Path]:
         model_dir = find_weights_dir(
@@ -244,6 +268,8 @@ class KronosAdapter(FoundationAdapter):
             top_p=c.top_p,
             window=x.shape[1] + horizon,
             use_cache=c.use_cache,
+            decode=c.decode,
+            attention_backend=c.attention_backend,
         )  # (B, S, H, 6)
         close = out[..., 3].double() * torch.from_numpy(std[:, 3]).to(device)[:, None, None]
         return close + torch.from_numpy(mean[:, 3]).to(device)[:, None, None]

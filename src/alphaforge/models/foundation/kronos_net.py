@@ -51,6 +51,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphaforge.errors import ConfigError
+from alphaforge.models.decoding import DecoderCache, GraphedStep, resolve_decode
+from alphaforge.models.foundation.kronos_layers import (
+    Attention,
+    Block,
+    RMSNorm,
+    causal_mask,
+    shared_attention,
+)
+from alphaforge.utils import device as dev
 
 __all__ = [
     "KRONOS_ARCHS",
@@ -147,158 +156,6 @@ KRONOS_ARCHS: dict[str, dict[str, dict[str, Any]]] = {
         "model": _model(s1_bits=4, s2_bits=4, n_layers=1, d_model=16, n_heads=2, ff_dim=32),
     },
 }
-
-
-# ============================================================================ building blocks
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        norm = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return norm.type_as(x) * self.weight
-
-
-class Rotary(nn.Module):
-    """Rotary embedding over the head dim (GPT-NeoX half rotation); ``inv_freq`` is saved."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim)))
-
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        # x (..., L, hd), pos (L,) absolute positions within the window
-        freqs = pos.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # (L, hd/2)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos + torch.cat([-x2, x1], dim=-1) * sin
-
-
-class Attention(nn.Module):
-    """Projections of a rotary multi-head attention (self- or cross-)."""
-
-    def __init__(self, d_model: int, n_heads: int) -> None:
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.q_proj, self.k_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
-        self.v_proj, self.out_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
-        self.rotary = Rotary(self.head_dim)
-
-    def split(self, x: torch.Tensor) -> torch.Tensor:
-        # (..., L, D) -> (..., nh, L, hd)
-        return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(-3, -2)
-
-    def merge(self, x: torch.Tensor) -> torch.Tensor:
-        # (..., nh, L, hd) -> (..., L, D)
-        return self.out_proj(x.transpose(-3, -2).flatten(-2))
-
-
-def shared_attention(
-    q: torch.Tensor,
-    kp: torch.Tensor,
-    vp: torch.Tensor,
-    prefix_valid: torch.Tensor,
-    kn: torch.Tensor,
-    vn: torch.Tensor,
-) -> torch.Tensor:
-    """Attention of per-sample queries over a shared prefix plus per-sample keys.
-
-    Args:
-        q: ``(B, S, nh, k, hd)`` the k newest positions of every sample.
-        kp, vp: ``(B, nh, L, hd)`` prefix keys/values, one copy per series.
-        prefix_valid: ``(B, L)`` bool, false on left padding.
-        kn, vn: ``(B, S, nh, m, hd)`` per-sample keys/values, the last ``k`` being the queries'
-            own positions (causal among them).
-
-    Returns:
-        ``(B, S, nh, k, hd)``.
-    """
-    B, S, nh, k, hd = q.shape
-    L, m = kp.shape[2], kn.shape[3]
-    scale = hd**-0.5
-    qf = q.permute(0, 2, 1, 3, 4).reshape(B, nh, S * k, hd)
-    sp = (qf @ kp.transpose(-1, -2)).view(B, nh, S, k, L).permute(0, 2, 1, 3, 4) * scale
-    sp = sp.masked_fill(~prefix_valid[:, None, None, None, :], float("-inf"))
-    sn = (q @ kn.transpose(-1, -2)) * scale  # (B, S, nh, k, m)
-    allowed = (
-        torch.arange(m, device=q.device)[None, :]
-        <= (m - k) + torch.arange(k, device=q.device)[:, None]
-    )  # (k, m) causal among the new positions
-    sn = sn.masked_fill(~allowed, float("-inf"))
-    w = torch.softmax(torch.cat([sp, sn], dim=-1), dim=-1)
-    wp = w[..., :L].permute(0, 2, 1, 3, 4).reshape(B, nh, S * k, L)
-    out = (wp @ vp).view(B, nh, S, k, hd).permute(0, 2, 1, 3, 4)
-    return out + w[..., L:] @ vn
-
-
-def causal_mask(valid: torch.Tensor) -> torch.Tensor:
-    """``(N, L)`` valid keys -> ``(N, 1, L, L)`` bool mask: causal, no padding keys.
-
-    A padding query still sees itself, so no row of the softmax is empty.
-    """
-    L = valid.shape[1]
-    tri = torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()
-    eye = torch.eye(L, dtype=torch.bool, device=valid.device)
-    return ((tri & valid[:, None, :]) | eye)[:, None]
-
-
-class Block(nn.Module):
-    """Pre-RMSNorm block: causal rotary self-attention, SwiGLU MLP."""
-
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int) -> None:
-        super().__init__()
-        self.norm1, self.self_attn = RMSNorm(d_model), Attention(d_model, n_heads)
-        self.norm2, self.ffn = RMSNorm(d_model), SwiGLU(d_model, ff_dim)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        pos: torch.Tensor,
-        mask: torch.Tensor,
-        cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> torch.Tensor:
-        # full window: x (N, L, D), mask (N, 1, L, L); appends (k, v) (N, nh, L, hd) to cache
-        a = self.self_attn
-        h = self.norm1(x)
-        q, k, v = a.split(a.q_proj(h)), a.split(a.k_proj(h)), a.split(a.v_proj(h))
-        q, k = a.rotary(q, pos), a.rotary(k, pos)
-        if cache is not None:
-            cache.append((k, v))
-        x = x + a.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-        return x + self.ffn(self.norm2(x))
-
-    def step(
-        self,
-        x: torch.Tensor,
-        pos: torch.Tensor,
-        prefix: tuple[torch.Tensor, torch.Tensor],
-        prefix_valid: torch.Tensor,
-        new: list[torch.Tensor | None],
-    ) -> torch.Tensor:
-        # k new positions per sample: x (B, S, k, D); new = [k, v] per-sample cache, updated
-        a = self.self_attn
-        h = self.norm1(x)
-        q, k, v = a.split(a.q_proj(h)), a.split(a.k_proj(h)), a.split(a.v_proj(h))
-        q, k = a.rotary(q, pos), a.rotary(k, pos)  # (B, S, nh, k, hd)
-        new[0] = k if new[0] is None else torch.cat([new[0], k], dim=3)
-        new[1] = v if new[1] is None else torch.cat([new[1], v], dim=3)
-        x = x + a.merge(shared_attention(q, *prefix, prefix_valid, new[0], new[1]))
-        return x + self.ffn(self.norm2(x))
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, d_model: int, ff_dim: int) -> None:
-        super().__init__()
-        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
-        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class _BSQBuffers(nn.Module):
@@ -466,6 +323,7 @@ class KronosNet(nn.Module):
                 f"!= predictor bits {(model.s1_bits, model.s2_bits)}"
             )
         self.tokenizer, self.model = KronosTokenizer(tokenizer), KronosModel(model)
+        self._decoders = DecoderCache()  # fixed-shape decoders by batch shape (decode static)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -517,6 +375,8 @@ def kronos_generate(
     top_p: float = 0.9,
     window: int = 512,
     use_cache: bool = True,
+    decode: str = "eager",
+    attention_backend: str = "auto",
 ) -> torch.Tensor:
     """Sample ``S`` futures of ``H`` candles per series.
 
@@ -531,17 +391,41 @@ def kronos_generate(
         window: Most tokens the predictor and the decoder attend to (the reference's
             ``max_context``); older tokens drop out of the window.
         use_cache: Shared-prefix KV cache; falls back to recomputation if the window slides.
+        decode: With the cache: ``eager`` (per-sample caches that grow each step), ``static``
+            (preallocated per-sample caches, fixed-shape steps), ``graph`` (``static`` replayed
+            from a CUDA graph, CUDA only) or ``auto`` (``graph`` on CUDA, else ``eager``).
+        attention_backend: SDPA kernels of the window passes
+            (:func:`~alphaforge.utils.device.choose_sdpa_backends`).
 
     Returns:
         ``(B, S, H, d_in)`` normalised candles.
+
+    Raises:
+        ConfigError: unknown ``decode`` or ``attention_backend``; ``graph`` off CUDA.
     """
     T, H = x.shape[1], u.shape[2]
-    s1c, s2c = net.tokenizer.encode(x, valid)  # (B, T) each
-    ctx = _Encoded(s1c, s2c, valid, stamps)
-    draw = functools.partial(sample_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    if use_cache and T + H <= window:
-        return _generate_cached(net, ctx, u, draw)
-    return _generate_full(net, ctx, u, draw, window)
+    mode = resolve_decode(decode, x.device)
+    c = net.model.config
+    amp = dev.autocast_dtype(x.device) or x.dtype
+    kernels = dev.sdpa_backend_context(
+        x.device,
+        amp,
+        attention_backend,
+        head_dim=c.d_model // c.n_heads,
+        masked=True,  # padding and causal masks
+        varying_keys=True,  # windows grow when recomputing
+    )
+    with kernels:
+        s1c, s2c = net.tokenizer.encode(x, valid)  # (B, T) each
+        ctx = _Encoded(s1c, s2c, valid, stamps)
+        draw = functools.partial(sample_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+        if not use_cache or T + H > window:
+            return _generate_full(net, ctx, u, draw, window)
+        if mode == "eager":
+            return _generate_cached(net, ctx, u, draw)
+        key = (tuple(u.shape), T, amp, stamps is not None, temperature, top_k, top_p)
+        key += (torch.is_inference_mode_enabled(), mode)  # buffers are made in that mode
+        return _generate_static(net, ctx, u, draw, key)
 
 
 @dataclass(frozen=True)
@@ -575,20 +459,54 @@ def _cross(
     return dep.norm(last + a.merge(out)[..., 0, :])
 
 
-def _generate_cached(net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw) -> torch.Tensor:
-    s1c, s2c, valid, stamps = ctx.s1, ctx.s2, ctx.valid, ctx.stamps
-    m, tok = net.model, net.tokenizer
-    B, S, H = u.shape[:3]
-    T = s1c.shape[1]
-    pos, mask = torch.arange(T, device=s1c.device), causal_mask(valid)
-    # prefill once per series: (B, T, D) hidden states and per-layer prefix keys
-    h = m.inputs(s1c, s2c, None if stamps is None else stamps[:, :T])
+@dataclass(frozen=True)
+class _Prefill:
+    """The context pass shared by all samples of a series."""
+
+    pos: torch.Tensor  # (T,) positions
+    mask: torch.Tensor  # (B, 1, T, T) causal, no padding keys
+    prefix: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (B, nh, T, hd) keys, values
+    hidden: torch.Tensor  # (B, T, D) normalised hidden states
+    dep_prefix: tuple[torch.Tensor, torch.Tensor]  # (B, nh, T, hd) dependency-layer keys
+
+
+def _prefill(net: KronosNet, ctx: _Encoded) -> _Prefill:
+    """Run the predictor once over each series' context (prefill)."""
+    m, T = net.model, ctx.s1.shape[1]
+    pos, mask = torch.arange(T, device=ctx.s1.device), causal_mask(ctx.valid)
+    h = m.inputs(ctx.s1, ctx.s2, None if ctx.stamps is None else ctx.stamps[:, :T])
     prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
     for block in m.transformer:
         h = block(h, pos, mask, cache=prefix)
     hn = m.norm(h)
     a = m.dep_layer.cross_attn
-    dep_prefix = (a.split(a.k_proj(hn)), a.split(a.v_proj(hn)))  # (B, nh, T, hd)
+    return _Prefill(pos, mask, prefix, hn, (a.split(a.k_proj(hn)), a.split(a.v_proj(hn))))
+
+
+def _decode_candles(
+    net: KronosNet, ctx: _Encoded, pre: _Prefill, g1: torch.Tensor, g2: torch.Tensor
+) -> torch.Tensor:
+    """Sampled ``(B, S, H)`` tokens -> ``(B, S, H, d_in)`` candles: the context tokens through
+    the decoder once per series, the generated ones per sample."""
+    tok, T, H = net.tokenizer, ctx.s1.shape[1], g1.shape[-1]
+    z = tok.embed_tokens(ctx.s1, ctx.s2)
+    dec_prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for block in tok.decoder:
+        z = block(z, pre.pos, pre.mask, cache=dec_prefix)
+    zn = tok.embed_tokens(g1, g2)  # (B, S, H, D)
+    p = torch.arange(T, T + H, device=zn.device)
+    for block, prefix in zip(tok.decoder, dec_prefix, strict=True):
+        zn = block.step(zn, p, prefix, ctx.valid, [None, None])
+    return tok.head(zn)
+
+
+def _generate_cached(net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw) -> torch.Tensor:
+    stamps, valid = ctx.stamps, ctx.valid
+    m = net.model
+    B, S, H = u.shape[:3]
+    T = ctx.s1.shape[1]
+    pre = _prefill(net, ctx)
+    hn, dep_prefix, a = pre.hidden, pre.dep_prefix, m.dep_layer.cross_attn
     dep_new: list[torch.Tensor] = []  # per-sample (B, S, nh, i, hd) keys and values
     new: list[list[torch.Tensor | None]] = [[None, None] for _ in m.transformer]
     last = hn[:, -1:].expand(B, S, -1)  # (B, S, D) hidden state of the newest position
@@ -612,8 +530,8 @@ def _generate_cached(net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw)
             None if stamps is None else stamps[:, None, T + i : T + i + 1].expand(B, S, 1, -1),
         )  # (B, S, 1, D)
         p = torch.tensor([T + i], device=e.device)
-        for block, pre, cache in zip(m.transformer, prefix, new, strict=True):
-            e = block.step(e, p, pre, valid, cache)
+        for block, prefix, cache in zip(m.transformer, pre.prefix, new, strict=True):
+            e = block.step(e, p, prefix, valid, cache)
         last = m.norm(e)[:, :, 0]  # (B, S, D)
         k_new, v_new = a.split(a.k_proj(last)[:, :, None]), a.split(a.v_proj(last)[:, :, None])
         dep_new = (
@@ -622,17 +540,121 @@ def _generate_cached(net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw)
             else [torch.cat([dep_new[0], k_new], 3), torch.cat([dep_new[1], v_new], 3)]
         )
         logits1 = m.head.proj_s1(last)
-    g1, g2 = torch.stack(out1, -1), torch.stack(out2, -1)  # (B, S, H)
-    # decode: the context tokens once per series, the generated ones per sample
-    z = tok.embed_tokens(s1c, s2c)
-    dec_prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for block in tok.decoder:
-        z = block(z, pos, mask, cache=dec_prefix)
-    zn = tok.embed_tokens(g1, g2)  # (B, S, H, D)
-    p = torch.arange(T, T + H, device=zn.device)
-    for block, pre in zip(tok.decoder, dec_prefix, strict=True):
-        zn = block.step(zn, p, pre, valid, [None, None])
-    return tok.head(zn)
+    return _decode_candles(net, ctx, pre, torch.stack(out1, -1), torch.stack(out2, -1))
+
+
+def _generate_static(
+    net: KronosNet, ctx: _Encoded, u: torch.Tensor, draw: Draw, key: tuple[Any, ...]
+) -> torch.Tensor:
+    """:func:`_generate_cached` with preallocated caches and fixed-shape steps (``key[-1]``:
+    ``static``, or ``graph`` to replay each step from a CUDA graph). The decoder, caches and
+    graph are kept per ``key`` and reused by the next batch of the same shape."""
+    T, H = ctx.s1.shape[1], u.shape[2]
+    pre = _prefill(net, ctx)
+    decoder = net._decoders.get(net, key, lambda: _StaticDecoder(net, pre, u, ctx, draw, key))
+    decoder.load(pre, ctx.valid)
+    out1, out2 = [], []
+    for i in range(H):
+        stamp = None if ctx.stamps is None else ctx.stamps[:, None, T + i : T + i + 1]
+        s1, s2 = decoder(i, u[:, :, i], stamp)
+        out1.append(s1)
+        out2.append(s2)
+    return _decode_candles(net, ctx, pre, torch.stack(out1, -1), torch.stack(out2, -1))
+
+
+class _StaticDecoder:
+    """Preallocated per-sample caches and the fixed-shape sampling step over them.
+
+    One step reads ``(logits1, last)`` of the newest position, draws the coarse and fine tokens
+    with uniforms ``u``, writes the new position's keys into slot ``i`` of every per-sample
+    cache (``(B, S, nh, H, hd)``, slots ``<= i`` visible) and leaves the next ``(logits1,
+    last)`` in separate output buffers: a step never overwrites its own inputs, so the warm-up
+    runs before a CUDA-graph capture repeat the same step.
+    """
+
+    def __init__(
+        self,
+        net: KronosNet,
+        pre: _Prefill,
+        u: torch.Tensor,
+        ctx: _Encoded,
+        draw: Draw,
+        key: tuple[Any, ...],
+    ) -> None:
+        m = net.model
+        a = m.dep_layer.cross_attn
+        B, S, H = u.shape[:3]
+        hn, device = pre.hidden, pre.hidden.device
+        self.net, self.draw, self.T, self.graph_mode = net, draw, ctx.s1.shape[1], key[-1]
+        cache = lambda k: k.new_zeros(B, S, k.shape[1], H, k.shape[3])  # noqa: E731
+        self.prefix = [(torch.empty_like(k), torch.empty_like(v)) for k, v in pre.prefix]
+        self.new = [(cache(k), cache(v)) for k, v in pre.prefix]
+        self.dep_prefix = (torch.empty_like(pre.dep_prefix[0]), torch.empty_like(pre.dep_prefix[1]))
+        self.dep_new = (cache(pre.dep_prefix[0]), cache(pre.dep_prefix[1]))
+        self.valid = torch.empty_like(ctx.valid)
+        self.slots = torch.arange(H, device=device)  # (H,) cache slots
+        self.i = torch.zeros(1, dtype=torch.long, device=device)  # the step's slot
+        self.u = torch.empty_like(u[:, :, 0])  # (B, S, 2)
+        self.stamp = None if ctx.stamps is None else ctx.stamps.new_zeros(B, S, 1, 5)
+        V1 = m.head.proj_s1.out_features
+        self.state = [hn.new_zeros(B, S, hn.shape[-1]), hn.new_zeros(B, S, V1)]  # last, logits1
+        self.next = [torch.empty_like(t) for t in self.state]
+        self.s1 = torch.zeros(B, S, dtype=torch.long, device=device)
+        self.s2 = torch.zeros_like(self.s1)
+        self.a, self.graph = a, None
+
+    def load(self, pre: _Prefill, valid: torch.Tensor) -> None:
+        """A new batch: its prefix keys, padding and first ``(logits1, last)``; empty caches."""
+        m = self.net.model
+        for (k, v), (pk, pv) in zip(self.prefix, pre.prefix, strict=True):
+            k.copy_(pk)
+            v.copy_(pv)
+        for buf, src in zip(self.dep_prefix, pre.dep_prefix, strict=True):
+            buf.copy_(src)
+        for k, v in (*self.new, self.dep_new):
+            k.zero_()
+            v.zero_()
+        self.valid.copy_(valid)
+        hn = pre.hidden
+        self.state[0].copy_(hn[:, -1:].expand_as(self.state[0]))
+        self.state[1].copy_(m.head.proj_s1(hn[:, -1])[:, None].expand_as(self.state[1]))
+
+    def _step(self) -> None:
+        m, a, i = self.net.model, self.a, self.i
+        last, logits1 = self.state
+        s1 = self.draw(logits1, self.u[..., 0])  # (B, S)
+        seen = (*self.dep_prefix, self.valid, *self.dep_new, self.slots < i)  # earlier steps
+        x2 = _cross(m.dep_layer, m.embedding.emb_s1(s1), last, seen, None)
+        s2 = self.draw(m.head.proj_s2(x2), self.u[..., 1])
+        self.s1.copy_(s1)
+        self.s2.copy_(s2)
+        e = m.inputs(s1[..., None], s2[..., None], self.stamp)  # (B, S, 1, D)
+        p, written = i + self.T, self.slots <= i
+        for block, prefix, new in zip(m.transformer, self.prefix, self.new, strict=True):
+            e = block.step_static(e, p, prefix, self.valid, new, i, written)
+        nxt = m.norm(e)[:, :, 0]  # (B, S, D)
+        self.dep_new[0].index_copy_(3, i, a.split(a.k_proj(nxt)[:, :, None]))
+        self.dep_new[1].index_copy_(3, i, a.split(a.v_proj(nxt)[:, :, None]))
+        self.next[0].copy_(nxt)
+        self.next[1].copy_(m.head.proj_s1(nxt))
+
+    def __call__(
+        self, i: int, u: torch.Tensor, stamp: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``i`` with uniforms ``u`` ``(B, S, 2)``: the ``(B, S)`` coarse and fine tokens."""
+        self.i.fill_(i)
+        self.u.copy_(u)
+        if self.stamp is not None and stamp is not None:
+            self.stamp.copy_(stamp.expand_as(self.stamp))
+        if self.graph_mode == "graph" and self.graph is None:
+            self.graph = GraphedStep(self._step, self.i.device)  # warm-ups: this very step
+        if self.graph is not None:
+            self.graph()
+        else:
+            self._step()
+        for state, nxt in zip(self.state, self.next, strict=True):
+            state.copy_(nxt)
+        return self.s1.clone(), self.s2.clone()
 
 
 def _generate_full(
