@@ -215,6 +215,20 @@ class EnsembleConfig(_Section):
         return ModelConfig(name=self.kind, label=self.name, params=params)
 
 
+class ClusterConfig(_Section):
+    """The Dask cluster of ``engine: dask``: an existing one, or a local one started for the run."""
+
+    scheduler: str | None = Field(
+        None, description="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+    workers: int | None = Field(None, ge=1, description="local cluster: worker processes")
+    threads_per_worker: int = Field(1, ge=1, description="local cluster: threads per worker")
+    memory_limit: str | None = Field(
+        None, description="local cluster: memory cap per worker, e.g. 4GB (default: RAM / workers)"
+    )
+    processes: bool = Field(True, description="local cluster: workers in their own processes")
+
+
 class ExperimentConfig(_Section):
     """A whole experiment: data -> features -> label -> walk-forward -> models -> metrics."""
 
@@ -244,6 +258,10 @@ class ExperimentConfig(_Section):
         "costs, or sign for one symbol; skipped for volatility labels)",
     )
     output_dir: str = Field("runs", description="parent folder of run directories")
+    engine: Literal["memory", "dask"] = Field(
+        "memory", description="where features and trees are computed: this process or Dask"
+    )
+    cluster: ClusterConfig = ClusterConfig()
 
     def ensemble_models(self) -> list[ModelConfig]:
         """The ensembles as registry entries (members resolved against ``models``)."""

@@ -86,7 +86,7 @@ _SEQ = (
 _SEQ_MULTI = (*_SEQ, "multi_output")
 _FOUNDATION = ("needs_sequence", "deterministic_cpu", "needs_context")
 _ENSEMBLE = ("supports_valid", "needs_sequence", "deterministic_cpu", "needs_context")
-_TREES = ("lightgbm", "xgboost", "sklearn")  # trees.py imports all three
+_TREES = ("lightgbm", "xgboost", "sklearn")  # trees.py and forest.py import all three
 _TORCH = ("torch",)
 _RETURN = ("return",)
 
@@ -109,10 +109,10 @@ MODELS: dict[str, ModelEntry] = {
         requires=_TREES,
     ),
     "random_forest": ModelEntry(
-        "alphaforge.models.trees:RandomForestForecaster",
+        "alphaforge.models.forest:RandomForestForecaster",
         "tree",
         None,
-        "scikit-learn random forest, saved as pickle-free node arrays",
+        "random forest on LightGBM rf (engine: sklearn for exact CART)",
         flags=("feature_importance", "deterministic_cpu"),
         requires=_TREES,
     ),

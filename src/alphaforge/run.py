@@ -20,6 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,14 +38,16 @@ from alphaforge.backtest import (
 )
 from alphaforge.config import ExperimentConfig, ModelConfig, dump_config, load_config
 from alphaforge.data import load_panel
+from alphaforge.engines import engine_members, engine_session, features_for
 from alphaforge.errors import ConfigError, DataError
-from alphaforge.features import build_features, catalogue_features
+from alphaforge.features import catalogue_features
 from alphaforge.features.normalize import FeatureNormalizer, cs_rank, cs_zscore
 from alphaforge.features.pca import PCAFactors
 from alphaforge.labels import LabelSpec, make_label, transform_label
 from alphaforge.metrics import METRICS, evaluate
 from alphaforge.models.base import BaseForecaster, predict_rows
 from alphaforge.models.ensemble import WeightedForecaster
+from alphaforge.models.fold_matrix import fit_rows, shared_fold
 from alphaforge.models.per_symbol import PerSymbolForecaster
 from alphaforge.registry import baselines_for, get_model
 from alphaforge.report import write_report
@@ -143,8 +146,8 @@ def fit_model(
     Returns:
         ``model``, fitted.
     """
-    window = (X[valid], y[valid]) if valid is not None and valid.any() else None
-    return model.fit(X[train], y[train], valid=window, label=label)
+    window = fit_rows(X, y, valid) if valid is not None and valid.any() else None
+    return model.fit(*fit_rows(X, y, train, model), valid=window, label=label)
 
 
 @dataclass
@@ -215,7 +218,7 @@ def run_experiment(
         if not resume:
             shutil.rmtree(ckpt, ignore_errors=True)  # stale checkpoints must not leak into a run
         try:
-            with _log_to(tmp / artifacts.RUN_LOG):
+            with _log_to(tmp / artifacts.RUN_LOG), engine_session(cfg):
                 result = _run(cfg, tmp, progress, ckpt, resume)
             artifacts.write_manifest(tmp)
         except BaseException as exc:
@@ -237,7 +240,7 @@ def _run(
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
     label = cfg.label.spec()
-    members = run_members(cfg, label.label_kind)  # fails before any data work
+    members = engine_members(run_members(cfg, label.label_kind), cfg)  # before any data work
     panel = select_panel(load_panel(cfg.data.source, repair=cfg.data.repair), cfg)
     splitter = WalkForward(**cfg.split.model_dump(), horizon=cfg.label.horizon)
     folds = splitter.split(panel)  # ConfigError if the windows do not fit the data
@@ -294,25 +297,23 @@ def _run_fold(
     y, target = labels
     masks = {p: fold.rows(X, p) for p in ("train", *PREDICTED)}
     rows = {p: X.index[masks[p]] for p in PREDICTED if masks[p].any()}
-    n = len(ctx.members)
-    for j, m in enumerate(ctx.members):
-        if ctx.progress:  # done counts finished models: one call as a model starts, one as it ends
-            ctx.progress("model", j, n, m.name)
-        model = m.build(ctx.cfg.seed, ctx.label)
-        if model.capabilities.checkpointable:  # crash-safe, resumable training
-            model.checkpoint_dir = ctx.ckpt / m.name / f"fold_{fold.index}"
-            model.resume = ctx.resume
-        if ctx.progress and model.capabilities.family == "neural":
-            model.iteration_callback = lambda e, v, net=model, p=ctx.progress: _epoch_progress(
-                p, net, e, v
-            )
-        fit_model(model, X, target, masks["train"], masks["valid"], ctx.label)
-        _collect(model, m.name, fold.index, X, target, rows, got)
-        model.save(artifacts.model_dir(ctx.workdir, m.name, fold.index))
-        for part, idx in rows.items():
-            got.predictions.append(_frame(predict_rows(model, X, idx), y, m.name, fold, part))
-        if ctx.progress:
-            ctx.progress("model", j + 1, n, m.name)
+    with shared_fold(X):  # every model of the fold reuses its row frames and float32 matrices
+        for j, m in enumerate(ctx.members):
+            if ctx.progress:  # done counts finished models: one call as it starts, one as it ends
+                ctx.progress("model", j, len(ctx.members), m.name)
+            model = m.build(ctx.cfg.seed, ctx.label)
+            if model.capabilities.checkpointable:  # crash-safe, resumable training
+                model.checkpoint_dir = ctx.ckpt / m.name / f"fold_{fold.index}"
+                model.resume = ctx.resume
+            if ctx.progress and model.capabilities.family == "neural":
+                model.iteration_callback = partial(_epoch_progress, ctx.progress, model)
+            fit_model(model, X, target, masks["train"], masks["valid"], ctx.label)
+            _collect(model, m.name, fold.index, X, target, rows, got)
+            model.save(artifacts.model_dir(ctx.workdir, m.name, fold.index))
+            for p in rows:  # predicted in X's order, the order of rows[p]
+                got.predictions.append(_frame(predict_rows(model, X, masks[p]), y, m.name, fold, p))
+            if ctx.progress:
+                ctx.progress("model", j + 1, len(ctx.members), m.name)
 
 
 def _epoch_progress(progress: ProgressCallback, model: Any, epoch: int, score: float) -> None:
@@ -526,7 +527,7 @@ def experiment_features(panel: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFr
     """The experiment's feature matrix, with the per-timestamp normalisation if one is set
     (ranks and z-scores across symbols read one timestamp each, so no fold needs refitting)."""
     f = cfg.features
-    X = build_features(
+    X = features_for(cfg)(
         panel,
         f.names,
         catalogue=f.catalogue,

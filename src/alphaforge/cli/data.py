@@ -11,12 +11,16 @@ from rich.text import Text
 
 from alphaforge.cli.ui import add_columns, fail, guard, new_table, out, print_table, spinner
 from alphaforge.data import builtin_datasets, describe_panel, load_panel, write_repair_report
-from alphaforge.features import build_features
-from alphaforge.utils.io import atomic_write
+from alphaforge.engines import ClusterSpec, write_features
 
 app = typer.Typer(no_args_is_help=True, help="List, validate and repair panels.")
 
-Source = Annotated[str, typer.Argument(help="CSV/Parquet file, builtin:NAME or synthetic:...")]
+Source = Annotated[
+    str,
+    typer.Argument(
+        help="CSV/Parquet file, a directory or glob of shards, builtin:NAME or synthetic:..."
+    ),
+]
 
 
 @app.command("list")
@@ -57,7 +61,12 @@ def data_validate(
 
 def features_cmd(
     path: Source,
-    out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="memory engine: a Parquet file; dask engine: a dataset directory"
+        ),
+    ],
     cross_section: Annotated[
         bool,
         typer.Option(
@@ -65,10 +74,41 @@ def features_cmd(
             help="add per-timestamp ranks and z-scores across symbols",
         ),
     ] = True,
+    engine: Annotated[
+        str, typer.Option(help="memory (this process) or dask (a Dask cluster)")
+    ] = "memory",
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(help="dask: address of a running scheduler, e.g. tcp://10.0.0.5:8786"),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, metavar="N", help="dask: local worker processes (default: one per core, max 4)"
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        Optional[str], typer.Option(help="dask: memory cap per local worker, e.g. 2GB")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace a non-empty --out directory")
+    ] = False,
 ) -> None:
-    """Build the feature catalogue for a panel and write it to Parquet (atomically)."""
+    """Build the feature catalogue of a panel or partitioned dataset and write it atomically.
+
+    --engine dask builds on a Dask cluster (the --scheduler one, else a local one of --workers
+    processes) and writes a partitioned dataset: part-NNNNN.parquet files of whole symbols.
+    """
+    options = {"scheduler": scheduler, "workers": workers, "memory_limit": memory_limit}
     with guard(), spinner("building features"):
-        X = build_features(load_panel(path), cross_section=cross_section)
-        with atomic_write(out_file, "wb") as fh:
-            X.reset_index().to_parquet(fh, index=False)
-    out.print(f"wrote {out_file}: {X.shape[0]} rows x {X.shape[1]} features")
+        cluster = ClusterSpec(**options) if any(v is not None for v in options.values()) else None
+        info = write_features(
+            path,
+            out_path,
+            engine=engine,
+            cluster=cluster,
+            cross_section=cross_section,
+            overwrite=overwrite,
+        )
+    parts = f" in {info['parts']} parts" if info["parts"] > 1 else ""
+    out.print(f"wrote {out_path}: {info['rows']} rows x {info['columns']} features{parts}")

