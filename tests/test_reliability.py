@@ -423,3 +423,10 @@ def test_damaged_saved_tokenizer_is_named(tmp_path: Path, name: str, damage: str
     DAMAGE[damage](path / name)
     with pytest.raises(DataError, match=re.escape(name)):
         load_tokenizer(path)
+
+
+def test_a_run_builds_its_report_from_verified_files(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="alphaforge"):
+        run_experiment(_config(tmp_path), out=tmp_path / "r")
+    assert not [r for r in caplog.records if "manifest" in r.getMessage()]
+    assert (tmp_path / "r" / artifacts.MANIFEST).is_file()

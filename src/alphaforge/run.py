@@ -220,7 +220,6 @@ def run_experiment(
         try:
             with _log_to(tmp / artifacts.RUN_LOG), engine_session(cfg):
                 result = _run(cfg, tmp, progress, ckpt, resume)
-            artifacts.write_manifest(tmp)
         except BaseException as exc:
             if is_full_disk(exc, run_dir.parent):  # nothing to resume: leave nothing behind
                 shutil.rmtree(ckpt, ignore_errors=True)
@@ -281,6 +280,7 @@ def _run(
     _write_curves(workdir, got)
     metrics["elapsed_s"] = round(time.perf_counter() - t0, 3)
     _write(workdir, cfg, preds, metrics, folds)
+    artifacts.write_manifest(workdir)  # report.html and run.log are not in it
     _report(workdir)
     log.info("run finished in %.1fs", time.perf_counter() - t0)
     return RunResult(cfg, workdir, preds, metrics, folds)
