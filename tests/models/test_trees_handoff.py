@@ -163,3 +163,26 @@ def test_every_tree_model_and_engine_repeats_a_run_byte_for_byte(tmp_path: Path)
     assert files[0] == files[1]
     models = set(runs[0].predictions["model"])
     assert {"lightgbm", "xgboost", "rf_lightgbm", "rf_sklearn"} <= models
+
+
+def test_float32_matrix_of_mixed_columns() -> None:
+    idx = pd.MultiIndex.from_product(
+        [pd.bdate_range("2024-01-01", periods=5000), ["A", "B"]], names=["timestamp", "symbol"]
+    )
+    n = len(idx)
+    X = pd.DataFrame(
+        {
+            "f": np.linspace(-1, 1, n),
+            "i": np.arange(n, dtype=np.int64),
+            "na": pd.array([None if k % 7 == 0 else k / 3 for k in range(n)], dtype="Float64"),
+        },
+        index=idx,
+    )
+    got = float32_features(X)  # several pandas blocks, pd.NA, more rows than one cast block
+    expected = np.stack(
+        [X["f"].to_numpy(), X["i"].to_numpy(), X["na"].to_numpy(np.float64, na_value=np.nan)],
+        axis=1,
+    ).astype(np.float32)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got[::7, 2]).all()
