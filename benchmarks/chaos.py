@@ -56,6 +56,7 @@ from alphaforge.errors import DataError
 from alphaforge.models.base import BaseForecaster
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.report.load import load_run
+from alphaforge.testing import FILE_DAMAGE
 from alphaforge.tuning.results import read_best
 from alphaforge.utils.integrity import seal
 from alphaforge.utils.io import atomic_write_text
@@ -305,18 +306,7 @@ def gate_race(root: Path, writers: int) -> Row:
 
 
 # ------------------------------------------------------------------------------------ corruption
-def _truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def _flip(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x04
-    path.write_bytes(bytes(data))
-
-
-DAMAGE = {"truncate": _truncate, "bit flip": _flip}
+DAMAGE = FILE_DAMAGE
 
 
 def corruption(root: Path) -> Row:

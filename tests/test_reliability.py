@@ -39,6 +39,7 @@ from alphaforge.models.tokenizer import VQVAETokenizer, load_tokenizer
 from alphaforge.models.training import TensorSource, TrainConfig, fit_torch
 from alphaforge.report.load import load_run
 from alphaforge.run import rebacktest, run_experiment
+from alphaforge.testing import FILE_DAMAGE, truncate_file
 from alphaforge.tuning.results import read_best
 from alphaforge.utils.integrity import seal
 from alphaforge.utils.io import atomic_write_text
@@ -206,18 +207,7 @@ def test_four_concurrent_tunes_keep_the_best_promoted_score(tmp_path: Path) -> N
 
 
 # ------------------------------------------------------------------------------------ corruption
-def _truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-
-
-def _flip(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x04
-    path.write_bytes(bytes(data))
-
-
-DAMAGE = {"truncated": _truncate, "bit-flipped": _flip}
+DAMAGE = FILE_DAMAGE
 
 
 @pytest.fixture(scope="module")
@@ -408,7 +398,7 @@ def test_altered_token_file_is_named(tmp_path: Path) -> None:
     pq.write_table(table.set_column(2, "token", pa.array(tokens)), path)
     with pytest.raises(DataError, match="tokens.parquet.*altered"):
         read_tokens(path)
-    _truncate(path)
+    truncate_file(path)
     with pytest.raises(DataError, match="tokens.parquet"):
         read_tokens(path)
 

@@ -556,3 +556,25 @@ def check_no_lookahead(
                 f"{b[r, c]!r} when only bars after {cut} changed (horizon {horizon})"
             )
     return len(cuts)
+
+
+# ----------------------------------------------------------------------------- file damage
+def truncate_file(path: Path) -> None:
+    """Cut ``path`` to half its size, as a write killed midway or a full disk leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_bit(path: Path) -> None:
+    """Flip one bit in the middle of ``path``: damage that leaves the size, and often the format,
+    intact."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+#: the damages every artifact alphaforge reads back must be caught by
+FILE_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "truncated": truncate_file,
+    "bit-flipped": flip_bit,
+}
